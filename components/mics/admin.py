@@ -1,0 +1,155 @@
+"""The control realm `mics.control`: node bootstrap and the admin API (protocol.md section 7).
+
+This component is the one Crossbar starts from the router config; its `extra` is the MICS config
+(node settings + tenants). `check_config` validates it before start, so a bad value stops the node
+with a message naming tenant and field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.wamp import ApplicationSession
+from autobahn.wamp.exception import ApplicationError
+from txaio import make_logger
+
+from mics import errors, uris
+from mics.config import MicsConfig, is_valid_entity_id, is_valid_tenant_id
+from mics.errors import ConfigError, MicsError
+from mics.node import NODE
+from mics.tenants import TenantRuntime
+
+log = make_logger()
+
+
+def _controller_of(session: ApplicationSession) -> Any:
+    """The router worker's controller. `crossbar start` does not pass it to components
+    (crossbar-notes.md section 1), so fall back to the router factory's worker."""
+    if session.config.controller is not None:
+        return session.config.controller
+    return session._transport._router._factory._worker  # type: ignore[attr-defined]
+
+
+class ControlComponent(ApplicationSession):
+    """Starts the MICS node, then serves mics.admin.* to admins."""
+
+    @staticmethod
+    def check_config(personality: Any, extra: dict[str, Any]) -> None:
+        try:
+            MicsConfig.load(_without_cbdir(extra))
+        except ConfigError as e:
+            raise ValueError(f"MICS config: {e}") from None
+
+    async def onJoin(self, details: Any) -> None:
+        config = MicsConfig.load(_without_cbdir(self.config.extra or {}))
+        if config.node.dev_mode and config.node.admin_secret:
+            log.info(
+                "development admin secret (embedded default): {secret} - set MICS_ADMIN_SECRET in production",
+                secret=config.node.admin_secret,
+            )
+        await NODE.start(config, _controller_of(self))
+        procedures = {
+            uris.ADMIN_TENANT_LIST: self.tenant_list,
+            uris.ADMIN_TENANT_GET: self.tenant_get,
+            uris.ADMIN_TENANT_UPSERT: self.tenant_upsert,
+            uris.ADMIN_TENANT_DISABLE: self.tenant_disable,
+            uris.ADMIN_SESSION_LIST: self.session_list,
+            uris.ADMIN_SESSION_KICK: self.session_kick,
+            uris.ADMIN_STATS: self.stats,
+        }
+        for uri, fn in procedures.items():
+            await self.register(fn, uri)
+
+    def onLeave(self, details: Any) -> None:
+        NODE.stop()
+        super().onLeave(details)
+
+    def _tenant(self, tenant_id: Any) -> TenantRuntime:
+        tenant = NODE.tenants.get(tenant_id) if isinstance(tenant_id, str) and NODE.tenants else None
+        if tenant is None:
+            raise MicsError(errors.NOT_FOUND, f"no tenant {tenant_id!r}", tenant_id=tenant_id)
+        return tenant
+
+    def tenant_list(self) -> dict[str, Any]:
+        assert NODE.tenants is not None
+        return {
+            "tenants": [
+                {"tenant_id": t.tenant_id, "enabled": t.enabled, "connections": t.sessions.connections}
+                for t in NODE.tenants
+            ]
+        }
+
+    def tenant_get(self, tenant_id: Any = None) -> dict[str, Any]:
+        tenant = self._tenant(tenant_id)
+        return {"tenant_id": tenant.tenant_id, "config": tenant.config.to_dict(redact=True)}
+
+    async def tenant_upsert(self, tenant_id: Any = None, config: Any = None) -> dict[str, Any]:
+        assert NODE.tenants is not None and NODE.realms is not None
+        if not is_valid_tenant_id(tenant_id):
+            raise ConfigError("tenant_id", f"expected ^[A-Za-z][A-Za-z0-9_-]{{2,63}}$, got {tenant_id!r}").to_wamp()
+        try:
+            tenant, created = NODE.tenants.upsert(tenant_id, config if config is not None else {})
+        except ConfigError as e:
+            raise e.to_wamp() from None
+        if tenant.enabled:
+            await NODE.realms.ensure(tenant_id)
+        else:
+            self._close_all(tenant)
+        log.info("tenant upserted: tenant={tenant_id} created={created}", tenant_id=tenant_id, created=created)
+        return {"tenant_id": tenant_id, "created": created}
+
+    async def tenant_disable(self, tenant_id: Any = None) -> dict[str, Any]:
+        tenant = self._tenant(tenant_id)
+        tenant.update(tenant.config.merged({"enabled": False}))
+        self._close_all(tenant)
+        log.info("tenant disabled: tenant={tenant_id}", tenant_id=tenant.tenant_id)
+        return {}
+
+    @staticmethod
+    def _close_all(tenant: TenantRuntime) -> None:
+        if tenant.component is None:
+            return
+        for info in list(tenant.sessions.by_id.values()):
+            tenant.component.close_session(info.session_id, errors.CLOSE_TENANT_DISABLED, "the tenant was disabled")
+
+    def session_list(self, tenant_id: Any = None, user_id: Any = None) -> dict[str, Any]:
+        tenant = self._tenant(tenant_id)
+        if user_id is not None and not is_valid_entity_id(user_id):
+            raise MicsError(errors.INVALID_MESSAGE, "user_id is invalid")
+        if tenant.component is None:
+            return {"sessions": []}
+        return {"sessions": tenant.component.list_sessions(user_id)}
+
+    def session_kick(self, tenant_id: Any = None, user_id: Any = None, device_id: Any = None) -> dict[str, Any]:
+        tenant = self._tenant(tenant_id)
+        if not is_valid_entity_id(user_id) or (device_id is not None and not is_valid_entity_id(device_id)):
+            raise MicsError(errors.INVALID_MESSAGE, "user_id (and device_id, if given) must be valid ids")
+        if tenant.component is None:
+            return {"kicked": 0}
+        return {"kicked": tenant.component.kick(user_id, device_id)}
+
+    def stats(self, tenant_id: Any = None) -> dict[str, Any]:
+        assert NODE.tenants is not None
+        tenants = [self._tenant(tenant_id)] if tenant_id is not None else list(NODE.tenants)
+        return {
+            "node_id": NODE.settings.node_id if NODE.settings else None,
+            "tenants": {
+                t.tenant_id: {
+                    "enabled": t.enabled,
+                    "connections": t.sessions.connections,
+                    "users_online": len(t.sessions.by_user),
+                    "events_queued": len(t.events.items),
+                    "events_dropped": t.events.dropped,
+                    **{f"buffer_{k}": v for k, v in t.buffer.stats().items()},
+                }
+                for t in tenants
+            },
+        }
+
+
+def _without_cbdir(extra: dict[str, Any]) -> dict[str, Any]:
+    """Crossbar adds `cbdir` to every component's extra."""
+    return {k: v for k, v in extra.items() if k != "cbdir"}
+
+
+__all__ = ["ApplicationError", "ControlComponent"]

@@ -1,0 +1,122 @@
+"""The `function` authenticator Crossbar calls for every HELLO on the MICS transport.
+
+- end-user devices: ticket = tenant token, authextra.device_id; the tenant's auth hook decides.
+- tenant backends: wampcra, authid `backend` or `backend-<name>`, secret = the tenant secret.
+- admins: wampcra into `mics.control`, authid `admin`, secret from MICS_ADMIN_SECRET.
+
+Failures raise JoinDenied, which Crossbar sends as ABORT(reason URI, message).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from txaio import make_logger
+
+from mics import errors, metrics, uris
+from mics.config import is_valid_entity_id
+from mics.hooks import HookRejected
+from mics.hooks.policy import HookUnavailable
+from mics.node import NODE, Node
+
+log = make_logger()
+
+BACKEND_AUTHID = re.compile(r"^backend(-[A-Za-z0-9_-]{1,64})?$")
+PENDING_JOIN_S = 30.0  # a reservation not turned into a session within this is released
+
+
+def create_authenticator(config: dict[str, Any], controller: Any = None) -> Any:
+    """Crossbar's factory: returns `authenticate(realm, authid, details)`."""
+    return Authenticator(NODE).authenticate
+
+
+class Authenticator:
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    async def authenticate(self, realm: str, authid: str | None, details: dict[str, Any]) -> dict[str, Any]:
+        node = self._node
+        await node.when_ready()
+        method = details.get("authmethod")
+        if realm == uris.CONTROL_REALM:
+            return self._admin(authid, method)
+        tenant = node.tenants.get(realm) if node.tenants else None
+        if tenant is None or not tenant.enabled:
+            metrics.JOINS.labels("-", "invalid_tenant").inc()
+            raise errors.JoinDenied(errors.INVALID_TENANT, f"tenant {realm!r} is unknown or disabled")
+        assert node.realms is not None and node.settings is not None
+        await node.realms.ensure(realm)
+        if method == "wampcra":
+            if not authid or not BACKEND_AUTHID.match(authid):
+                raise errors.JoinDenied(errors.INVALID_TOKEN, "backend authid must be 'backend' or 'backend-<name>'")
+            return {"authid": authid, "role": uris.ROLE_BACKEND, "secret": tenant.config.secret,
+                    "extra": {"node_id": node.settings.node_id}}  # fmt: skip
+        if method != "ticket":
+            raise errors.JoinDenied(errors.INVALID_TOKEN, "users join with authmethod ticket")
+        return await self._user(tenant, details)
+
+    def _admin(self, authid: str | None, method: str | None) -> dict[str, Any]:
+        settings = self._node.settings
+        secret = settings.admin_secret if settings else None
+        if method != "wampcra" or authid != "admin" or not secret:
+            raise errors.JoinDenied(errors.NOT_AUTHORIZED, "admins join with wampcra as 'admin'")
+        return {"authid": "admin", "role": uris.ROLE_ADMIN, "secret": secret}
+
+    async def _user(self, tenant: Any, details: dict[str, Any]) -> dict[str, Any]:
+        tenant_id = tenant.tenant_id
+        token = details.get("ticket")
+        authextra = details.get("authextra") or {}
+        device_id = authextra.get("device_id") if isinstance(authextra, dict) else None
+        if not isinstance(token, str) or not token:
+            self._count(tenant_id, "invalid_token")
+            raise errors.JoinDenied(errors.INVALID_TOKEN, "a ticket (the tenant token) is required")
+        if not is_valid_entity_id(device_id):
+            self._count(tenant_id, "invalid_token")
+            raise errors.JoinDenied(errors.INVALID_TOKEN, "authextra.device_id is required (no '.', '#', spaces)")
+        hook = tenant.hook
+        if hook is None:
+            self._count(tenant_id, "hook_unavailable")
+            raise errors.JoinDenied(errors.HOOK_UNAVAILABLE_JOIN, "the tenant's auth hook is not available")
+        try:
+            reply = await hook.auth(token, device_id)
+        except HookRejected:
+            self._count(tenant_id, "invalid_token")
+            raise errors.JoinDenied(errors.INVALID_TOKEN, "the token was refused") from None
+        except HookUnavailable as e:
+            self._count(tenant_id, "hook_unavailable")
+            log.warn("auth hook unavailable: tenant={tenant_id} cause={cause}", tenant_id=tenant_id, cause=e.cause)
+            raise errors.JoinDenied(errors.HOOK_UNAVAILABLE_JOIN, "the auth hook is unavailable") from None
+        if not tenant.enabled:  # disabled while the hook was asked
+            raise errors.JoinDenied(errors.INVALID_TENANT, f"tenant {tenant_id!r} is disabled")
+        if reply.config:
+            tenant.apply_overrides(reply.config)
+        config = tenant.config
+        device_id = reply.device_id or device_id
+        over = tenant.sessions.would_exceed(
+            reply.user_id, device_id, config.max_connections, config.max_connections_per_user
+        )
+        if over is not None:
+            self._count(tenant_id, "connection_limit")
+            log.info("connection limit reached: tenant={tenant_id} limit={limit}", tenant_id=tenant_id, limit=over)
+            what = "the tenant's connection limit" if over == "tenant" else "the per-user connection limit"
+            raise errors.JoinDenied(errors.CONNECTION_LIMIT, f"{what} is reached")
+        node = self._node
+        tenant.sessions.reserve(reply.user_id, device_id, node.reactor.seconds() + PENDING_JOIN_S)
+        self._count(tenant_id, "ok")
+        assert node.settings is not None
+        return {
+            "authid": reply.user_id,
+            "role": uris.ROLE_USER,
+            "extra": {
+                "device_id": device_id,
+                "node_id": node.settings.node_id,
+                "heartbeat_timeout_s": config.heartbeat_timeout_s,
+                "offline_ttl_s": config.offline_ttl_s,
+                "tenant_id": tenant_id,
+            },
+        }
+
+    @staticmethod
+    def _count(tenant_id: str, outcome: str) -> None:
+        metrics.JOINS.labels(tenant_id, outcome).inc()

@@ -1,0 +1,76 @@
+"""Who may do what in a tenant realm. Users go through `decide` (the dynamic authorizer); backends,
+admins and our own components have static permissions (`*_permissions`).
+
+Crossbar caches authorizer answers per (realm, authrole, uri, action) — not per user — so any
+answer that depends on the user (their own inbox) says cache=False. Everything else is the same
+for every user of the role and is cached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mics import uris
+
+_DENY = {"allow": False, "cache": True}
+_DENY_NOCACHE = {"allow": False, "cache": False}
+_ALLOW_CALL = {"allow": True, "disclose": True, "cache": True}
+# tenant procedures are not cached, so every call reaches us and counts as heartbeat activity
+_ALLOW_TENANT_CALL = {"allow": True, "disclose": True, "cache": False}
+_ALLOW_SUBSCRIBE = {"allow": True, "cache": True}
+_ALLOW_OWN_INBOX = {"allow": True, "cache": False}
+
+
+def decide(authid: str, uri: str, action: str, match: str | None) -> dict[str, Any]:
+    """The authorizer's answer for a `user` session."""
+    if action == "call":
+        if uri in uris.USER_PROCEDURES:
+            return _ALLOW_CALL
+        if uri.startswith(uris.TENANT_PREFIX):
+            return _ALLOW_TENANT_CALL
+        return _DENY
+    if action == "subscribe":
+        if uri.startswith(uris.GROUP_PREFIX) or uri.startswith(uris.TENANT_PREFIX):
+            # the literal prefix pins every match policy under it; delivery is by eligible_authid
+            return _ALLOW_SUBSCRIBE
+        if uri.startswith(uris.INBOX_PREFIX):
+            own = uri == uris.INBOX_PREFIX + authid and (match in (None, "exact"))
+            return _ALLOW_OWN_INBOX if own else _DENY_NOCACHE
+        # wildcards such as "mics..": could match another user's inbox
+        return _DENY_NOCACHE
+    return _DENY  # users never publish or register
+
+
+def _perm(uri: str, match: str = "exact", call=False, register=False, publish=False, subscribe=False, disclose=False):  # type: ignore[no-untyped-def]
+    return {
+        "uri": uri,
+        "match": match,
+        "allow": {"call": call, "register": register, "publish": publish, "subscribe": subscribe},
+        "disclose": {"caller": disclose, "publisher": disclose},
+        "cache": True,
+    }
+
+
+def backend_permissions() -> list[dict[str, Any]]:
+    """A tenant backend: hooks and tenant.* procedures, system sends, session admin, events."""
+    calls = [uris.MESSAGE_SEND, uris.GROUP_SEND, uris.GROUP_MEMBERS_CHANGED, uris.SESSION_LIST, uris.SESSION_KICK,
+             uris.PRESENCE_GET, uris.PING, uris.SESSION_GET]  # fmt: skip
+    return [
+        _perm("mics.hook.", "prefix", register=True),
+        _perm(uris.TENANT_PREFIX, "prefix", call=True, register=True, publish=True, subscribe=True),
+        _perm(uris.EVENT_PREFIX, "prefix", subscribe=True),
+        *(_perm(uri, call=True, disclose=True) for uri in calls),
+    ]
+
+
+def service_permissions() -> list[dict[str, Any]]:
+    """Our own router-embedded components: everything."""
+    return [_perm("", "prefix", call=True, register=True, publish=True, subscribe=True)]
+
+
+def tenant_roles() -> list[dict[str, Any]]:
+    return [
+        {"name": uris.ROLE_USER, "authorizer": uris.AUTHORIZE},
+        {"name": uris.ROLE_BACKEND, "permissions": backend_permissions()},
+        {"name": uris.ROLE_SERVICE, "permissions": service_permissions()},
+    ]

@@ -1,0 +1,160 @@
+"""In-memory catch-up buffer for one node.
+
+What it can't do: survive a restart (the epoch changes, clients see complete=false) or serve a
+user whose devices sit on several nodes; cluster mode needs a shared (Redis) buffer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+from mics.buffer import CatchupBuffer
+from mics.types import SyncResult
+
+DEDUP_WINDOW_S = 300.0
+DEDUP_MAX_ENTRIES = 200_000
+
+
+class _Inbox:
+    """One user's stream: items are [seq, expires_at, size, entry], in seq order."""
+
+    __slots__ = ("items", "next_seq")
+
+    def __init__(self) -> None:
+        self.next_seq = 1
+        self.items: deque[list[Any]] = deque()
+
+
+class MemoryBuffer(CatchupBuffer):
+    """Held inbox messages of one tenant, in process memory, with TTLs and two caps."""
+
+    def __init__(self, tenant_id: str, max_per_user: int, max_bytes: int, clock: Callable[[], float]) -> None:
+        self.tenant_id = tenant_id
+        self._clock = clock
+        self._max_per_user = max_per_user
+        self._max_bytes = max_bytes
+        self._epoch = os.urandom(6).hex()
+        self._inboxes: dict[str, _Inbox] = {}
+        # append order across the tenant, for evicting the oldest when the byte cap is hit
+        self._order: deque[tuple[str, int, int]] = deque()
+        self._bytes = 0
+        self._dedup: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
+        self.evicted = 0
+        self.expired = 0
+
+    @property
+    def epoch(self) -> str:
+        return self._epoch
+
+    def configure(self, max_per_user: int, max_bytes: int) -> None:
+        self._max_per_user = max_per_user
+        self._max_bytes = max_bytes
+
+    def append(self, user_id: str, entry: dict[str, Any], size: int, hold_s: float) -> int:
+        inbox = self._inboxes.get(user_id)
+        if inbox is None:
+            inbox = self._inboxes[user_id] = _Inbox()
+        seq = inbox.next_seq
+        inbox.next_seq = seq + 1
+        entry["seq"] = seq
+        if hold_s <= 0:
+            return seq
+        items = inbox.items
+        items.append([seq, self._clock() + hold_s, size, entry])
+        self._bytes += size
+        self._order.append((user_id, seq, size))
+        if len(items) > self._max_per_user:
+            self._drop_head(items)
+            self.evicted += 1
+        while self._bytes > self._max_bytes and self._order:
+            self._evict_oldest()
+        return seq
+
+    def _drop_head(self, items: deque[list[Any]]) -> None:
+        self._bytes -= items.popleft()[2]
+
+    def _evict_oldest(self) -> None:
+        user_id, seq, _size = self._order.popleft()
+        inbox = self._inboxes.get(user_id)
+        if inbox is None:
+            return
+        items = inbox.items
+        # the oldest tenant-wide entry is the oldest of its inbox, unless already gone
+        if items and items[0][0] <= seq:
+            while items and items[0][0] <= seq:
+                self._drop_head(items)
+                self.evicted += 1
+
+    def last_seq(self, user_id: str) -> int:
+        inbox = self._inboxes.get(user_id)
+        return 0 if inbox is None else inbox.next_seq - 1
+
+    def since(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
+        inbox = self._inboxes.get(user_id)
+        if inbox is None:
+            return SyncResult([], 0, self._epoch, epoch in (None, self._epoch) and since_seq == 0)
+        now = self._clock()
+        last = inbox.next_seq - 1
+        same_epoch = epoch is None or epoch == self._epoch
+        start = since_seq if same_epoch else 0
+        messages = [item[3] for item in inbox.items if item[0] > start and item[1] > now]
+        # complete when every seq in (start, last] is still here and the client's stream is ours
+        complete = same_epoch and since_seq <= last and len(messages) == last - start
+        if since_seq > last and same_epoch:
+            complete = False  # the client is ahead of us: our stream restarted without a new epoch
+        return SyncResult(messages, last, self._epoch, complete)
+
+    def seen(self, user_id: str, client_msg_id: str) -> dict[str, Any] | None:
+        hit = self._dedup.get((user_id, client_msg_id))
+        if hit is None or hit[0] < self._clock():
+            return None
+        return hit[1]
+
+    def remember(self, user_id: str, client_msg_id: str, ack: dict[str, Any]) -> None:
+        dedup = self._dedup
+        dedup[(user_id, client_msg_id)] = (self._clock() + DEDUP_WINDOW_S, ack)
+        if len(dedup) > DEDUP_MAX_ENTRIES:
+            dedup.popitem(last=False)
+
+    def expire(self) -> None:
+        now = self._clock()
+        for inbox in self._inboxes.values():
+            items = inbox.items
+            # drop expired heads; an expired item behind a live one waits (since() skips it).
+            # Inboxes keep their seq counter even when empty: seqs never restart within an epoch.
+            while items and items[0][1] <= now:
+                self._drop_head(items)
+                self.expired += 1
+        order = self._order
+        while order:
+            user_id, seq, _size = order[0]
+            items = self._inboxes[user_id].items
+            if items and items[0][0] <= seq:
+                break
+            order.popleft()
+        dedup = self._dedup
+        while dedup:
+            key, (expires, _ack) = next(iter(dedup.items()))
+            if expires > now:
+                break
+            del dedup[key]
+
+    def flush(self) -> None:
+        self._inboxes.clear()
+        self._order.clear()
+        self._bytes = 0
+        self._dedup.clear()
+        self._epoch = os.urandom(6).hex()
+
+    def stats(self) -> dict[str, int]:
+        held = sum(len(i.items) for i in self._inboxes.values())
+        return {
+            "held_messages": held,
+            "held_bytes": self._bytes,
+            "evicted": self.evicted,
+            "expired": self.expired,
+            "inboxes": len(self._inboxes),
+        }

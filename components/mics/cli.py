@@ -1,0 +1,135 @@
+"""The `mics` command: `mics node` starts a node from the router config (env overrides applied),
+`mics config check` validates a config without starting anything."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mics.config import MicsConfig
+from mics.errors import ConfigError
+
+DEFAULT_CONFIG = Path("router/.crossbar/config.json")
+CONTROL_CLASS = "mics.admin.ControlComponent"
+
+
+def _router_worker(config: dict[str, Any]) -> dict[str, Any]:
+    for worker in config.get("workers", []):
+        if worker.get("type") == "router":
+            return worker
+    raise ConfigError("workers", "no router worker in the config")
+
+
+def mics_extra(config: dict[str, Any]) -> dict[str, Any]:
+    """The MICS part of a router config: the control component's `extra`."""
+    for component in _router_worker(config).get("components", []):
+        if component.get("classname") == CONTROL_CLASS:
+            extra: dict[str, Any] = component.setdefault("extra", {})
+            return extra
+    raise ConfigError("components", f"no {CONTROL_CLASS} component in the router worker")
+
+
+def effective_config(
+    base: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    *,
+    tenants: Mapping[str, Any] | None = None,
+    node: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The config a node really runs: environment overrides applied, paths made absolute.
+
+    `tenants` and `node` merge extra tenants and node settings in (tests, benchmarks).
+    """
+    env = os.environ if env is None else env
+    config = copy.deepcopy(dict(base))
+    extra = mics_extra(config)
+    extra_node = extra.setdefault("node", {})
+    extra_node.update(node or {})
+    extra.setdefault("tenants", {}).update(tenants or {})
+    settings = MicsConfig.load(extra, env).node  # validates everything, env included
+    extra_node["port"] = settings.port
+    extra_node["node_id"] = settings.node_id
+    extra_node["data_dir"] = str(Path(settings.data_dir).resolve())
+    for transport in _router_worker(config).get("transports", []):
+        endpoint = transport.get("endpoint", {})
+        if endpoint.get("type") == "tcp":
+            endpoint["port"] = settings.port
+    return config
+
+
+def write_node_dir(config: dict[str, Any]) -> Path:
+    """Write the effective config to `{data_dir}/crossbar/config.json`; returns that cbdir."""
+    data_dir = Path(mics_extra(config)["node"]["data_dir"])
+    cbdir = data_dir / "crossbar"
+    cbdir.mkdir(parents=True, exist_ok=True)
+    (cbdir / "config.json").write_text(json.dumps(config, indent=2))
+    return cbdir
+
+
+def crossbar_command(cbdir: Path, loglevel: str = "info", logformat: str = "standard") -> list[str]:
+    return [str(Path(sys.executable).with_name("crossbar")), "start", "--cbdir", str(cbdir), "--loglevel", loglevel,
+            "--logformat", logformat]  # fmt: skip
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        loaded: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"mics: no router config at {path}") from None
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"mics: {path} is not valid JSON: {e}") from None
+    return loaded
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    try:
+        config = effective_config(_load(args.config))
+    except ConfigError as e:
+        print(f"mics: invalid config: {e}", file=sys.stderr)
+        return 2
+    cbdir = write_node_dir(config)
+    node = mics_extra(config)["node"]
+    print(f"mics: starting node {node['node_id']} on ws://0.0.0.0:{node['port']}/ws", flush=True)
+    if node.get("dev_mode") and node.get("admin_secret") and not os.environ.get("MICS_ADMIN_SECRET"):
+        print(f"mics: development admin secret: {node['admin_secret']}", flush=True)
+    fmt = "standard" if os.environ.get("MICS_LOG_FORMAT", "text") == "text" else "syslogd"
+    argv = crossbar_command(cbdir, args.loglevel, fmt)
+    os.execv(argv[0], argv)  # crossbar handles SIGTERM/SIGINT and shuts the node down cleanly
+    return 0  # not reached
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    try:
+        config = effective_config(_load(args.config))
+    except ConfigError as e:
+        print(f"invalid: {e}", file=sys.stderr)
+        return 2
+    tenants = sorted(mics_extra(config).get("tenants", {}))
+    print(f"ok: {len(tenants)} tenant(s): {', '.join(tenants)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mics", description="MICS instant-messaging node")
+    sub = parser.add_subparsers(dest="command", required=True)
+    node = sub.add_parser("node", help="start a node from the router config")
+    node.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="router config (default: %(default)s)")
+    node.add_argument("--loglevel", default=os.environ.get("MICS_LOG_LEVEL", "info"))
+    node.set_defaults(fn=cmd_node)
+    config = sub.add_parser("config", help="config tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate the router config")
+    check.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    check.set_defaults(fn=cmd_config_check)
+    args = parser.parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""One policy over every hook transport: timeout, bulkhead with queue timeout, circuit breaker.
+
+The check-message hook degrades to allow (a structured warning is logged, throttled); the auth
+and group-members hooks turn the same troubles into `HookUnavailable` for the caller to refuse.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.interfaces import IReactorTime
+from txaio import make_logger
+
+from mics import metrics
+from mics.config import TenantConfig
+from mics.hooks import AuthReply, Hook, HookFailure, HookRejected
+from mics.limits import CircuitBreaker
+from mics.types import CheckVerdict
+
+T = TypeVar("T")
+log = make_logger()
+
+
+class HookUnavailable(Exception):
+    """The hook gave no answer in time: timeout, failure, full queue or open breaker."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+class Guard:
+    """Bounds one hook of one tenant: at most `max_concurrency` in flight, a timeout, a breaker."""
+
+    def __init__(self, tenant_id: str, hook: str, config: TenantConfig, timeout_ms: int, reactor: IReactorTime) -> None:
+        self._reactor = reactor
+        self._timeout_s = timeout_ms / 1000.0
+        self._max = config.hook_max_concurrency
+        self._queue_timeout_s = config.hook_queue_timeout_ms / 1000.0
+        self.breaker = CircuitBreaker(
+            config.hook_breaker_failure_threshold, config.hook_breaker_open_ms / 1000.0, reactor.seconds
+        )
+        self.in_flight = 0
+        self._waiters: deque[Deferred[None]] = deque()
+        self._calls = {o: metrics.HOOK_CALLS.labels(tenant_id, hook, o) for o in _OUTCOMES}
+        self._seconds = metrics.HOOK_SECONDS.labels(tenant_id, hook)
+        self._breaker_gauge = metrics.BREAKER_OPEN.labels(tenant_id, hook)
+        self.tenant_id = tenant_id
+        self.hook = hook
+
+    async def _acquire(self) -> None:
+        if self.in_flight < self._max:
+            self.in_flight += 1
+            return
+        if self._queue_timeout_s <= 0:
+            raise HookUnavailable("queue_full")
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        waiter.addTimeout(self._queue_timeout_s, self._reactor)
+        try:
+            await waiter  # the releaser hands its slot over: in_flight stays counted
+        except (TimeoutError, CancelledError):
+            raise HookUnavailable("queue_full") from None
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.called:
+                waiter.callback(None)
+                return
+        self.in_flight -= 1
+
+    async def run(self, call: Callable[[], Awaitable[T]]) -> T:
+        await self._acquire()
+        try:
+            if not self.breaker.allow():
+                raise HookUnavailable("breaker_open")
+            started = self._reactor.seconds()
+            d = Deferred.fromCoroutine(call())  # type: ignore[arg-type]
+            d.addTimeout(self._timeout_s, self._reactor)
+            try:
+                result: T = await d
+            except HookRejected:
+                self.breaker.record_success()  # a clear "no" is a healthy hook
+                self._seconds.observe(self._reactor.seconds() - started)
+                raise
+            except (TimeoutError, CancelledError):
+                self._failed()
+                raise HookUnavailable("timeout") from None
+            except HookFailure:
+                self._failed()
+                raise HookUnavailable("failure") from None
+            self.breaker.record_success()
+            self._breaker_gauge.set(0)
+            self._seconds.observe(self._reactor.seconds() - started)
+            self._calls["ok"].inc()
+            return result
+        except HookUnavailable as e:
+            self._calls[e.cause].inc()
+            raise
+        finally:
+            self._release()
+
+    def _failed(self) -> None:
+        if self.breaker.record_failure():
+            self._breaker_gauge.set(1)
+            log.warn(
+                "hook breaker opened: tenant={tenant_id} hook={hook} open_ms={open_ms}",
+                tenant_id=self.tenant_id,
+                hook=self.hook,
+                open_ms=int(self.breaker.open_s * 1000),
+            )
+
+
+_OUTCOMES = ("ok", "timeout", "failure", "queue_full", "breaker_open")
+
+
+class GuardedHook:
+    """A tenant's hooks with policy applied; what messaging and auth call."""
+
+    def __init__(self, tenant_id: str, hook: Hook, config: TenantConfig, reactor: IReactorTime) -> None:
+        self.tenant_id = tenant_id
+        self.hook = hook
+        self._reactor = reactor
+        self.auth_guard = Guard(tenant_id, "auth", config, config.hook_auth_timeout_ms, reactor)
+        self.check_guard = Guard(tenant_id, "check_message", config, config.hook_timeout_ms, reactor)
+        self.members_guard = Guard(tenant_id, "group_members", config, config.hook_timeout_ms, reactor)
+        self._last_warn = -1.0
+        self._suppressed = 0
+
+    async def auth(self, token: str, device_id: str) -> AuthReply:
+        return await self.auth_guard.run(lambda: self.hook.auth(token, device_id))
+
+    async def group_members(self, group_id: str, from_user_id: str) -> list[str]:
+        return await self.members_guard.run(lambda: self.hook.group_members(group_id, from_user_id))
+
+    async def check_message(self, message: dict[str, Any]) -> CheckVerdict:
+        try:
+            allow, reason = await self.check_guard.run(lambda: self.hook.check_message(message))
+        except HookUnavailable as e:
+            self._warn_degraded(e.cause, message)
+            return CheckVerdict(True, None, degraded=True)
+        return CheckVerdict(allow, reason)
+
+    def _warn_degraded(self, cause: str, message: dict[str, Any]) -> None:
+        """At most one warning a second per tenant; the rest are counted in the next one."""
+        now = self._reactor.seconds()
+        if now - self._last_warn < 1.0:
+            self._suppressed += 1
+            return
+        log.warn(
+            "check-message hook unavailable, message allowed: tenant={tenant_id} cause={cause} "
+            "msg_id={msg_id} suppressed={suppressed}",
+            tenant_id=self.tenant_id,
+            hook="check_message",
+            cause=cause,
+            msg_id=message.get("msg_id"),
+            trace_id=message.get("trace_id"),
+            suppressed=self._suppressed,
+        )
+        self._last_warn = now
+        self._suppressed = 0
+
+    def close(self) -> None:
+        self.hook.close()

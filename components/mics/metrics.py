@@ -1,0 +1,34 @@
+"""Every Prometheus collector MICS exports, defined once. Children are bound per tenant at setup."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+MESSAGES = Counter(
+    "mics_messages_total", "Messages accepted, by type and delivery", ["tenant", "type", "delivered"], registry=REGISTRY
+)
+SEND_FAILURES = Counter(
+    "mics_send_failures_total", "Sends refused, by error reason", ["tenant", "reason"], registry=REGISTRY
+)
+CONNECTIONS = Gauge("mics_connections", "User sessions online on this node", ["tenant"], registry=REGISTRY)
+JOINS = Counter("mics_joins_total", "Join attempts by outcome", ["tenant", "outcome"], registry=REGISTRY)
+CLOSES = Counter("mics_closes_total", "Sessions the node closed, by reason", ["tenant", "reason"], registry=REGISTRY)
+HOOK_CALLS = Counter(
+    "mics_hook_calls_total", "Hook calls by hook and outcome", ["tenant", "hook", "outcome"], registry=REGISTRY
+)
+HOOK_SECONDS = Histogram(
+    "mics_hook_duration_seconds",
+    "Hook call latency",
+    ["tenant", "hook"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+BREAKER_OPEN = Gauge(
+    "mics_hook_breaker_open", "1 while a hook's breaker is open", ["tenant", "hook"], registry=REGISTRY
+)
+BUFFER_HELD = Gauge("mics_buffer_held_messages", "Messages held for catch-up", ["tenant"], registry=REGISTRY)
+BUFFER_BYTES = Gauge("mics_buffer_held_bytes", "Bytes held for catch-up", ["tenant"], registry=REGISTRY)
+EVENTS = Counter("mics_events_total", "Events by sink and outcome", ["tenant", "sink", "outcome"], registry=REGISTRY)
+EVENT_QUEUE = Gauge("mics_event_queue_length", "Events waiting for a sink", ["tenant"], registry=REGISTRY)

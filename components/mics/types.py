@@ -1,0 +1,137 @@
+"""Plain value types at MICS boundaries: what crosses the wire enters and leaves through these."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+CHAT = "chat"
+GROUP_CHAT = "group_chat"
+RECEIPT = "receipt"
+SIGNAL = "signal"
+SYSTEM = "system"
+MESSAGE_TYPES = (CHAT, GROUP_CHAT, RECEIPT, SIGNAL, SYSTEM)
+
+RECEIPT_KINDS = ("delivered", "read")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a joined session is: the authenticator's answer for one HELLO."""
+
+    tenant_id: str
+    user_id: str
+    device_id: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A MICS message (protocol.md section 4). `seq` is per recipient, so it is not stored here."""
+
+    msg_id: str
+    type: str
+    tenant_id: str
+    from_user_id: str
+    from_device_id: str | None
+    body: Any
+    ts: int
+    trace_id: str
+    to_user_id: str | None = None
+    group_id: str | None = None
+    content_type: str | None = None
+    client_msg_id: str | None = None
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """Event kwargs / sync entry; optional fields appear only when set."""
+        out: dict[str, Any] = {
+            "msg_id": self.msg_id,
+            "type": self.type,
+            "tenant_id": self.tenant_id,
+            "from_user_id": self.from_user_id,
+            "from_device_id": self.from_device_id,
+            "body": self.body,
+            "ts": self.ts,
+            "trace_id": self.trace_id,
+        }
+        if self.to_user_id is not None:
+            out["to_user_id"] = self.to_user_id
+        if self.group_id is not None:
+            out["group_id"] = self.group_id
+        if self.content_type is not None:
+            out["content_type"] = self.content_type
+        if self.client_msg_id is not None:
+            out["client_msg_id"] = self.client_msg_id
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The result of an accepted send."""
+
+    msg_id: str
+    ts: int
+    delivered: str  # "online" | "buffered"
+    seq: int | None = None
+    client_msg_id: str | None = None
+    recipients: int | None = None  # group sends only
+
+    def to_kwargs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"msg_id": self.msg_id, "status": "SENT", "ts": self.ts, "delivered": self.delivered}
+        if self.seq is not None:
+            out["seq"] = self.seq
+        if self.client_msg_id is not None:
+            out["client_msg_id"] = self.client_msg_id
+        if self.recipients is not None:
+            out["recipients"] = self.recipients
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What `mics.inbox.sync` returns: held messages after a seq, and whether nothing is missing."""
+
+    messages: list[dict[str, Any]]
+    last_seq: int
+    epoch: str
+    complete: bool
+
+    def to_kwargs(self) -> dict[str, Any]:
+        return {"messages": self.messages, "last_seq": self.last_seq, "epoch": self.epoch, "complete": self.complete}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckVerdict:
+    """The check-message hook's answer after policy: allowed, and whether that was degraded."""
+
+    allow: bool
+    reason: str | None = None
+    degraded: bool = False
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class MsgIdFactory:
+    """Makes message ids unique across the cluster and sortable by time.
+
+    32 hex chars: 12 for the millisecond clock, 8 for a hash of the node id, 12 for a counter
+    that starts at a random point, so two nodes (or two restarts) never collide.
+    """
+
+    node_id: str
+    _node_tag: str = field(init=False)
+    _counter: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._node_tag = format(zlib.crc32(self.node_id.encode()), "08x")
+        self._counter = itertools.count(int.from_bytes(os.urandom(5), "big"))
+
+    def make(self, ts_ms: int) -> str:
+        return f"{ts_ms:012x}{self._node_tag}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"

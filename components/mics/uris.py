@@ -1,0 +1,71 @@
+"""The only place MICS URIs are spelled: topics, procedures, realms, roles."""
+
+from __future__ import annotations
+
+CONTROL_REALM = "mics.control"
+
+# roles
+ROLE_USER = "user"
+ROLE_BACKEND = "backend"
+ROLE_ADMIN = "admin"
+ROLE_SERVICE = "mics"  # our own router-embedded components
+
+# topics
+INBOX_PREFIX = "mics.inbox."
+GROUP_PREFIX = "mics.group."
+EVENT_PREFIX = "mics.event."
+TENANT_PREFIX = "tenant."
+
+
+def inbox_topic(user_id: str) -> str:
+    return INBOX_PREFIX + user_id
+
+
+def group_topic(group_id: str) -> str:
+    return GROUP_PREFIX + group_id
+
+
+def event_topic(event_type: str) -> str:
+    return EVENT_PREFIX + event_type.lower()
+
+
+# user procedures
+MESSAGE_SEND = "mics.message.send"
+GROUP_SEND = "mics.group.send"
+INBOX_SYNC = "mics.inbox.sync"
+MESSAGE_RECEIPT = "mics.message.receipt"
+SIGNAL_SEND = "mics.signal.send"
+PING = "mics.ping"
+PRESENCE_GET = "mics.presence.get"
+USER_PROCEDURES = frozenset({MESSAGE_SEND, GROUP_SEND, INBOX_SYNC, MESSAGE_RECEIPT, SIGNAL_SEND, PING, PRESENCE_GET})
+
+# backend procedures (in the tenant realm)
+SESSION_LIST = "mics.session.list"
+SESSION_KICK = "mics.session.kick"
+GROUP_MEMBERS_CHANGED = "mics.group.members_changed"
+
+# the authorizer our per-realm component registers
+AUTHORIZE = "mics.authorize"
+
+# hooks a tenant backend registers (hook_transport: wamp)
+HOOK_AUTH = "mics.hook.auth"
+HOOK_CHECK_MESSAGE = "mics.hook.check_message"
+HOOK_GROUP_MEMBERS = "mics.hook.group_members"
+
+# admin procedures (realm mics.control)
+ADMIN_PREFIX = "mics.admin."
+ADMIN_TENANT_LIST = "mics.admin.tenant.list"
+ADMIN_TENANT_GET = "mics.admin.tenant.get"
+ADMIN_TENANT_UPSERT = "mics.admin.tenant.upsert"
+ADMIN_TENANT_DISABLE = "mics.admin.tenant.disable"
+ADMIN_SESSION_LIST = "mics.admin.session.list"
+ADMIN_SESSION_KICK = "mics.admin.session.kick"
+ADMIN_STATS = "mics.admin.stats"
+ADMIN_DLQ_LIST = "mics.admin.dlq.list"
+ADMIN_DLQ_REPUSH = "mics.admin.dlq.repush"
+
+# router meta API
+SESSION_ON_JOIN = "wamp.session.on_join"
+SESSION_ON_LEAVE = "wamp.session.on_leave"
+SESSION_KILL = "wamp.session.kill"
+SESSION_GET = "wamp.session.get"

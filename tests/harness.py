@@ -1,0 +1,119 @@
+"""Test harness: real processes on loopback, readiness probes with deadlines, log tails on failure.
+
+- `mics_node`: one Crossbar node per test session, from the real router config (test admin secret,
+  a temp data dir, a free port). Tests isolate themselves with a fresh tenant each.
+- `ManagedProcess`: spawn, probe, kill (SIGTERM, then SIGKILL), keep a log to print on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ADMIN_SECRET = "test-admin-secret-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ManagedProcess:
+    """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=str(ROOT)
+        )
+
+    def wait_ready(self, probe: Callable[[], bool], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            if probe():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+@dataclass
+class Node:
+    """A running MICS node under test."""
+
+    port: int
+    data_dir: Path
+    process: ManagedProcess
+    node_id: str
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_node(tmp: Path, name: str = "node", tenants: dict | None = None, node: dict | None = None) -> Node:
+    """Start a node from the real router config with test settings; waits for /ready."""
+    from mics.cli import crossbar_command, effective_config, write_node_dir
+
+    base = json.loads((ROOT / "router/.crossbar/config.json").read_text())
+    port = free_port()
+    data_dir = tmp / name
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICS_")}
+    settings = {"admin_secret": ADMIN_SECRET, "data_dir": str(data_dir), "port": port, "node_id": f"test-{name}"}
+    config = effective_config(base, env, tenants=tenants, node={**settings, **(node or {})})
+    cbdir = write_node_dir(config)
+    proc = ManagedProcess(name, crossbar_command(cbdir, "warn"), tmp / f"{name}.log", env=env)
+    try:
+        proc.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/ready", 0.5)[0] == 200)
+    except Exception:
+        proc.stop()
+        raise
+    return Node(port, data_dir, proc, settings["node_id"])
