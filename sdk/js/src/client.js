@@ -1,0 +1,377 @@
+// The MICS client: one device's connection to a tenant realm, with sync, heartbeat and reconnect.
+// Speaks protocol.md sections 2-4 over Autobahn|JS; runs in Node (>= 20) and the browser.
+import autobahn from './autobahn.js';
+import { Emitter } from './emitter.js';
+import {
+  ConnectionLostError,
+  MicsError,
+  NotConnectedError,
+  errorForUri,
+  fromWampError,
+  FINAL_URIS,
+} from './errors.js';
+
+const INBOX = 'mics.inbox.';
+const GROUP = 'mics.group.';
+const DEFAULT_RECONNECT = { initialDelayMs: 500, maxDelayMs: 30_000, factor: 2, jitter: 0.5, maxAttempts: Infinity };
+
+const SERIALIZERS = {
+  json: () => new autobahn.serializer.JSONSerializer(),
+  msgpack: () => new autobahn.serializer.MsgpackSerializer(),
+  cbor: () => new autobahn.serializer.CBORSerializer(),
+};
+
+/** A random id for `client_msg_id`, so a retried send is delivered once (the router dedups). */
+export function newClientMsgId() {
+  const c = globalThis.crypto;
+  if (c && typeof c.randomUUID === 'function') return c.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
+}
+
+/** Connect a device and resolve once it has joined (and synced); rejects with a typed error. */
+export async function connect(options) {
+  const client = new MicsClient(options);
+  await client.open();
+  return client;
+}
+
+export class MicsClient extends Emitter {
+  constructor({
+    url,
+    tenant,
+    token,
+    deviceId,
+    serializer = 'json',
+    reconnect = true,
+    autoSync = true,
+    heartbeat = true,
+    position = null,
+    groups = null,
+  } = {}) {
+    super();
+    for (const [name, value] of Object.entries({ url, tenant, token, deviceId })) {
+      if (typeof value !== 'string' || !value) throw new TypeError(`connect: ${name} must be a non-empty string`);
+    }
+    if (!SERIALIZERS[serializer]) throw new TypeError(`connect: serializer must be one of ${Object.keys(SERIALIZERS)}`);
+    this.url = url;
+    this.tenant = tenant;
+    this.deviceId = deviceId;
+    this.serializer = serializer;
+    this.autoSync = autoSync;
+    this.heartbeatEnabled = heartbeat;
+    this.reconnectPolicy = reconnect === false ? null : { ...DEFAULT_RECONNECT, ...(reconnect === true ? {} : reconnect) };
+    this.userId = null;
+    this.welcome = null;
+    this.lastSeq = position && Number.isInteger(position.lastSeq) ? position.lastSeq : 0;
+    this.epoch = position && typeof position.epoch === 'string' ? position.epoch : null;
+    this.#token = token;
+    this.#groups = groups === true ? new Set([true]) : new Set(groups || []);
+  }
+
+  #token;
+  #groups; // group ids to subscribe, or `true` for the prefix `mics.group.`
+  #topics = new Map(); // tenant topics: topic -> Set(handler)
+  #connection = null;
+  #session = null;
+  #closed = false;
+  #attempt = 0;
+  #retryTimer = null;
+  #heartbeatTimer = null;
+  #lastActivity = 0;
+  #syncing = null;
+  #opening = null;
+
+  /** True while joined to the tenant realm. */
+  get connected() {
+    return this.#session !== null;
+  }
+
+  /** The inbox position to persist (e.g. in localStorage) and pass back as `position` later. */
+  get position() {
+    return { lastSeq: this.lastSeq, epoch: this.epoch };
+  }
+
+  /** The tenant's heartbeat timeout from WELCOME (seconds), or null before the first join. */
+  get heartbeatTimeoutS() {
+    return this.welcome?.authextra?.heartbeat_timeout_s ?? null;
+  }
+
+  /** Open the connection; resolves after the first join, rejects with the first attempt's error. */
+  open() {
+    if (!this.#opening) {
+      this.#closed = false;
+      this.#opening = new Promise((resolve, reject) => {
+        this.#dial({ resolve, reject });
+      });
+    }
+    return this.#opening;
+  }
+
+  /** Leave for good: no more reconnects. */
+  async close() {
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    this.#stopHeartbeat();
+    const connection = this.#connection;
+    this.#connection = null;
+    if (!connection) return;
+    const left = this.once('close');
+    try {
+      connection.close('wamp.close.normal', 'client closed');
+    } catch {
+      return; // already closed
+    }
+    await left;
+  }
+
+  // -- events -----------------------------------------------------------------------------------
+  /** Chat, group chat and system messages (live and from sync); returns an unsubscribe function. */
+  onMessage(handler) {
+    return this.on('message', handler);
+  }
+
+  onReceipt(handler) {
+    return this.on('receipt', handler);
+  }
+
+  onSignal(handler) {
+    return this.on('signal', handler);
+  }
+
+  // -- calls (protocol.md section 3) ----------------------------------------------------------------
+  /** Send a 1:1 message; resolves with the Ack. A `clientMsgId` is made up when not given. */
+  send(toUserId, body, { clientMsgId = newClientMsgId(), contentType } = {}) {
+    const kwargs = { to_user_id: toUserId, body, client_msg_id: clientMsgId };
+    if (contentType) kwargs.content_type = contentType;
+    return this.call('mics.message.send', kwargs);
+  }
+
+  /** Send to a group; the Ack also carries `recipients` (member count). */
+  sendGroup(groupId, body, { clientMsgId = newClientMsgId(), contentType } = {}) {
+    const kwargs = { group_id: groupId, body, client_msg_id: clientMsgId };
+    if (contentType) kwargs.content_type = contentType;
+    return this.call('mics.group.send', kwargs);
+  }
+
+  /** Tell `toUserId` that messages were `delivered` or `read`. */
+  receipt(toUserId, msgIds, kind = 'read') {
+    return this.call('mics.message.receipt', { to_user_id: toUserId, msg_ids: msgIds, kind });
+  }
+
+  /** A live-only message (e.g. WebRTC offer/answer/ICE): never buffered, no seq. */
+  signal(toUserId, body) {
+    return this.call('mics.signal.send', { to_user_id: toUserId, body });
+  }
+
+  ping() {
+    return this.call('mics.ping', {});
+  }
+
+  /** Online state and devices of up to 100 users. */
+  presence(userIds) {
+    return this.call('mics.presence.get', { user_ids: userIds });
+  }
+
+  /**
+   * Receive group messages: no argument (or `true`) subscribes to every group this user is in
+   * (prefix `mics.group.`); a list subscribes to those groups. Kept across reconnects.
+   */
+  async subscribeGroups(groupIds = true) {
+    const wanted = groupIds === true ? [true] : [...groupIds];
+    const fresh = wanted.filter((g) => !this.#groups.has(g));
+    for (const g of fresh) this.#groups.add(g);
+    if (this.#session) await Promise.all(fresh.map((g) => this.#subscribeGroup(this.#session, g)));
+  }
+
+  /** Subscribe to a tenant topic (`tenant.*`); handler gets the event kwargs. Kept across reconnects. */
+  async subscribe(topic, handler) {
+    if (!this.#topics.has(topic)) this.#topics.set(topic, new Set());
+    const handlers = this.#topics.get(topic);
+    handlers.add(handler);
+    if (this.#session && handlers.size === 1) await this.#subscribeTopic(this.#session, topic);
+    return () => handlers.delete(handler);
+  }
+
+  /** Call any procedure the user may call (MICS or tenant `tenant.*`); kwargs in, one result out. */
+  async call(procedure, kwargs = {}) {
+    const session = this.#session;
+    if (!session) throw new NotConnectedError(`not connected (calling ${procedure})`);
+    this.#lastActivity = Date.now();
+    try {
+      return await session.call(procedure, [], kwargs);
+    } catch (err) {
+      throw fromWampError(err);
+    }
+  }
+
+  /**
+   * Catch up on the inbox from the last seen seq (runs by itself after every (re)connect).
+   * Resolves with `{messages, complete, lastSeq, epoch}`; `complete: false` is also emitted as `gap`.
+   */
+  sync() {
+    if (!this.#syncing) {
+      this.#syncing = this.#runSync().finally(() => {
+        this.#syncing = null;
+      });
+    }
+    return this.#syncing;
+  }
+
+  async #runSync() {
+    const kwargs = { since_seq: this.lastSeq };
+    if (this.epoch) kwargs.epoch = this.epoch;
+    const result = await this.call('mics.inbox.sync', kwargs);
+    if (this.epoch !== result.epoch) this.lastSeq = 0; // a new stream: its seqs start over
+    this.epoch = result.epoch;
+    const fresh = [];
+    for (const message of result.messages || []) {
+      if (this.#dispatch(message, 'sync')) fresh.push(message);
+    }
+    if (result.last_seq > this.lastSeq) this.lastSeq = result.last_seq;
+    this.emit('position', this.position);
+    const summary = { messages: fresh, complete: result.complete !== false, lastSeq: this.lastSeq, epoch: this.epoch };
+    this.emit('sync', summary);
+    if (!summary.complete) this.emit('gap', summary);
+    return summary;
+  }
+
+  // -- delivery ---------------------------------------------------------------------------------
+  /** Route one Message to its event; drops inbox repeats (seq already seen). True if delivered. */
+  #dispatch(message, source) {
+    if (typeof message.seq === 'number') {
+      if (message.seq <= this.lastSeq) return false;
+      this.lastSeq = message.seq;
+      if (source === 'live') this.emit('position', this.position);
+    }
+    const meta = { source };
+    if (message.type === 'receipt') this.emit('receipt', message, meta);
+    else if (message.type === 'signal') this.emit('signal', message, meta);
+    else this.emit('message', message, meta);
+    return true;
+  }
+
+  #subscribeGroup(session, group) {
+    const topic = group === true ? GROUP : GROUP + group;
+    const options = group === true ? { match: 'prefix' } : {};
+    return session.subscribe(topic, (args, kwargs) => this.#dispatch(kwargs || {}, 'live'), options);
+  }
+
+  #subscribeTopic(session, topic) {
+    return session.subscribe(topic, (args, kwargs, details) => {
+      for (const handler of this.#topics.get(topic) || []) handler(kwargs || {}, { args, topic: details?.topic });
+    });
+  }
+
+  // -- connection lifecycle -----------------------------------------------------------------------
+  #dial(first) {
+    const connection = new autobahn.Connection({
+      url: this.url,
+      realm: this.tenant,
+      authmethods: ['ticket'],
+      authextra: { device_id: this.deviceId },
+      onchallenge: (session, method) => {
+        if (method !== 'ticket') throw new Error(`unexpected auth method ${method}`);
+        return this.#token;
+      },
+      serializers: [SERIALIZERS[this.serializer]()],
+      max_retries: 0, // the SDK decides about reconnects (autobahn never retries after a GOODBYE)
+      retry_if_unreachable: false,
+    });
+    this.#connection = connection;
+    let joined = false;
+    connection.onopen = (session, details) => {
+      joined = true;
+      this.#onJoin(session, details, first).catch((err) => {
+        if (first) first.reject(fromWampError(err));
+        else this.emit('error', fromWampError(err));
+      });
+    };
+    connection.onclose = (reason, details) => {
+      if (this.#connection === connection) this.#connection = null;
+      this.#onClose(reason, details || {}, joined, first);
+      return true;
+    };
+    connection.open();
+  }
+
+  async #onJoin(session, details, first) {
+    this.#session = session;
+    this.welcome = details;
+    this.userId = details.authid;
+    this.#attempt = 0;
+    this.#lastActivity = Date.now();
+    await session.subscribe(INBOX + this.userId, (args, kwargs) => this.#dispatch(kwargs || {}, 'live'));
+    await Promise.all([...this.#groups].map((g) => this.#subscribeGroup(session, g)));
+    await Promise.all([...this.#topics.keys()].map((t) => this.#subscribeTopic(session, t)));
+    this.#startHeartbeat();
+    const reconnected = !first;
+    if (this.autoSync) await this.sync();
+    this.emit('connect', { userId: this.userId, deviceId: this.deviceId, reconnected, details });
+    if (first) first.resolve(this);
+  }
+
+  #onClose(reason, details, joined, first) {
+    this.#session = null;
+    this.#stopHeartbeat();
+    let error;
+    if (details.reason) {
+      error = errorForUri(details.reason, details.message, {}, { join: !joined });
+    } else {
+      const uri = reason === 'unreachable' ? 'mics.client.unreachable' : 'mics.client.lost';
+      error = new ConnectionLostError(`connection ${reason}`, { uri });
+    }
+    const normal = details.reason === 'wamp.close.normal' || this.#closed;
+    const final = normal || FINAL_URIS.has(error.uri) || !this.reconnectPolicy || (first && !joined);
+    if (first && !joined) {
+      this.#closed = true;
+      this.#opening = null;
+      first.reject(error);
+    }
+    if (final) {
+      this.#closed = true;
+      this.emit('close', { reason: error.uri, error: normal ? null : error });
+      return;
+    }
+    const delayMs = this.#nextDelay();
+    if (delayMs === null) {
+      this.#closed = true;
+      this.emit('close', { reason: error.uri, error });
+      return;
+    }
+    this.emit('disconnect', { reason: error.uri, error, willRetry: true, delayMs });
+    this.#retryTimer = setTimeout(() => {
+      if (!this.#closed) this.#dial(null);
+    }, delayMs);
+  }
+
+  /** Exponential backoff with jitter (a random cut of up to `jitter` of the delay); null = give up. */
+  #nextDelay() {
+    const p = this.reconnectPolicy;
+    this.#attempt += 1;
+    if (this.#attempt > p.maxAttempts) return null;
+    const base = Math.min(p.maxDelayMs, p.initialDelayMs * p.factor ** (this.#attempt - 1));
+    return Math.round(base * (1 - p.jitter * Math.random()));
+  }
+
+  // -- heartbeat ----------------------------------------------------------------------------------
+  /** Ping when idle for a third of heartbeat_timeout_s, so the router never sees a silent session. */
+  #startHeartbeat() {
+    this.#stopHeartbeat();
+    const timeoutS = this.heartbeatTimeoutS;
+    if (!this.heartbeatEnabled || !timeoutS) return;
+    const idleMs = (timeoutS * 1000) / 3;
+    this.#heartbeatTimer = setInterval(() => {
+      if (this.#session && Date.now() - this.#lastActivity >= idleMs) {
+        this.ping().catch((err) => this.emit('error', err));
+      }
+    }, Math.max(100, idleMs / 4));
+    this.#heartbeatTimer.unref?.();
+  }
+
+  #stopHeartbeat() {
+    clearInterval(this.#heartbeatTimer);
+    this.#heartbeatTimer = null;
+  }
+}
+
+export { MicsError };

@@ -1,0 +1,325 @@
+// The tenant side of MICS in Node (protocol.md sections 5-7): a backend WAMP session that serves
+// the hooks and the backend procedures, and a signed HTTP hook server on node:http.
+// HTTP hook bodies are JSON; the protobuf encoding (`hook_encoding: "protobuf"`) is not supported here.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer } from 'node:http';
+import autobahn from './autobahn.js';
+import { Emitter } from './emitter.js';
+import { fromWampError, InvalidTokenError, MicsError } from './errors.js';
+
+export const HOOK_PROCEDURES = {
+  auth: 'mics.hook.auth',
+  checkMessage: 'mics.hook.check_message',
+  groupMembers: 'mics.hook.group_members',
+};
+export const HOOK_PATHS = { '/auth': 'auth', '/check-message': 'checkMessage', '/get-group-members': 'groupMembers' };
+export const MAX_SKEW_MS = 5 * 60 * 1000;
+const MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+/** Throw from an auth hook to refuse the token (WAMP: mics.error.invalid_token; HTTP: 401). */
+export class HookRejection extends InvalidTokenError {}
+
+// -- WAMP backend --------------------------------------------------------------------------------
+/**
+ * A tenant backend session (authid `backend` or `backend-<name>`, WAMP-CRA with the tenant secret).
+ * Pass hook handlers as `hooks: {auth, checkMessage, groupMembers}`; each gets the input fields as one
+ * object and returns the reply object (or a Promise of it). Re-registers everything after a reconnect.
+ */
+export class TenantBackend extends Emitter {
+  constructor({ url, tenant, secret, authid = 'backend', hooks = {}, serializer = 'json' } = {}) {
+    super();
+    this.url = url;
+    this.tenant = tenant;
+    this.authid = authid;
+    this.hooks = hooks;
+    this.serializer = serializer;
+    this.session = null;
+    this.#secret = secret;
+  }
+
+  #secret;
+  #connection = null;
+  #procedures = new Map();
+  #subscriptions = new Map();
+
+  /** Join (retrying while the router is unreachable or restarts); resolves once the hooks are registered. */
+  start() {
+    return new Promise((resolve, reject) => {
+      let started = false;
+      const connection = new autobahn.Connection({
+        url: this.url,
+        realm: this.tenant,
+        authmethods: ['wampcra'],
+        authid: this.authid,
+        onchallenge: (session, method, extra) => {
+          const key = extra.salt
+            ? autobahn.auth_cra.derive_key(this.#secret, extra.salt, extra.iterations, extra.keylen)
+            : this.#secret;
+          return autobahn.auth_cra.sign(key, extra.challenge);
+        },
+        serializers: [
+          this.serializer === 'msgpack'
+            ? new autobahn.serializer.MsgpackSerializer()
+            : new autobahn.serializer.JSONSerializer(),
+        ],
+        max_retries: -1,
+        initial_retry_delay: 0.5,
+        max_retry_delay: 10,
+      });
+      this.#connection = connection;
+      connection.onopen = async (session) => {
+        this.session = session;
+        try {
+          for (const [name, procedure] of Object.entries(HOOK_PROCEDURES)) {
+            const handler = this.hooks[name];
+            if (handler) await session.register(procedure, wampEndpoint(handler));
+          }
+          for (const [procedure, fn] of this.#procedures) await session.register(procedure, wampEndpoint(fn));
+          for (const [topic, fn] of this.#subscriptions) await session.subscribe(topic, (a, kw) => fn(kw || {}));
+          started = true;
+          this.emit('ready', session);
+          resolve(this);
+        } catch (err) {
+          reject(fromWampError(err));
+        }
+      };
+      connection.onclose = (reason, details) => {
+        this.session = null;
+        const error = details?.reason ? fromWampError({ error: details.reason, args: [details.message] }) : null;
+        if (!started && details?.reason) {
+          reject(error);
+          return true; // a refused join (bad secret, unknown tenant) will not get better
+        }
+        this.emit('disconnect', { reason, error });
+        return false;
+      };
+      connection.open();
+    });
+  }
+
+  async stop() {
+    const connection = this.#connection;
+    this.#connection = null;
+    if (connection) {
+      try {
+        connection.close('wamp.close.normal', 'backend stopped');
+      } catch {
+        // already closed
+      }
+    }
+  }
+
+  /** Call a procedure in the tenant realm with kwargs; resolves with its one result. */
+  async call(procedure, kwargs = {}) {
+    if (!this.session) throw new MicsError('backend not connected', { uri: 'mics.client.not_connected' });
+    try {
+      return await this.session.call(procedure, [], kwargs);
+    } catch (err) {
+      throw fromWampError(err);
+    }
+  }
+
+  /** Serve a tenant procedure (`tenant.*`) to users: fn(kwargs, {callerAuthid, caller}) -> result. */
+  async register(procedure, fn) {
+    this.#procedures.set(procedure, fn);
+    if (this.session) await this.session.register(procedure, wampEndpoint(fn));
+  }
+
+  /** Subscribe to a tenant-realm topic, e.g. `mics.event.single_chat_msg` (wamp event sink). */
+  async subscribe(topic, fn) {
+    this.#subscriptions.set(topic, fn);
+    if (this.session) await this.session.subscribe(topic, (a, kw) => fn(kw || {}));
+  }
+
+  /** Publish a tenant topic (`tenant.*`) to users. */
+  publish(topic, kwargs = {}) {
+    if (!this.session) throw new MicsError('backend not connected', { uri: 'mics.client.not_connected' });
+    this.session.publish(topic, [], kwargs);
+  }
+
+  /** A system message to a user (`type: system`), sent as `fromUserId`. */
+  sendMessage(toUserId, body, { fromUserId, clientMsgId, contentType } = {}) {
+    return this.call('mics.message.send', compact({ to_user_id: toUserId, body, from_user_id: fromUserId,
+      client_msg_id: clientMsgId, content_type: contentType }));
+  }
+
+  sendGroup(groupId, body, { fromUserId, clientMsgId, contentType } = {}) {
+    return this.call('mics.group.send', compact({ group_id: groupId, body, from_user_id: fromUserId,
+      client_msg_id: clientMsgId, content_type: contentType }));
+  }
+
+  listSessions(userId) {
+    return this.call('mics.session.list', compact({ user_id: userId }));
+  }
+
+  kick(userId, deviceId) {
+    return this.call('mics.session.kick', compact({ user_id: userId, device_id: deviceId }));
+  }
+
+  /** Report a membership change: emits GROUP_MEMBER_CHANGE and tells the group's online members. */
+  membersChanged(groupId, { added = [], removed = [] } = {}) {
+    return this.call('mics.group.members_changed', { group_id: groupId, added, removed });
+  }
+}
+
+function compact(obj) {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined && v !== null));
+}
+
+/** Adapt fn(kwargs, caller) to an autobahn endpoint; errors become WAMP errors the router understands. */
+function wampEndpoint(fn) {
+  return async (args, kwargs, details) => {
+    const caller = { caller: details?.caller, callerAuthid: details?.caller_authid };
+    try {
+      return await fn({ ...(kwargs || {}) }, caller);
+    } catch (err) {
+      if (err instanceof MicsError) throw new autobahn.Error(err.uri, [err.message], { code: err.code });
+      throw new autobahn.Error('tenant.error.hook_failed', [String(err?.message || err)]);
+    }
+  };
+}
+
+// -- HTTP hook signatures -----------------------------------------------------------------------------
+/** Lowercase hex HMAC-SHA256(UTF-8 secret, timestamp + "." + nonce + "." + raw body). */
+export function signature(secret, timestamp, nonce, body) {
+  const mac = createHmac('sha256', Buffer.from(secret, 'utf8'));
+  mac.update(`${timestamp}.${nonce}.`);
+  mac.update(typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
+  return mac.digest('hex');
+}
+
+/** The four X-Mics-* headers for one request (what the router sends; handy in tests). */
+export function signHeaders(tenantId, secret, body, nowMs = Date.now()) {
+  const timestamp = String(Math.trunc(nowMs));
+  const nonce = randomBytes(12).toString('hex');
+  return {
+    'X-Mics-Tenant': tenantId,
+    'X-Mics-Timestamp': timestamp,
+    'X-Mics-Nonce': nonce,
+    'X-Mics-Signature': signature(secret, timestamp, nonce, body),
+  };
+}
+
+export class SignatureError extends Error {
+  name = 'SignatureError';
+}
+
+/** Checks signed requests: refuses a timestamp > 5 min off, a wrong signature, or a nonce seen before. */
+export class SignatureVerifier {
+  constructor(secret, { clock = Date.now, maxNonces = 100_000, maxSkewMs = MAX_SKEW_MS } = {}) {
+    this.secret = secret;
+    this.clock = clock;
+    this.maxNonces = maxNonces;
+    this.maxSkewMs = maxSkewMs;
+    this.nonces = new Map(); // nonce -> time seen (insertion order = age)
+  }
+
+  /** `headers` as node gives them (lowercase keys) or any casing; throws SignatureError. */
+  verify(headers, body) {
+    const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+    const timestamp = lower['x-mics-timestamp'];
+    const nonce = lower['x-mics-nonce'];
+    const given = lower['x-mics-signature'];
+    if (!timestamp || !nonce || !given) throw new SignatureError('missing signature headers');
+    if (!/^\d+$/.test(timestamp)) throw new SignatureError('bad timestamp');
+    const now = this.clock();
+    if (Math.abs(now - Number(timestamp)) > this.maxSkewMs) throw new SignatureError('timestamp outside the 5 minute window');
+    const expected = Buffer.from(signature(this.secret, timestamp, nonce, body), 'utf8');
+    const actual = Buffer.from(String(given).toLowerCase(), 'utf8');
+    if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
+      throw new SignatureError('signature mismatch');
+    }
+    this.#forgetOld(now);
+    if (this.nonces.has(nonce)) throw new SignatureError('nonce seen before');
+    this.nonces.set(nonce, now);
+    if (this.nonces.size > this.maxNonces) this.nonces.delete(this.nonces.keys().next().value);
+  }
+
+  #forgetOld(now) {
+    const horizon = now - 2 * this.maxSkewMs;
+    for (const [nonce, seen] of this.nonces) {
+      if (seen >= horizon) break;
+      this.nonces.delete(nonce);
+    }
+  }
+}
+
+// -- HTTP hook server ---------------------------------------------------------------------------------
+/**
+ * A node:http request handler for `POST /auth`, `/check-message`, `/get-group-members` (any path
+ * prefix: the last segment decides). Verifies the signature, parses JSON, calls your hook, answers JSON.
+ * Status: 200 answer; 401 bad signature or auth refused (throw HookRejection); 404 unknown hook;
+ * 400 bad body; 500 hook threw (the router then degrades: allow for check-message).
+ */
+export function createHookHandler({ secret, hooks = {}, verifier, tenantId, onError } = {}) {
+  if (typeof secret !== 'string' || !secret) throw new TypeError('createHookHandler: secret is required');
+  const check = verifier || new SignatureVerifier(secret);
+  return async (req, res) => {
+    const reply = (status, obj) => {
+      const data = JSON.stringify(obj);
+      res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) });
+      res.end(data);
+    };
+    const path = new URL(req.url, 'http://hook').pathname;
+    const name = HOOK_PATHS['/' + path.split('/').pop()];
+    if (req.method !== 'POST' || !name || !hooks[name]) return reply(404, { error: 'no such hook' });
+    let body;
+    try {
+      body = await readBody(req);
+    } catch {
+      return reply(413, { error: 'body too large' });
+    }
+    try {
+      if (tenantId && req.headers['x-mics-tenant'] !== tenantId) throw new SignatureError('wrong tenant');
+      check.verify(req.headers, body);
+    } catch (err) {
+      return reply(401, { error: err.message });
+    }
+    let fields;
+    try {
+      fields = JSON.parse(body.toString('utf8'));
+    } catch {
+      return reply(400, { error: 'body is not JSON' });
+    }
+    try {
+      return reply(200, await hooks[name](fields, { tenantId: req.headers['x-mics-tenant'] }));
+    } catch (err) {
+      if (name === 'auth' && err instanceof MicsError && err.uri === InvalidTokenError.uri) {
+        return reply(401, { error: err.message });
+      }
+      onError?.(err);
+      return reply(500, { error: 'hook failed' });
+    }
+  };
+}
+
+/** An http.Server serving the hooks; `await server.listenAsync(port, host)` gives its base URL. */
+export function createHookServer(options) {
+  const server = createServer(createHookHandler(options));
+  server.keepAliveTimeout = 120_000;
+  server.listenAsync = (port = 0, host = '127.0.0.1') =>
+    new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve(`http://${host}:${server.address().port}`);
+      });
+    });
+  return server;
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new Error('too large'));
+        req.destroy();
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}

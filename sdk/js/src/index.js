@@ -1,0 +1,3 @@
+// mics-sdk: the MICS client for browsers and Node. The tenant hook SDK (Node only) is `mics-sdk/hooks`.
+export { connect, MicsClient, newClientMsgId } from './client.js';
+export * from './errors.js';

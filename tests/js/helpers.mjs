@@ -1,0 +1,137 @@
+// Test helpers: a real MICS node (tests/js/node_fixture.py over tests/harness.py), the admin API,
+// fresh tenants whose hooks are served by the SDK's own TenantBackend or HTTP hook server.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import autobahn from '../../sdk/js/src/autobahn.js';
+import { connect } from '../../sdk/js/src/index.js';
+import { HookRejection, TenantBackend, createHookServer } from '../../sdk/js/src/hooks.js';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+let counter = 0;
+
+/** Start one node for this test file; `stop()` ends it. */
+export async function startNode() {
+  const python = process.env.MICS_PYTHON || `${ROOT}.venv/bin/python`;
+  const child = spawn(python, [`${ROOT}tests/js/node_fixture.py`], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr = (stderr + d).slice(-8000);
+  });
+  const lines = createInterface({ input: child.stdout });
+  const first = await Promise.race([
+    once(lines, 'line').then(([line]) => line),
+    once(child, 'exit').then(([code]) => {
+      throw new Error(`node fixture exited with ${code}:\n${stderr}`);
+    }),
+  ]);
+  const info = JSON.parse(first);
+  const adminSession = await joinAdmin(info.url, info.admin_secret);
+  return {
+    ...info,
+    admin: adminSession,
+    async stop() {
+      try {
+        adminSession.connection.close();
+      } catch {
+        // closed already
+      }
+      child.stdin.end();
+      await once(child, 'exit');
+    },
+  };
+}
+
+function joinAdmin(url, secret) {
+  return new Promise((resolve, reject) => {
+    const connection = new autobahn.Connection({
+      url,
+      realm: 'mics.control',
+      authmethods: ['wampcra'],
+      authid: 'admin',
+      onchallenge: (session, method, extra) => autobahn.auth_cra.sign(secret, extra.challenge),
+      max_retries: 0,
+      retry_if_unreachable: false,
+    });
+    connection.onopen = (session) => {
+      session.connection = connection;
+      resolve(session);
+    };
+    connection.onclose = (reason, details) => {
+      reject(new Error(`admin join failed: ${reason} ${details?.reason}`));
+      return true;
+    };
+    connection.open();
+  });
+}
+
+/** Tokens are `tok-<user>`; anything else is refused. */
+export function tokenAuth({ token }) {
+  if (typeof token !== 'string' || !token.startsWith('tok-')) throw new HookRejection('bad token');
+  return { user_id: token.slice(4) };
+}
+
+/** Default hook logic: groups are listed in `groups`, bodies with `{text: "bad"}` are rejected. */
+export function makeHooks(groups = {}) {
+  return {
+    auth: tokenAuth,
+    checkMessage: (message) =>
+      message.body && message.body.text === 'bad' ? { allow: false, reason: 'no bad words' } : { allow: true },
+    groupMembers: ({ group_id }) => {
+      if (group_id === 'broken') throw new Error('directory down');
+      return { members: groups[group_id] || [] };
+    },
+  };
+}
+
+/** A fresh tenant on `node`; `hooks: "wamp"` serves the hooks with TenantBackend, `"http"` with createHookServer. */
+export async function makeTenant(node, { transport = 'wamp', hooks = makeHooks(), config = {}, backend = true } = {}) {
+  const tenantId = `js${process.pid % 10000}x${++counter}`;
+  const secret = `secret-${tenantId}-0123456789`;
+  const cfg = { secret, hook_transport: transport, ...config };
+  let server = null;
+  if (transport === 'http') {
+    server = createHookServer({ secret, hooks, tenantId });
+    cfg.hook_base_url = (await server.listenAsync()) + '/hooks/';
+  }
+  await node.admin.call('mics.admin.tenant.upsert', [], { tenant_id: tenantId, config: cfg });
+  const tenant = {
+    id: tenantId,
+    secret,
+    server,
+    backend: null,
+    clients: [],
+    /** Connect `userId` (token tok-<userId>) as `deviceId`. */
+    async user(userId, deviceId = 'd1', options = {}) {
+      const client = await connect({ url: node.url, tenant: tenantId, token: `tok-${userId}`, deviceId, ...options });
+      this.clients.push(client);
+      return client;
+    },
+    configure(config) {
+      return node.admin.call('mics.admin.tenant.upsert', [], { tenant_id: tenantId, config });
+    },
+    async close() {
+      await Promise.all(this.clients.map((c) => c.close()));
+      await this.backend?.stop();
+      if (server) await new Promise((resolve) => server.close(resolve));
+      server?.closeAllConnections?.();
+    },
+  };
+  if (transport === 'wamp' && backend) {
+    tenant.backend = await new TenantBackend({ url: node.url, tenant: tenantId, secret, hooks }).start();
+  }
+  return tenant;
+}
+
+/** Resolve with the next `event` from `emitter` that satisfies `pred`. */
+export function next(emitter, event, pred = () => true) {
+  return new Promise((resolve) => {
+    const off = emitter.on(event, (value, meta) => {
+      if (pred(value, meta)) {
+        off();
+        resolve(value);
+      }
+    });
+  });
+}
