@@ -99,14 +99,18 @@ class Node:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_node(tmp: Path, name: str = "node", tenants: dict | None = None, node: dict | None = None) -> Node:
-    """Start a node from the real router config with test settings; waits for /ready."""
+def start_node(
+    tmp: Path, name: str = "node", tenants: dict | None = None, node: dict | None = None, env: dict | None = None
+) -> Node:
+    """Start a node from the real router config with test settings; waits for /ready.
+
+    `env` adds environment variables for the node process (e.g. tuning knobs)."""
     from mics.cli import crossbar_command, effective_config, write_node_dir
 
     base = json.loads((ROOT / "router/.crossbar/config.json").read_text())
     port = free_port()
     data_dir = tmp / name
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MICS_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MICS_")}, **(env or {})}
     settings = {"admin_secret": ADMIN_SECRET, "data_dir": str(data_dir), "port": port, "node_id": f"test-{name}"}
     config = effective_config(base, env, tenants=tenants, node={**settings, **(node or {})})
     cbdir = write_node_dir(config)

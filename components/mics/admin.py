@@ -16,6 +16,7 @@ from txaio import make_logger
 from mics import errors, uris
 from mics.config import MicsConfig, is_valid_entity_id, is_valid_tenant_id
 from mics.errors import ConfigError, MicsError
+from mics.events import dlq
 from mics.node import NODE
 from mics.tenants import TenantRuntime
 
@@ -56,6 +57,8 @@ class ControlComponent(ApplicationSession):
             uris.ADMIN_SESSION_LIST: self.session_list,
             uris.ADMIN_SESSION_KICK: self.session_kick,
             uris.ADMIN_STATS: self.stats,
+            uris.ADMIN_DLQ_LIST: self.dlq_list,
+            uris.ADMIN_DLQ_REPUSH: self.dlq_repush,
         }
         for uri, fn in procedures.items():
             await self.register(fn, uri)
@@ -145,6 +148,18 @@ class ControlComponent(ApplicationSession):
                 for t in tenants
             },
         }
+
+    def dlq_list(self, tenant_id: Any = None, limit: Any = None) -> dict[str, Any]:
+        tenant = self._tenant(tenant_id)
+        assert NODE.settings is not None
+        return dlq.list_for_admin(tenant.tenant_id, NODE.settings.data_dir, limit)
+
+    def dlq_repush(self, tenant_id: Any = None, limit: Any = None) -> dict[str, Any]:
+        tenant = self._tenant(tenant_id)
+        assert NODE.settings is not None
+        from mics.events import kafka  # confluent-kafka only when re-push is used
+
+        return kafka.repush(tenant.tenant_id, tenant.events.sinks, NODE.settings.data_dir, limit)
 
 
 def _without_cbdir(extra: dict[str, Any]) -> dict[str, Any]:

@@ -32,3 +32,4 @@ BUFFER_HELD = Gauge("mics_buffer_held_messages", "Messages held for catch-up", [
 BUFFER_BYTES = Gauge("mics_buffer_held_bytes", "Bytes held for catch-up", ["tenant"], registry=REGISTRY)
 EVENTS = Counter("mics_events_total", "Events by sink and outcome", ["tenant", "sink", "outcome"], registry=REGISTRY)
 EVENT_QUEUE = Gauge("mics_event_queue_length", "Events waiting for a sink", ["tenant"], registry=REGISTRY)
+EVENT_DLQ = Gauge("mics_event_dlq_size", "Dead letters held for re-push", ["tenant"], registry=REGISTRY)

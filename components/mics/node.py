@@ -6,6 +6,7 @@ process; they meet here. `NODE` is created on import and started by the control 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from twisted.internet import reactor as default_reactor
@@ -100,6 +101,9 @@ class Node:
             self._drain_events()
             for tenant in self.tenants:
                 tenant.close()
+        kafka = sys.modules.get("mics.events.kafka")  # only when some tenant used the Kafka sink
+        if kafka is not None:
+            kafka.shutdown()
 
 
 NODE = Node()

@@ -104,6 +104,8 @@ class TenantRuntime:
         for name in names:
             sink = old.pop(name, None) or self._make_sink(name)
             if sink is not None:
+                if hasattr(sink, "reconfigure"):
+                    sink.reconfigure(self.config)  # e.g. Kafka signs with the current secret
                 sinks.append(sink)
         for sink in old.values():
             sink.close()
@@ -121,7 +123,7 @@ class TenantRuntime:
         if name == "kafka":
             from mics.events import kafka
 
-            return kafka.make_sink(self.tenant_id, self._settings, self.config)  # type: ignore[attr-defined]
+            return kafka.make_sink(self.tenant_id, self._settings, self.config)
         raise AssertionError(name)
 
     def attach(self, component: TenantComponent) -> None:

@@ -1,0 +1,266 @@
+"""The dead-letter spool: events a sink could not deliver after its retries, kept for re-push.
+
+One JSON-lines file per tenant, `{data_dir}/dlq/{tenant_id}.jsonl`; each line is one dead letter
+with the exact Kafka record (key, value as base64 MqEvent bytes). The node holds the live entries
+in memory and appends to the file, so the spool survives a restart; it is bounded by entries and
+bytes, and when full the oldest letter is dropped, counted and logged (never silently).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from txaio import make_logger
+
+from mics import errors, metrics
+from mics.errors import MicsError
+from mics.events import encode
+from mics.hooks.codec import dumps
+
+MAX_ENTRIES = 10_000
+MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_LIST_LIMIT = 100
+
+log = make_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One undeliverable Kafka record and why it failed."""
+
+    id: int
+    failed_at: int  # ms since the epoch
+    event_type: str
+    key: str
+    value: bytes  # MqEvent protobuf bytes, exactly as it would have been produced
+    attempts: int
+    error: str
+
+    def to_line(self) -> bytes:
+        return dumps({**self._fields(), "value": base64.b64encode(self.value).decode("ascii")}) + b"\n"
+
+    @classmethod
+    def from_line(cls, line: bytes) -> DeadLetter:
+        raw = json.loads(line)
+        return cls(
+            id=int(raw["id"]),
+            failed_at=int(raw["failed_at"]),
+            event_type=str(raw["event_type"]),
+            key=str(raw["key"]),
+            value=base64.b64decode(raw["value"]),
+            attempts=int(raw["attempts"]),
+            error=str(raw["error"]),
+        )
+
+    def _fields(self) -> dict[str, Any]:
+        return {"id": self.id, "failed_at": self.failed_at, "event_type": self.event_type, "key": self.key,
+                "attempts": self.attempts, "error": self.error}  # fmt: skip
+
+    def to_listing(self) -> dict[str, Any]:
+        """What admins see: the letter's facts and the MqEvent decoded."""
+        return {**self._fields(), "event": encode.decode(self.value)}
+
+    @property
+    def size(self) -> int:
+        return len(self.value) + len(self.key) + len(self.error) + 64
+
+
+class DeadLetterSpool:
+    """A tenant's bounded dead letters: in memory, appended to a file, compacted now and then."""
+
+    def __init__(self, tenant_id: str, data_dir: str, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES):
+        self.tenant_id = tenant_id
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        directory = os.path.join(data_dir, "dlq")
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, f"{tenant_id}.jsonl")
+        self.entries: deque[DeadLetter] = deque()
+        self.bytes = 0
+        self.dropped = 0
+        self._next_id = 1
+        self._file_lines = 0
+        self._dropped_metric = metrics.EVENTS.labels(tenant_id, "dlq", "dropped")
+        self._size = metrics.EVENT_DLQ.labels(tenant_id)
+        self._load()
+        self._file = open(self.path, "ab")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _load(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                lines = f.readlines()
+        except FileNotFoundError:
+            return
+        bad = 0
+        for line in lines:
+            try:
+                letter = DeadLetter.from_line(line)
+            except (ValueError, KeyError, TypeError):
+                bad += 1
+                continue
+            self.entries.append(letter)
+            self.bytes += letter.size
+            self._next_id = max(self._next_id, letter.id + 1)
+        if bad:
+            log.warn("dead-letter spool {path}: {bad} unreadable line(s) skipped", path=self.path, bad=bad)
+        self._trim()
+        self._rewrite()
+
+    def add(self, *, failed_at: int, event_type: str, key: str, value: bytes, attempts: int, error: str) -> None:
+        letter = DeadLetter(self._next_id, failed_at, event_type, key, value, attempts, error)
+        self._next_id += 1
+        self.entries.append(letter)
+        self.bytes += letter.size
+        self._file.write(letter.to_line())
+        self._file.flush()
+        self._file_lines += 1
+        if self._trim() and self._file_lines > 2 * len(self.entries) + 100:
+            self._rewrite()  # the file holds many dropped letters: compact it
+        self._size.set(len(self.entries))
+
+    def _trim(self) -> int:
+        """Drop the oldest letters over the caps; returns how many (each counted and logged)."""
+        dropped = 0
+        while self.entries and (len(self.entries) > self.max_entries or self.bytes > self.max_bytes):
+            oldest = self.entries.popleft()
+            self.bytes -= oldest.size
+            dropped += 1
+        if dropped:
+            self.dropped += dropped
+            self._dropped_metric.inc(dropped)
+            log.warn(
+                "dead-letter spool full, oldest dropped: tenant={tenant_id} dropped={dropped} total_dropped={total}",
+                tenant_id=self.tenant_id,
+                dropped=dropped,
+                total=self.dropped,
+            )
+        return dropped
+
+    def list(self, limit: int | None = None) -> list[DeadLetter]:
+        """The oldest `limit` letters (all when None)."""
+        entries = list(self.entries)
+        return entries if limit is None else entries[:limit]
+
+    def take(self, limit: int | None = None) -> list[DeadLetter]:
+        """Remove and return the oldest `limit` letters (for re-push); the file is rewritten."""
+        count = len(self.entries) if limit is None else min(limit, len(self.entries))
+        taken = [self.entries.popleft() for _ in range(count)]
+        self.bytes -= sum(letter.size for letter in taken)
+        if taken:
+            self._rewrite()
+        self._size.set(len(self.entries))
+        return taken
+
+    def _rewrite(self) -> None:
+        """Replace the file with the live letters (atomic rename)."""
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(b"".join(letter.to_line() for letter in self.entries))
+        os.replace(tmp, self.path)
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
+            self._file = open(self.path, "ab")
+        self._file_lines = len(self.entries)
+        self._size.set(len(self.entries))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+_SPOOLS: dict[tuple[str, str], DeadLetterSpool] = {}
+
+
+def spool(tenant_id: str, data_dir: str) -> DeadLetterSpool:
+    """The tenant's spool, shared by every sink instance the tenant has over its lifetime."""
+    key = (os.path.abspath(data_dir), tenant_id)
+    found = _SPOOLS.get(key)
+    if found is None:
+        found = _SPOOLS[key] = DeadLetterSpool(tenant_id, data_dir)
+    return found
+
+
+def close_all() -> None:
+    for s in _SPOOLS.values():
+        s.close()
+    _SPOOLS.clear()
+
+
+def parse_limit(limit: Any) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise MicsError(errors.INVALID_MESSAGE, f"limit must be an integer >= 1, got {limit!r}")
+    return limit
+
+
+def list_for_admin(tenant_id: str, data_dir: str, limit: Any = None) -> dict[str, Any]:
+    """mics.admin.dlq.list: the oldest dead letters (default 100) and how many there are."""
+    s = spool(tenant_id, data_dir)
+    letters = s.list(parse_limit(limit) or DEFAULT_LIST_LIMIT)
+    return {"dead_letters": [letter.to_listing() for letter in letters], "total": len(s), "dropped": s.dropped}
+
+
+# -- the `mics dlq list|repush` command: an admin client of the running node ---------------------
+
+
+def cli_main(action: str, tenant_id: str, limit: int | None, url: str) -> int:
+    """Calls mics.admin.dlq.<action> on the node at `url` (realm mics.control, wampcra as `admin`
+    with MICS_ADMIN_SECRET) and prints the JSON result. The node owns the spool, so the command goes
+    through it rather than editing the file under a running node."""
+    secret = os.environ.get("MICS_ADMIN_SECRET")
+    if not secret:
+        print("mics dlq: set MICS_ADMIN_SECRET to the node's admin secret", file=sys.stderr)
+        return 2
+    from autobahn.twisted.component import Component
+    from autobahn.wamp.exception import ApplicationError
+    from twisted.internet import task
+
+    outcome: dict[str, Any] = {}
+    component = Component(
+        transports=[{"url": url, "max_retries": 0}],
+        realm="mics.control",
+        authentication={"wampcra": {"authid": "admin", "secret": secret}},
+    )
+
+    @component.on_join
+    async def joined(session: Any, details: Any) -> None:
+        kwargs: dict[str, Any] = {"tenant_id": tenant_id}
+        if limit is not None:
+            kwargs["limit"] = limit
+        try:
+            outcome["result"] = await session.call(f"mics.admin.dlq.{action}", **kwargs)
+        except ApplicationError as e:
+            outcome["error"] = f"{e.error}: {e.args[0] if e.args else ''}"
+        session.leave()
+
+    async def main(reactor: Any) -> None:
+        try:
+            await component.start(reactor)
+        except Exception as e:
+            outcome.setdefault("error", f"cannot reach the node at {url}: {e}")
+
+    try:
+        task.react(lambda reactor: _ensure(main(reactor)))
+    except SystemExit as e:
+        if e.code not in (0, None):
+            outcome.setdefault("error", f"exit {e.code}")
+    if "error" in outcome or "result" not in outcome:
+        print(f"mics dlq: {outcome.get('error', 'no answer from the node')}", file=sys.stderr)
+        return 1
+    print(dumps(outcome["result"]).decode("utf-8"))
+    return 0
+
+
+def _ensure(coro: Any) -> Any:
+    from twisted.internet.defer import ensureDeferred
+
+    return ensureDeferred(coro)
