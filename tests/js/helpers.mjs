@@ -91,16 +91,18 @@ export async function makeTenant(node, { transport = 'wamp', hooks = makeHooks()
   const secret = `secret-${tenantId}-0123456789`;
   const cfg = { secret, hook_transport: transport, ...config };
   let server = null;
+  let tenant = null;
   if (transport === 'http') {
-    server = createHookServer({ secret, hooks, tenantId });
+    server = createHookServer({ secret, hooks, tenantId, onError: (err) => tenant?.hookErrors.push(err) });
     cfg.hook_base_url = (await server.listenAsync()) + '/hooks/';
   }
   await node.admin.call('mics.admin.tenant.upsert', [], { tenant_id: tenantId, config: cfg });
-  const tenant = {
+  tenant = {
     id: tenantId,
     secret,
     server,
     backend: null,
+    hookErrors: [],
     clients: [],
     /** Connect `userId` (token tok-<userId>) as `deviceId`. */
     async user(userId, deviceId = 'd1', options = {}) {
@@ -119,7 +121,9 @@ export async function makeTenant(node, { transport = 'wamp', hooks = makeHooks()
     },
   };
   if (transport === 'wamp' && backend) {
-    tenant.backend = await new TenantBackend({ url: node.url, tenant: tenantId, secret, hooks }).start();
+    const backendSession = new TenantBackend({ url: node.url, tenant: tenantId, secret, hooks });
+    backendSession.on('error', (err) => tenant.hookErrors.push(err));
+    tenant.backend = await backendSession.start();
   }
   return tenant;
 }

@@ -41,6 +41,10 @@ export class TenantBackend extends Emitter {
   #connection = null;
   #procedures = new Map();
   #subscriptions = new Map();
+  /** A hook threw something other than a MicsError: the router gets a failure; we report it. */
+  #crashed = (err) => {
+    if (!this.emit('error', err)) console.error('mics hook failed:', err);
+  };
 
   /** Join (retrying while the router is unreachable or restarts); resolves once the hooks are registered. */
   start() {
@@ -62,6 +66,9 @@ export class TenantBackend extends Emitter {
             ? new autobahn.serializer.MsgpackSerializer()
             : new autobahn.serializer.JSONSerializer(),
         ],
+        on_user_error: (err, context) => {
+          if (!(err instanceof autobahn.Error)) console.error(context, err); // hook errors are answered, not logged
+        },
         max_retries: -1,
         initial_retry_delay: 0.5,
         max_retry_delay: 10,
@@ -72,9 +79,11 @@ export class TenantBackend extends Emitter {
         try {
           for (const [name, procedure] of Object.entries(HOOK_PROCEDURES)) {
             const handler = this.hooks[name];
-            if (handler) await session.register(procedure, wampEndpoint(handler));
+            if (handler) await session.register(procedure, wampEndpoint(handler, this.#crashed));
           }
-          for (const [procedure, fn] of this.#procedures) await session.register(procedure, wampEndpoint(fn));
+          for (const [procedure, fn] of this.#procedures) {
+            await session.register(procedure, wampEndpoint(fn, this.#crashed));
+          }
           for (const [topic, fn] of this.#subscriptions) await session.subscribe(topic, (a, kw) => fn(kw || {}));
           started = true;
           this.emit('ready', session);
@@ -122,7 +131,7 @@ export class TenantBackend extends Emitter {
   /** Serve a tenant procedure (`tenant.*`) to users: fn(kwargs, {callerAuthid, caller}) -> result. */
   async register(procedure, fn) {
     this.#procedures.set(procedure, fn);
-    if (this.session) await this.session.register(procedure, wampEndpoint(fn));
+    if (this.session) await this.session.register(procedure, wampEndpoint(fn, this.#crashed));
   }
 
   /** Subscribe to a tenant-realm topic, e.g. `mics.event.single_chat_msg` (wamp event sink). */
@@ -167,14 +176,15 @@ function compact(obj) {
 }
 
 /** Adapt fn(kwargs, caller) to an autobahn endpoint; errors become WAMP errors the router understands. */
-function wampEndpoint(fn) {
+function wampEndpoint(fn, crashed) {
   return async (args, kwargs, details) => {
     const caller = { caller: details?.caller, callerAuthid: details?.caller_authid };
     try {
       return await fn({ ...(kwargs || {}) }, caller);
     } catch (err) {
       if (err instanceof MicsError) throw new autobahn.Error(err.uri, [err.message], { code: err.code });
-      throw new autobahn.Error('tenant.error.hook_failed', [String(err?.message || err)]);
+      crashed(err);
+      throw new autobahn.Error('tenant.error.hook_failed', ['the hook failed']);
     }
   };
 }
