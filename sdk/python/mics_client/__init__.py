@@ -1,0 +1,34 @@
+"""MICS Python SDK: user-device clients (Twisted: `mics_client.twisted`, asyncio: `mics_client.asyncio`)
+and tenant hook helpers (`mics_client.hooks`). Errors live in `mics_client.errors`.
+"""
+
+from mics_client.errors import (
+    ConnectionClosed,
+    ConnectionLimit,
+    EmptyGroup,
+    HeartbeatTimeout,
+    HookUnavailable,
+    InvalidMessage,
+    InvalidTenant,
+    InvalidToken,
+    Kicked,
+    MicsError,
+    NotAuthorized,
+    NotConnected,
+    PayloadTooLarge,
+    RateLimited,
+    Rejected,
+    Replaced,
+    Shutdown,
+    TenantDisabled,
+)
+from mics_client.types import Ack, Message, Presence, SyncGap, SyncResult, Welcome
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Ack", "ConnectionClosed", "ConnectionLimit", "EmptyGroup", "HeartbeatTimeout", "HookUnavailable",
+    "InvalidMessage", "InvalidTenant", "InvalidToken", "Kicked", "Message", "MicsError", "NotAuthorized",
+    "NotConnected", "PayloadTooLarge", "Presence", "RateLimited", "Rejected", "Replaced", "Shutdown", "SyncGap",
+    "SyncResult", "TenantDisabled", "Welcome",
+]  # fmt: skip

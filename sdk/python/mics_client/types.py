@@ -1,0 +1,121 @@
+"""Small frozen value types the SDK hands to applications (protocol.md sections 3-4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One inbox or group event, or one sync entry (protocol.md section 4)."""
+
+    msg_id: str
+    type: str
+    from_user_id: str | None
+    body: Any
+    ts: int
+    tenant_id: str | None = None
+    from_device_id: str | None = None
+    to_user_id: str | None = None
+    group_id: str | None = None
+    content_type: str | None = None
+    client_msg_id: str | None = None
+    seq: int | None = None
+    trace_id: str | None = None
+    #: True when this came from `mics.inbox.sync` rather than a live event
+    replayed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _FIELDS = (
+        "msg_id", "type", "from_user_id", "body", "ts", "tenant_id", "from_device_id", "to_user_id",
+        "group_id", "content_type", "client_msg_id", "seq", "trace_id",
+    )  # fmt: skip
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any], replayed: bool = False) -> Message:
+        known = {name: kwargs.get(name) for name in cls._FIELDS}
+        known["msg_id"] = str(known["msg_id"] or "")
+        known["type"] = str(known["type"] or "")
+        known["ts"] = int(known["ts"] or 0)
+        extra = {k: v for k, v in kwargs.items() if k not in cls._FIELDS}
+        return cls(**known, replayed=replayed, extra=extra)
+
+    @property
+    def is_receipt(self) -> bool:
+        return self.type == "receipt"
+
+    def to_kwargs(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self._FIELDS}
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The result of a send (protocol.md section 3); `recipients` only for group sends."""
+
+    msg_id: str
+    status: str
+    ts: int
+    delivered: str | None = None
+    seq: int | None = None
+    client_msg_id: str | None = None
+    recipients: int | None = None
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any]) -> Ack:
+        return cls(
+            msg_id=result["msg_id"],
+            status=result.get("status", "SENT"),
+            ts=int(result.get("ts") or 0),
+            delivered=result.get("delivered"),
+            seq=result.get("seq"),
+            client_msg_id=result.get("client_msg_id"),
+            recipients=result.get("recipients"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What one `sync()` fetched; `messages` are only the ones not delivered before (deduped)."""
+
+    messages: list[Message]
+    last_seq: int
+    epoch: str | None
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGap:
+    """Passed to `on_gap` when a sync returned `complete: false`: refresh from the tenant's own store.
+
+    `initial` is True when this device had no earlier position (its first sync): older messages simply
+    expired before it ever connected, which many apps may ignore.
+    """
+
+    since_seq: int
+    epoch_before: str | None
+    last_seq: int
+    epoch: str | None
+    initial: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """One user's presence (mics.presence.get)."""
+
+    online: bool
+    devices: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """What the router told this session on join (WELCOME authextra)."""
+
+    user_id: str
+    device_id: str
+    node_id: str | None
+    session_id: int
+    heartbeat_timeout_s: float
+    offline_ttl_s: int | None
+    authextra: dict[str, Any]

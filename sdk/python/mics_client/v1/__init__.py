@@ -1,0 +1,1 @@
+"""Generated protobuf code for protos/mics/v1 (scripts/gen-protos); do not edit."""
