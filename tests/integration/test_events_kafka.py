@@ -7,6 +7,7 @@ spool, and admins re-push them once the broker is back.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -22,7 +23,7 @@ from integration.conftest import TenantFactory
 from kafka_broker import KafkaBroker
 from twisted.internet.utils import getProcessOutputAndValue
 
-from harness import ADMIN_SECRET, Node, http_get, start_node
+from harness import ADMIN_SECRET, Node, free_port, http_get, start_node
 from mics.events import encode
 from wamp_clients import sleep
 
@@ -194,3 +195,24 @@ async def test_repush_needs_a_kafka_sink_and_a_valid_limit(make_kafka_tenant):
     assert bad_limit.value.error == "mics.error.invalid_message"
     listing = await tenant.admin.call("mics.admin.dlq.list", tenant_id=tenant.tenant_id)
     assert listing == {"dead_letters": [], "total": 0, "dropped": 0}
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_still_undelivered_when_the_node_stops_go_to_the_dead_letter_spool(tmp_path):
+    unreachable = f"127.0.0.1:{free_port()}"  # nothing listens: the topic can never be created
+    node = start_node(tmp_path, "stopping", node={"kafka_bootstrap": unreachable})
+    factory = TenantFactory(node)
+    try:
+        tenant = await factory()
+        alice = await tenant.user("alice")
+        ack = await alice.call("mics.message.send", to_user_id="bob", body="never reached kafka")
+        await factory.close()
+    finally:
+        node.process.stop()
+
+    spool = node.data_dir / "dlq" / f"{tenant.tenant_id}.jsonl"
+    letters = [json.loads(line) for line in spool.read_bytes().splitlines()]
+    by_type = {letter["event_type"]: letter for letter in letters}
+    assert by_type["SINGLE_CHAT_MSG"]["error"].startswith("node shut")
+    assert encode.decode(base64.b64decode(by_type["SINGLE_CHAT_MSG"]["value"]))["msg_id"] == ack["msg_id"]
+    assert by_type["CONNECT_ONLINE"]["key"] == "alice"

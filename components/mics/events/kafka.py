@@ -69,7 +69,7 @@ class _RdKafkaLog:
 
     def log(self, level: int, fmt: str, *args: Any) -> None:
         text = fmt % args if args else fmt
-        if level >= 40:  # logging.ERROR and worse
+        if level >= 50:  # logging.CRITICAL; connection failures (ERROR) are reported once by error_cb
             log.error("kafka: {text}", text=text)
         else:
             log.debug("kafka: {text}", text=text)
@@ -109,8 +109,10 @@ class KafkaProducerLoop:
                 log.warn("kafka: all brokers down ({bootstrap}); events retry, then go to the dead-letter spool",
                          bootstrap=self.bootstrap)  # fmt: skip
                 self._brokers_down_logged = True
-            return
-        log.warn("kafka client error: {error}", error=err.str())
+        elif err.code() in (KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            log.debug("kafka: {error}", error=err.str())  # every reconnect attempt: the outage is logged once
+        else:
+            log.warn("kafka client error: {error}", error=err.str())
 
     def produce(self, sink: KafkaSink, record: Record, headers: list[tuple[str, bytes]]) -> None:
         """Queue locally; raises BufferError (queue full) or KafkaException - never waits."""
@@ -118,8 +120,9 @@ class KafkaProducerLoop:
 
         def on_delivery(err: KafkaError | None, _msg: Any) -> None:
             self.inflight.pop(token, None)
-            if err is None:
+            if err is None and self._brokers_down_logged:
                 self._brokers_down_logged = False
+                log.info("kafka: delivering again ({bootstrap})", bootstrap=self.bootstrap)
             sink.delivered(record, err)
 
         self.producer.produce(
