@@ -47,6 +47,9 @@ export class MicsClient extends Emitter {
     heartbeat = true,
     position = null,
     groups = null,
+    onMessage,
+    onReceipt,
+    onSignal,
   } = {}) {
     super();
     for (const [name, value] of Object.entries({ url, tenant, token, deviceId })) {
@@ -66,6 +69,10 @@ export class MicsClient extends Emitter {
     this.epoch = position && typeof position.epoch === 'string' ? position.epoch : null;
     this.#token = token;
     this.#groups = groups === true ? new Set([true]) : new Set(groups || []);
+    // handlers given here see the messages the first sync catches up on (connect() resolves after it)
+    if (onMessage) this.onMessage(onMessage);
+    if (onReceipt) this.onReceipt(onReceipt);
+    if (onSignal) this.onSignal(onSignal);
   }
 
   #token;
