@@ -1,0 +1,103 @@
+"""Pure parts of the Python client SDK: the error table, backoff with jitter, dedupe, value types, hook replies."""
+
+from __future__ import annotations
+
+import pytest
+
+import mics.hooks.codec as node_codec
+from mics import errors as node_errors
+from mics_client import errors
+from mics_client.core import Backoff, RecentIds
+from mics_client.hooks import auth_reply, check_reply, codec, members_reply
+from mics_client.types import Ack, Message
+
+
+def test_every_uri_and_code_of_the_node_maps_to_its_typed_sdk_error() -> None:
+    for reason in (*node_errors.JOIN_REASONS, *node_errors.CLOSE_REASONS):
+        error = errors.from_wamp(reason.uri, "m", joining=True)
+        assert (error.uri, error.code) == (reason.uri, reason.code)
+        assert type(error) is errors.ERRORS[reason.uri]
+    for reason in (*node_errors.CALL_REASONS, node_errors.NOT_AUTHORIZED):
+        error = errors.from_wamp(reason.uri, "m", {"code": reason.code, "message": "safe text"})
+        assert (type(error), error.code, error.message) == (errors.ERRORS[reason.uri], reason.code, "safe text")
+
+
+@pytest.mark.parametrize(
+    ("uri", "cls", "code"),
+    [
+        ("mics.error.invalid_token", errors.InvalidToken, 4001),
+        ("mics.error.invalid_tenant", errors.InvalidTenant, 4002),
+        ("mics.error.connection_limit", errors.ConnectionLimit, 4429),
+        ("mics.error.hook_unavailable", errors.HookUnavailable, 4503),
+        ("mics.close.kicked", errors.Kicked, 4000),
+        ("mics.close.replaced", errors.Replaced, 4009),
+        ("mics.close.heartbeat_timeout", errors.HeartbeatTimeout, 4100),
+        ("mics.close.shutdown", errors.Shutdown, 1001),
+        ("mics.close.tenant_disabled", errors.TenantDisabled, 4002),
+    ],
+)
+def test_join_and_close_reasons_carry_their_mics_code(uri: str, cls: type, code: int) -> None:
+    error = errors.from_wamp(uri, "why", joining=True)
+    assert isinstance(error, cls) and error.code == code == errors.code_of(uri)
+
+
+def test_only_kicked_replaced_tenant_disabled_and_bad_credentials_are_final() -> None:
+    assert errors.FINAL_CLOSE_REASONS == {"mics.close.kicked", "mics.close.replaced", "mics.close.tenant_disabled"}
+    assert errors.InvalidToken.final and errors.InvalidTenant.final
+    assert not errors.ConnectionLimit.final and not errors.HookUnavailable.final and not errors.Shutdown.final
+
+
+def test_an_unknown_uri_is_a_plain_mics_error_keeping_uri_and_kwargs() -> None:
+    error = errors.from_wamp("tenant.error.nope", "no", {"x": 1})
+    assert type(error) is errors.MicsError and error.uri == "tenant.error.nope" and error.kwargs == {"x": 1}
+
+
+def test_backoff_grows_exponentially_to_its_cap_with_jitter_in_the_upper_half() -> None:
+    low, high = Backoff(0.5, 30.0, rng=lambda: 0.0), Backoff(0.5, 30.0, rng=lambda: 0.999999)
+    assert [low.delay(n) for n in range(4)] == [0.25, 0.5, 1.0, 2.0]
+    assert high.delay(3) == pytest.approx(4.0) and low.delay(100) == 15.0 and high.delay(100) == pytest.approx(30.0)
+
+
+def test_recent_ids_drop_repeats_and_stay_bounded() -> None:
+    seen = RecentIds(limit=2)
+    assert seen.add("a") and not seen.add("a")
+    seen.add("b")
+    seen.add("c")
+    assert "a" not in seen and "b" in seen and "c" in seen
+
+
+def test_message_and_ack_read_the_wire_kwargs() -> None:
+    message = Message.from_kwargs({"msg_id": "m1", "type": "chat", "from_user_id": "a", "body": {"t": 1}, "ts": 5,
+                                   "seq": 3, "future_field": True})  # fmt: skip
+    ack = Ack.from_result({"msg_id": "m1", "status": "SENT", "ts": 5, "delivered": "buffered", "recipients": 2})
+    assert (message.seq, message.extra, message.to_kwargs()["body"]) == (3, {"future_field": True}, {"t": 1})
+    assert (ack.delivered, ack.recipients, ack.seq) == ("buffered", 2, None)
+
+
+def test_hook_replies_are_normalized_to_the_wire_shapes() -> None:
+    assert auth_reply("alice") == {"user_id": "alice"}
+    assert auth_reply({"user_id": "a", "device_id": None}) == {"user_id": "a"}
+    assert check_reply(False) == {"allow": False}
+    assert check_reply({"allow": False, "reason": "no"}) == {"allow": False, "reason": "no"}
+    assert members_reply(("a", "b")) == members_reply({"members": ["a", "b"]}) == {"members": ["a", "b"]}
+    with pytest.raises(TypeError):
+        auth_reply(None)
+
+
+@pytest.mark.parametrize("encoding", ["json", "protobuf"])
+def test_the_codec_round_trips_every_hook_both_ways(encoding: str) -> None:
+    message = {"msg_id": "m1", "type": "chat", "tenant_id": "acme", "from_user_id": "a", "from_device_id": "d1",
+               "to_user_id": "b", "body": {"text": "hi"}, "ts": 7, "trace_id": "m1"}  # fmt: skip
+    for hook, fields, reply in [
+        ("auth", {"token": "t", "device_id": "d1", "tenant_id": "acme"}, {"user_id": "a", "device_id": "d1"}),
+        ("check_message", message, {"allow": False, "reason": "no"}),
+        ("group_members", {"group_id": "g", "from_user_id": "a", "tenant_id": "acme"}, {"members": ["a", "b"]}),
+    ]:
+        body, content_type = codec.encode_request(hook, fields, encoding)
+        assert codec.decode_request(hook, body, content_type) == fields
+        body, content_type = codec.encode_response(hook, reply, encoding)
+        assert codec.decode_response(hook, body, content_type) == reply
+
+
+def test_the_node_uses_the_sdk_codec() -> None:
+    assert node_codec.encode_request is codec.encode_request and node_codec.dumps is codec.dumps
