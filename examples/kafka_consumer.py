@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secret", required=True, help="the tenant secret (verifies x-mics-signature)")
     parser.add_argument("--group", default="mics-example", help="consumer group (default: %(default)s)")
     parser.add_argument("--from-beginning", action="store_true", help="start at the oldest event")
+    parser.add_argument("--count", type=int, default=0, help="exit after this many verified events (0: run on)")
     args = parser.parse_args(argv)
 
     consumer = Consumer(
@@ -38,9 +39,11 @@ def main(argv: list[str] | None = None) -> int:
             "group.id": args.group,
             "auto.offset.reset": "earliest" if args.from_beginning else "latest",
             "enable.auto.commit": True,
+            "session.timeout.ms": 6000,
         }
     )
     consumer.subscribe([encode.topic(args.tenant)])
+    printed = 0
     try:
         while True:
             record = consumer.poll(1.0)
@@ -58,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             # At-least-once: a retried or re-pushed event may arrive twice; dedupe on msg_id (messages)
             # or on (event_type, user_id, session_id) for connection events.
             print(json.dumps(json.loads(dumps(event)), ensure_ascii=False), flush=True)
+            printed += 1
+            if printed == args.count:
+                return 0
     except KeyboardInterrupt:
         return 0
     except KafkaException as e:

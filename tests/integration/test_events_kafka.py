@@ -23,7 +23,7 @@ from integration.conftest import TenantFactory
 from kafka_broker import KafkaBroker
 from twisted.internet.utils import getProcessOutputAndValue
 
-from harness import ADMIN_SECRET, Node, free_port, http_get, start_node
+from harness import ADMIN_SECRET, ROOT, Node, free_port, http_get, start_node
 from mics.events import encode
 from wamp_clients import sleep
 
@@ -216,3 +216,19 @@ async def test_events_still_undelivered_when_the_node_stops_go_to_the_dead_lette
     assert by_type["SINGLE_CHAT_MSG"]["error"].startswith("node shut")
     assert encode.decode(base64.b64decode(by_type["SINGLE_CHAT_MSG"]["value"]))["msg_id"] == ack["msg_id"]
     assert by_type["CONNECT_ONLINE"]["key"] == "alice"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_example_consumer_verifies_and_prints_a_tenants_events(make_kafka_tenant, kafka_broker):
+    tenant = await make_kafka_tenant()
+    alice = await tenant.user("alice")
+    ack = await alice.call("mics.message.send", to_user_id="bob", body={"text": "for the example"})
+    example = str(ROOT / "examples" / "kafka_consumer.py")
+    args = [example, "--bootstrap", kafka_broker.bootstrap, "--tenant", tenant.tenant_id, "--secret", tenant.secret,
+            "--from-beginning", "--count", "2", "--group", f"example-{tenant.tenant_id}"]  # fmt: skip
+    out, err, code = await getProcessOutputAndValue(sys.executable, args, env=dict(os.environ))
+
+    assert code == 0, err.decode()
+    printed = sorted((json.loads(line) for line in out.splitlines()), key=lambda e: e["event_type"])
+    assert [e["event_type"] for e in printed] == ["CONNECT_ONLINE", "SINGLE_CHAT_MSG"]
+    assert printed[1]["msg_id"] == ack["msg_id"] and printed[1]["event_data"]["body"] == {"text": "for the example"}
