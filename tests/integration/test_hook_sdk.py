@@ -15,12 +15,12 @@ from twisted.internet.defer import Deferred
 
 from harness import ADMIN_SECRET
 from mics_client import errors
+from mics_client.admin import AdminSession, connect_admin
 from mics_client.hooks import Hooks, RejectToken
 from mics_client.hooks.backend import TenantBackend, connect_backend
 from mics_client.hooks.http import HookServer
 from mics_client.signing import sign_headers
 from mics_client.twisted import MicsClient
-from wamp_clients import TestSession, admin
 
 _counter = itertools.count(1)
 GROUPS = {"team": ["alice", "bob"]}
@@ -59,7 +59,7 @@ class TenantSetup:
     def __init__(self, url: str) -> None:
         self.url = url
         self.closers: list[Any] = []
-        self.admin: TestSession | None = None
+        self.admin: AdminSession | None = None
 
     @staticmethod
     def new_ids() -> tuple[str, str]:
@@ -68,9 +68,10 @@ class TenantSetup:
 
     async def create(self, ids: tuple[str, str] | None = None, **config: Any) -> tuple[str, str]:
         if self.admin is None:
-            self.admin = await admin(self.url, ADMIN_SECRET)
+            self.admin = await connect_admin(self.url, ADMIN_SECRET)
         tenant_id, secret = ids or self.new_ids()
-        await self.admin.call("mics.admin.tenant.upsert", tenant_id=tenant_id, config={"secret": secret, **config})
+        created = await self.admin.upsert_tenant(tenant_id, secret=secret, **config)
+        assert created == {"tenant_id": tenant_id, "created": True}
         return tenant_id, secret
 
     async def client(self, tenant_id: str, token: str, device_id: str = "d1", **kw: Any) -> MicsClient:
@@ -83,7 +84,8 @@ class TenantSetup:
         for close in reversed(self.closers):
             await close()
         if self.admin is not None:
-            await self.admin.close()
+            self.admin.leave()
+            await self.admin.left
 
 
 @pytest_twisted.async_yield_fixture()

@@ -31,11 +31,8 @@ HOOK_CHECK_MESSAGE = "mics.hook.check_message"
 HOOK_GROUP_MEMBERS = "mics.hook.group_members"
 
 
-class TenantBackend(Hooks, ApplicationSession):
-    """Subclass, override the `Hooks` methods, and connect it with `connect_backend()`.
-
-    `on_ready()` runs once the hooks are registered; `self.left` fires with (reason, message) when it ends.
-    """
+class CraSession(ApplicationSession):
+    """A session joining with wampcra (tenant backends, admins): `ready` fires once set up, `left` when it ends."""
 
     def __init__(self, config: ComponentConfig) -> None:
         super().__init__(config)
@@ -45,7 +42,6 @@ class TenantBackend(Hooks, ApplicationSession):
         self._ready: Any = extra.get("ready")
         self.left: Any = txaio.create_future()
 
-    # -- joining ------------------------------------------------------------------------------------
     def onConnect(self) -> None:
         self.join(self.config.realm, ["wampcra"], authid=self._authid)
 
@@ -55,12 +51,16 @@ class TenantBackend(Hooks, ApplicationSession):
         return wamp_auth.compute_wcs(self._secret, challenge.extra["challenge"]).decode("ascii")
 
     async def onJoin(self, details: Any) -> None:
-        await self.register(self._auth, HOOK_AUTH)
-        await self.register(self._check_message, HOOK_CHECK_MESSAGE)
-        await self.register(self._group_members, HOOK_GROUP_MEMBERS)
+        await self._setup(details)
         await resolve(self.on_ready(details))
         if self._ready is not None and not txaio.is_called(self._ready):
             txaio.resolve(self._ready, self)
+
+    async def _setup(self, details: Any) -> None:
+        """What a subclass must do before it is ready (TenantBackend registers the hooks here)."""
+
+    async def on_ready(self, details: Any) -> None:
+        """Override to register tenant procedures (`tenant.*`) or subscribe to `mics.event.*`."""
 
     def onLeave(self, details: Any) -> None:
         if self._ready is not None and not txaio.is_called(self._ready):
@@ -71,12 +71,28 @@ class TenantBackend(Hooks, ApplicationSession):
 
     def onDisconnect(self) -> None:
         if self._ready is not None and not txaio.is_called(self._ready):
-            txaio.reject(self._ready, errors.TransportFailed("connection closed before the backend joined"))
+            txaio.reject(self._ready, errors.TransportFailed("connection closed before the session joined"))
         if not txaio.is_called(self.left):
             txaio.resolve(self.left, ("wamp.close.transport_lost", "connection lost"))
 
-    async def on_ready(self, details: Any) -> None:
-        """Override to register tenant procedures (`tenant.*`) or subscribe to `mics.event.*`."""
+    async def _call(self, procedure: str, **kwargs: Any) -> Any:
+        """Call with None kwargs left out; WAMP errors become the typed MICS errors."""
+        try:
+            return await self.call(procedure, **{k: v for k, v in kwargs.items() if v is not None})
+        except ApplicationError as e:
+            raise errors.from_application_error(e) from None
+
+
+class TenantBackend(Hooks, CraSession):
+    """Subclass, override the `Hooks` methods, and connect it with `connect_backend()`.
+
+    `on_ready()` runs once the hooks are registered; `self.left` fires with (reason, message) when it ends.
+    """
+
+    async def _setup(self, details: Any) -> None:
+        await self.register(self._auth, HOOK_AUTH)
+        await self.register(self._check_message, HOOK_CHECK_MESSAGE)
+        await self.register(self._group_members, HOOK_GROUP_MEMBERS)
 
     # -- hook adapters (WAMP kwargs -> Hooks methods -> wire replies) ---------------------------------
     async def _auth(self, token: str = "", device_id: str = "", tenant_id: str = "", **_: Any) -> dict[str, Any]:
@@ -90,12 +106,6 @@ class TenantBackend(Hooks, ApplicationSession):
         return members_reply(await resolve(self.group_members(group_id, from_user_id, tenant_id)))
 
     # -- backend procedures (protocol.md section 7, "in its own realm") -----------------------------------
-    async def _call(self, procedure: str, **kwargs: Any) -> Any:
-        try:
-            return await self.call(procedure, **{k: v for k, v in kwargs.items() if v is not None})
-        except ApplicationError as e:
-            raise errors.from_application_error(e) from None
-
     async def send_system(
         self,
         to_user_id: str,
@@ -135,13 +145,9 @@ class TenantBackend(Hooks, ApplicationSession):
         return list(result.get("sessions", []))
 
 
-async def connect_backend(url: str, tenant: str, secret: str, backend_class: type[TenantBackend] = TenantBackend,
-                          authid: str = "backend", serializer: str = "json", reactor: Any = None,
-                          **extra: Any) -> Any:  # fmt: skip
-    """Connect `backend_class` to the tenant realm; returns the instance once its hooks are registered.
-
-    `extra` is passed in `config.extra` for your subclass. Raises the typed join error on refusal.
-    """
+async def connect_cra(url: str, realm: str, secret: str, session_class: type[CraSession], authid: str,
+                      serializer: str = "json", reactor: Any = None, **extra: Any) -> Any:  # fmt: skip
+    """Connect a CraSession subclass; returns the instance once it is ready, or raises the typed join error."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
@@ -149,8 +155,17 @@ async def connect_backend(url: str, tenant: str, secret: str, backend_class: typ
     ready = txaio.create_future()
     config_extra = {**extra, "secret": secret, "authid": authid, "ready": ready}
     factory = WampWebSocketClientFactory(
-        lambda: backend_class(ComponentConfig(tenant, config_extra)), url=url, serializers=[make_serializer(serializer)]
+        lambda: session_class(ComponentConfig(realm, config_extra)), url=url, serializers=[make_serializer(serializer)]
     )
     parsed = urlparse(url)
     await HostnameEndpoint(reactor, parsed.hostname, parsed.port or 80).connect(factory)
     return await ready
+
+
+async def connect_backend(url: str, tenant: str, secret: str, backend_class: type[TenantBackend] = TenantBackend,
+                          authid: str = "backend", **options: Any) -> Any:  # fmt: skip
+    """Connect `backend_class` to the tenant realm; returns the instance once its hooks are registered.
+
+    `options` may give `serializer`, `reactor`, and anything else is passed in `config.extra` for your subclass.
+    """
+    return await connect_cra(url, tenant, secret, backend_class, authid, **options)
