@@ -1,0 +1,67 @@
+// A tenant backend in Node with HTTP hooks: serves /auth, /check-message and /get-group-members
+// (signed requests, checked by the SDK), then creates/updates its tenant through the admin API.
+// Run (with a node up from scripts/run):  npm --prefix sdk/js ci && node examples/node_http_hooks.mjs
+// Then connect users of tenant "acme" with tokens "secret-<user>" (e.g. from the quickstart).
+// Env: MICS_URL, MICS_ADMIN_SECRET (the embedded default's dev-admin-secret), TENANT (acme),
+//      TENANT_SECRET, HOOK_HOST (127.0.0.1), HOOK_PORT (9090; 0 = any free port)
+import autobahn from '../sdk/js/src/autobahn.js';
+import { HookRejection, createHookServer } from '../sdk/js/src/hooks.js';
+
+const url = process.env.MICS_URL || 'ws://localhost:8080/ws';
+const tenantId = process.env.TENANT || 'acme';
+const secret = process.env.TENANT_SECRET || 'acme-secret-change-me-0123456789';
+const adminSecret = process.env.MICS_ADMIN_SECRET || 'dev-admin-secret';
+const host = process.env.HOOK_HOST || '127.0.0.1';
+const port = Number(process.env.HOOK_PORT ?? 9090);
+
+// The tenant's own data: in a real app, your user database and group service.
+const GROUPS = { general: ['ann', 'ben', 'cid'], ops: ['ann', 'cid'] };
+
+const server = createHookServer({
+  secret,
+  tenantId,
+  hooks: {
+    auth({ token, device_id }) {
+      if (!/^secret-[a-z0-9_-]{1,32}$/.test(token)) throw new HookRejection('unknown token');
+      console.log(`auth: ${token.slice(7)} on ${device_id}`);
+      return { user_id: token.slice(7) };
+    },
+    checkMessage(message) {
+      const text = typeof message.body === 'object' && message.body ? String(message.body.text ?? '') : String(message.body);
+      return /\bspam\b/i.test(text) ? { allow: false, reason: 'looks like spam' } : { allow: true };
+    },
+    groupMembers({ group_id }) {
+      return { members: GROUPS[group_id] ?? [] };
+    },
+  },
+  onError: (err) => console.error('hook failed:', err),
+});
+const baseUrl = await server.listenAsync(port, host);
+
+// Point the tenant at this server (admin API, realm mics.control); upsert merges a partial config.
+const admin = new autobahn.Connection({
+  url,
+  realm: 'mics.control',
+  authmethods: ['wampcra'],
+  authid: 'admin',
+  onchallenge: (session, method, extra) => autobahn.auth_cra.sign(adminSecret, extra.challenge),
+  max_retries: 0,
+  retry_if_unreachable: false,
+});
+admin.onopen = async (session) => {
+  const config = { secret, hook_transport: 'http', hook_base_url: baseUrl, hook_encoding: 'json' };
+  const result = await session.call('mics.admin.tenant.upsert', [], { tenant_id: tenantId, config });
+  admin.close();
+  console.log(`hooks for tenant "${tenantId}" at ${baseUrl} (${result.created ? 'created' : 'updated'}); ` +
+    `users sign in with tokens "secret-<name>"; groups: ${Object.keys(GROUPS).join(', ')}`);
+};
+admin.onclose = (reason, details) => {
+  if (details?.reason && details.reason !== 'wamp.close.normal') {
+    console.error(`admin join failed: ${details.reason} ${details.message || ''}`);
+    process.exit(1);
+  }
+  return true;
+};
+admin.open();
+process.on('SIGINT', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0));

@@ -1,0 +1,72 @@
+// Types for mics-sdk/hooks: the tenant backend side (Node only).
+import type { IncomingMessage, ServerResponse, Server } from 'node:http';
+import { MicsError } from './errors.js';
+import type { Message, Ack, Json } from './index.js';
+
+export interface AuthInput { token: string; device_id: string; tenant_id: string }
+export interface AuthReply { user_id: string; device_id?: string; config?: Record<string, unknown> }
+export interface CheckReply { allow: boolean; reason?: string }
+export interface MembersInput { group_id: string; from_user_id: string; tenant_id: string }
+export interface MembersReply { members: string[] }
+type Maybe<T> = T | Promise<T>;
+
+export interface Hooks {
+  /** throw HookRejection to refuse the token */
+  auth?: (input: AuthInput, context: any) => Maybe<AuthReply>;
+  checkMessage?: (message: Message, context: any) => Maybe<CheckReply>;
+  groupMembers?: (input: MembersInput, context: any) => Maybe<MembersReply>;
+}
+
+/** Thrown by an auth hook: WAMP `mics.error.invalid_token`, HTTP 401. */
+export class HookRejection extends MicsError {}
+
+export const HOOK_PROCEDURES: { auth: string; checkMessage: string; groupMembers: string };
+export const HOOK_PATHS: Record<string, keyof Hooks>;
+export const MAX_SKEW_MS: number;
+
+export interface TenantBackendOptions {
+  url: string;
+  tenant: string;
+  /** the tenant secret (WAMP-CRA) */
+  secret: string;
+  /** `backend` or `backend-<name>` */
+  authid?: string;
+  hooks?: Hooks;
+  serializer?: 'json' | 'msgpack';
+}
+
+export class TenantBackend {
+  constructor(options: TenantBackendOptions);
+  session: any;
+  start(): Promise<this>;
+  stop(): Promise<void>;
+  on(event: 'ready' | 'disconnect' | 'error', handler: (value: any) => void): () => void;
+  call<T = any>(procedure: string, kwargs?: Record<string, unknown>): Promise<T>;
+  register(procedure: string, fn: (kwargs: Record<string, any>, caller: { caller?: number; callerAuthid?: string }) => unknown): Promise<void>;
+  subscribe(topic: string, fn: (kwargs: Record<string, any>) => void): Promise<void>;
+  publish(topic: string, kwargs?: Record<string, unknown>): void;
+  sendMessage(toUserId: string, body: Json, options?: { fromUserId?: string; clientMsgId?: string; contentType?: string }): Promise<Ack>;
+  sendGroup(groupId: string, body: Json, options?: { fromUserId?: string; clientMsgId?: string; contentType?: string }): Promise<Ack>;
+  listSessions(userId?: string): Promise<{ sessions: { session_id: number; user_id: string; device_id: string; node_id: string; online_at: number }[] }>;
+  kick(userId: string, deviceId?: string): Promise<{ kicked: number }>;
+  membersChanged(groupId: string, change: { added?: string[]; removed?: string[] }): Promise<{ msg_id: string; ts: number; recipients: number }>;
+}
+
+export function signature(secret: string, timestamp: string, nonce: string, body: string | Uint8Array): string;
+export function signHeaders(tenantId: string, secret: string, body: string | Uint8Array, nowMs?: number): Record<string, string>;
+export class SignatureError extends Error {}
+export class SignatureVerifier {
+  constructor(secret: string, options?: { clock?: () => number; maxNonces?: number; maxSkewMs?: number });
+  verify(headers: Record<string, string | string[] | undefined>, body: Uint8Array | string): void;
+}
+
+export interface HookServerOptions {
+  secret: string;
+  hooks: Hooks;
+  /** refuse requests whose X-Mics-Tenant differs */
+  tenantId?: string;
+  verifier?: SignatureVerifier;
+  onError?: (err: unknown) => void;
+}
+export function createHookHandler(options: HookServerOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+export function createHookServer(options: HookServerOptions): Server & { listenAsync(port?: number, host?: string): Promise<string> };

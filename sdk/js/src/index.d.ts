@@ -1,0 +1,148 @@
+// Types for mics-sdk (the client). The tenant hook SDK is in ./hooks.d.ts.
+import { MicsError } from './errors.js';
+export * from './errors.js';
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** A message as delivered live or by sync (protocol.md section 4). */
+export interface Message {
+  msg_id: string;
+  type: 'chat' | 'group_chat' | 'receipt' | 'signal' | 'system';
+  tenant_id: string;
+  from_user_id: string;
+  from_device_id: string | null;
+  to_user_id?: string;
+  group_id?: string;
+  body: Json | Uint8Array;
+  content_type?: string;
+  client_msg_id?: string;
+  seq?: number;
+  ts: number;
+  trace_id: string;
+}
+
+export interface ReceiptMessage extends Message {
+  type: 'receipt';
+  body: { msg_ids: string[]; kind: 'delivered' | 'read' };
+}
+
+export interface Ack {
+  msg_id: string;
+  status: 'SENT';
+  ts: number;
+  seq?: number;
+  client_msg_id?: string;
+  delivered: 'online' | 'buffered' | 'offline';
+  /** group sends: the member count */
+  recipients?: number;
+}
+
+export interface Position {
+  lastSeq: number;
+  epoch: string | null;
+}
+
+export interface SyncResult {
+  /** the messages this sync delivered (repeats already seen are left out) */
+  messages: Message[];
+  /** false: some held messages were lost (new epoch, or expired): refresh from your own store */
+  complete: boolean;
+  lastSeq: number;
+  epoch: string;
+}
+
+export interface ReconnectPolicy {
+  /** first delay (ms), default 500 */
+  initialDelayMs?: number;
+  /** cap (ms), default 30000 */
+  maxDelayMs?: number;
+  /** growth per attempt, default 2 */
+  factor?: number;
+  /** random cut of up to this share of the delay, default 0.5 */
+  jitter?: number;
+  /** default Infinity */
+  maxAttempts?: number;
+}
+
+export interface ConnectOptions {
+  /** e.g. ws://localhost:8080/ws */
+  url: string;
+  /** the tenant id (= realm) */
+  tenant: string;
+  /** the tenant-issued token, checked by the tenant's auth hook */
+  token: string;
+  deviceId: string;
+  serializer?: 'json' | 'msgpack' | 'cbor';
+  /** false: never reconnect; default: exponential backoff with jitter */
+  reconnect?: boolean | ReconnectPolicy;
+  /** sync the inbox after every (re)connect, default true */
+  autoSync?: boolean;
+  /** ping when idle for a third of heartbeat_timeout_s, default true */
+  heartbeat?: boolean;
+  /** where a previous run stopped (persist `client.position`) */
+  position?: Position | null;
+  /** group messages: `true` = all my groups (prefix), or a list of group ids */
+  groups?: true | string[] | null;
+  onMessage?: (message: Message, meta: EventMeta) => void;
+  onReceipt?: (message: ReceiptMessage, meta: EventMeta) => void;
+  onSignal?: (message: Message, meta: EventMeta) => void;
+}
+
+export interface EventMeta {
+  source: 'live' | 'sync';
+}
+
+export interface SendOptions {
+  /** dedup key; one is made up when not given */
+  clientMsgId?: string;
+  contentType?: string;
+}
+
+export interface ClientEvents {
+  message: [Message, EventMeta];
+  receipt: [ReceiptMessage, EventMeta];
+  signal: [Message, EventMeta];
+  connect: [{ userId: string; deviceId: string; reconnected: boolean; details: Record<string, unknown> }];
+  disconnect: [{ reason: string; error: MicsError; willRetry: true; delayMs: number }];
+  close: [{ reason: string; error: MicsError | null }];
+  sync: [SyncResult];
+  gap: [SyncResult];
+  position: [Position];
+  error: [MicsError | Error];
+}
+
+export class MicsClient {
+  constructor(options: ConnectOptions);
+  readonly url: string;
+  readonly tenant: string;
+  readonly deviceId: string;
+  /** the user id the auth hook gave (WELCOME authid) */
+  readonly userId: string | null;
+  /** WELCOME details (authextra has device_id, node_id, heartbeat_timeout_s, offline_ttl_s) */
+  readonly welcome: Record<string, any> | null;
+  readonly connected: boolean;
+  readonly position: Position;
+  readonly heartbeatTimeoutS: number | null;
+  open(): Promise<this>;
+  close(): Promise<void>;
+  on<E extends keyof ClientEvents>(event: E, handler: (...args: ClientEvents[E]) => void): () => void;
+  off<E extends keyof ClientEvents>(event: E, handler: (...args: ClientEvents[E]) => void): void;
+  once<E extends keyof ClientEvents>(event: E): Promise<ClientEvents[E][0]>;
+  onMessage(handler: (message: Message, meta: EventMeta) => void): () => void;
+  onReceipt(handler: (message: ReceiptMessage, meta: EventMeta) => void): () => void;
+  onSignal(handler: (message: Message, meta: EventMeta) => void): () => void;
+  send(toUserId: string, body: Json | Uint8Array, options?: SendOptions): Promise<Ack>;
+  sendGroup(groupId: string, body: Json | Uint8Array, options?: SendOptions): Promise<Ack & { recipients: number }>;
+  receipt(toUserId: string, msgIds: string[], kind?: 'delivered' | 'read'): Promise<Ack>;
+  signal(toUserId: string, body: Json): Promise<Ack>;
+  ping(): Promise<{ ts: number; heartbeat_timeout_s: number }>;
+  presence(userIds: string[]): Promise<Record<string, { online: boolean; devices: string[] }>>;
+  subscribeGroups(groupIds?: true | string[]): Promise<void>;
+  subscribe(topic: string, handler: (kwargs: Record<string, any>, meta: { args: unknown[]; topic?: string }) => void): Promise<() => void>;
+  call<T = any>(procedure: string, kwargs?: Record<string, unknown>): Promise<T>;
+  sync(): Promise<SyncResult>;
+}
+
+/** Connect a device; resolves after the first join and sync, rejects with the typed error of a refusal. */
+export function connect(options: ConnectOptions): Promise<MicsClient>;
+export function newClientMsgId(): string;
