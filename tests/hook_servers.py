@@ -13,7 +13,7 @@ from typing import Any
 
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import ensureDeferred, maybeDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -147,11 +147,33 @@ class HttpHookServer:
         self.verifier = SignatureVerifier(secret)
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.signature_errors: list[str] = []
-        self._port = reactor.listenTCP(0, Site(_HookResource(self)), interface="127.0.0.1")
+        self._site = _TrackingSite(_HookResource(self))
+        self._port = reactor.listenTCP(0, self._site, interface="127.0.0.1")
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._port.getHost().port}/hooks/"
 
-    def stop(self) -> Deferred[None]:
-        return self._port.stopListening()  # type: ignore[no-any-return]
+    async def stop(self) -> None:
+        """Stop listening and drop kept-alive connections: the hook is really gone."""
+        await maybeDeferred(self._port.stopListening)
+        for transport in list(self._site.live):
+            transport.abortConnection()
+
+
+class _TrackingSite(Site):
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource)
+        self.live: set[Any] = set()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """Remember each connection's transport so `stop` can drop it."""
+        protocol = super().buildProtocol(addr)
+        make_connection = protocol.makeConnection
+
+        def track(transport: Any) -> None:
+            self.live.add(transport)
+            make_connection(transport)
+
+        protocol.makeConnection = track
+        return protocol

@@ -7,6 +7,8 @@ import argparse
 import copy
 import json
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -99,9 +101,32 @@ def cmd_node(args: argparse.Namespace) -> int:
     if node.get("dev_mode") and node.get("admin_secret") and not os.environ.get("MICS_ADMIN_SECRET"):
         print(f"mics: development admin secret: {node['admin_secret']}", flush=True)
     fmt = "standard" if os.environ.get("MICS_LOG_FORMAT", "text") == "text" else "syslogd"
-    argv = crossbar_command(cbdir, args.loglevel, fmt)
-    os.execv(argv[0], argv)  # crossbar handles SIGTERM/SIGINT and shuts the node down cleanly
-    return 0  # not reached
+    return supervise(crossbar_command(cbdir, args.loglevel, fmt))
+
+
+def supervise(argv: list[str], grace_s: float = 30.0) -> int:
+    """Run Crossbar as a child; SIGTERM/SIGINT drain the node and exit 0 (Crossbar alone exits 1).
+
+    The router worker closes user sessions with mics.close.shutdown before it stops (node.py).
+    """
+    child = subprocess.Popen(argv, start_new_session=True)  # terminal signals reach only us: we drain
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        try:
+            code = child.wait(timeout=grace_s if stopping else None)
+            break
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return 0 if stopping else code
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

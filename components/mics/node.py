@@ -24,6 +24,7 @@ log = make_logger()
 
 EVENT_DRAIN_S = 0.05
 EXPIRE_EVERY_TICKS = 10
+DRAIN_GRACE_S = 0.5
 
 
 class Node:
@@ -36,6 +37,7 @@ class Node:
         self.realms: RealmManager | None = None
         self.msg_ids: MsgIdFactory | None = None
         self.is_ready = False
+        self.drained = 0  # user sessions closed with mics.close.shutdown
         self._waiters: list[Deferred[None]] = []
         self._ticks = 0
         self._timers: list[LoopingCall] = []
@@ -51,6 +53,7 @@ class Node:
             self.tenants.add(tenant_config)
         for tenant in self.tenants:
             await self.realms.ensure(tenant.tenant_id)
+        self.reactor.addSystemEventTrigger("before", "shutdown", self.drain)
         self._start_timer(self._tick, heartbeat.TICK_S)
         self._start_timer(self._drain_events, EVENT_DRAIN_S)
         self.is_ready = True
@@ -91,6 +94,15 @@ class Node:
         for tenant in self.tenants:
             if tenant.events.items:
                 tenant.events.drain()
+
+    def drain(self) -> Deferred[None] | None:
+        """Before the worker's reactor stops: let the GOODBYEs of drained sessions reach the wire."""
+        if not self.drained:
+            return None
+        log.info("drained {count} user sessions", count=self.drained)
+        done: Deferred[None] = Deferred()
+        self.reactor.callLater(DRAIN_GRACE_S, done.callback, None)
+        return done
 
     def stop(self) -> None:
         for timer in self._timers:

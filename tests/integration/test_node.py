@@ -1,0 +1,111 @@
+"""The node as an operator sees it: `mics node`, environment overrides, HTTP probes, SIGTERM."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from harness import ROOT, ManagedProcess, free_port, http_get
+
+MICS = str(Path(sys.executable).with_name("mics"))
+
+
+def write_config(tmp: Path, mutate=None) -> Path:
+    config = json.loads((ROOT / "router/.crossbar/config.json").read_text())
+    if mutate:
+        mutate(config["workers"][0]["components"][0]["extra"])
+    path = tmp / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICS_")}
+    env.update(extra)
+    return env
+
+
+def test_mics_node_honours_environment_and_stops_cleanly_on_sigterm(tmp_path):
+    port = free_port()
+    env = clean_env(MICS_PORT=str(port), MICS_NODE_ID="env-node-7", MICS_DATA_DIR=str(tmp_path / "data"),
+                    MICS_ADMIN_SECRET="env-admin-secret")  # fmt: skip
+    proc = ManagedProcess("mics-node", [MICS, "node", "--config", str(write_config(tmp_path))], tmp_path / "n.log", env)
+    try:
+        proc.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/ready", 0.5)[0] == 200)
+        status, body = http_get(f"http://127.0.0.1:{port}/health")
+        assert status == 200 and json.loads(body) == {"status": "ok", "node_id": "env-node-7"}
+        status, metrics = http_get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and b"mics_connections" in metrics
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(20) == 0
+    finally:
+        proc.stop()
+    assert (tmp_path / "data" / "crossbar" / "config.json").exists(), "the effective config lives in the data dir"
+    assert "dev-admin-secret" not in proc.tail(200), "an explicit admin secret replaces the development one"
+
+
+def test_mics_node_refuses_a_bad_tenant_value_naming_tenant_and_field(tmp_path):
+    def bad(extra):
+        extra["tenants"]["demo"]["hook_timeout_ms"] = 0
+
+    result = subprocess.run(
+        [MICS, "node", "--config", str(write_config(tmp_path, bad))],
+        env=clean_env(MICS_DATA_DIR=str(tmp_path)), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "tenants.demo.hook_timeout_ms" in result.stderr and "got 0" in result.stderr
+
+
+def test_mics_config_check_reports_unknown_fields(tmp_path):
+    def bad(extra):
+        extra["tenants"]["demo"]["colour"] = "blue"
+
+    result = subprocess.run([MICS, "config", "check", "--config", str(write_config(tmp_path, bad))],
+                            env=clean_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "tenants.demo.colour: unknown field" in result.stderr
+    ok = subprocess.run([MICS, "config", "check", "--config", str(write_config(tmp_path))],
+                        env=clean_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ok.returncode == 0 and "demo" in ok.stdout
+
+
+def test_a_bad_environment_override_is_refused(tmp_path):
+    result = subprocess.run([MICS, "node", "--config", str(write_config(tmp_path))],
+                            env=clean_env(MICS_PORT="eighty", MICS_DATA_DIR=str(tmp_path)),
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and "MICS_PORT" in result.stderr
+
+
+def test_metrics_count_joins_and_messages(mics_node):
+    status, body = http_get(f"{mics_node.http}/metrics")
+    assert status == 200
+    assert b"# TYPE mics_messages_total counter" in body and b"# TYPE mics_joins_total counter" in body
+
+
+def test_sigterm_closes_user_sessions_with_shutdown(tmp_path):
+    """A draining node says goodbye with mics.close.shutdown (observed by a real client subprocess)."""
+    port = free_port()
+    env = clean_env(MICS_PORT=str(port), MICS_DATA_DIR=str(tmp_path / "data"))
+    proc = ManagedProcess("mics-node", [MICS, "node", "--config", str(write_config(tmp_path))], tmp_path / "n.log", env)
+    try:
+        proc.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/ready", 0.5)[0] == 200)
+        watcher = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("leave_watcher.py")), f"ws://127.0.0.1:{port}/ws"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert watcher.stdout is not None
+
+        def next_said() -> str:  # the watcher's own lines; autobahn may log to the same stdout
+            for line in watcher.stdout:
+                if line.startswith(("joined", "left")):
+                    return line.strip()
+            return "eof"
+
+        assert next_said() == "joined"
+        proc.proc.send_signal(signal.SIGTERM)  # as an orchestrator does: to the main process only
+        assert next_said() == "left mics.close.shutdown"
+        assert watcher.wait(10) == 0
+        assert proc.proc.wait(30) == 0
+    finally:
+        proc.stop()
