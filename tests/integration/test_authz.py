@@ -41,7 +41,7 @@ async def test_allowed_inbox_subscription_of_one_user_is_not_cached_for_another(
         ("mics.", "prefix"),
         ("mics.event.", "prefix"),
         ("", "prefix"),
-    ],  # fmt: skip
+    ],
 )
 @pytest_twisted.ensureDeferred
 async def test_user_may_not_subscribe_with_patterns_that_reach_other_inboxes(make_tenant, topic, match):
@@ -108,7 +108,7 @@ async def test_nobody_can_take_over_a_mics_procedure(make_tenant):
         "wamp.session.kill",
         "wamp.session.list",
         "mics.admin.tenant.list",
-    ],  # fmt: skip
+    ],
 )
 @pytest_twisted.ensureDeferred
 async def test_user_may_not_call_backend_admin_or_meta_procedures(make_tenant, procedure):

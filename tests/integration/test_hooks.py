@@ -79,7 +79,7 @@ async def test_open_breaker_skips_the_check_hook_and_allows(make_tenant, hooks):
         await alice.call("mics.message.send", to_user_id="bob", body=i)
     asked = tenant.logic.calls["check_message"]
     tenant.logic.check_fail = False
-    for i in range(5):
+    for _ in range(5):
         ack = await alice.call("mics.message.send", to_user_id="bob", body="forbidden yet allowed")
         assert ack["status"] == "SENT"
     assert tenant.logic.calls["check_message"] == asked == 3

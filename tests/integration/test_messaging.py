@@ -342,7 +342,7 @@ async def test_receipt_reaches_the_original_sender(make_tenant):
         {"msg_ids": "m1", "kind": "read"},
         {"msg_ids": ["m1"], "kind": "seen"},
         {"msg_ids": [1], "kind": "read"},
-    ],  # fmt: skip
+    ],
 )
 @pytest_twisted.ensureDeferred
 async def test_invalid_receipts_fail_with_invalid_message(make_tenant, kwargs):
