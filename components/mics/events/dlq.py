@@ -188,12 +188,6 @@ def spool(tenant_id: str, data_dir: str) -> DeadLetterSpool:
     return found
 
 
-def close_all() -> None:
-    for s in _SPOOLS.values():
-        s.close()
-    _SPOOLS.clear()
-
-
 def parse_limit(limit: Any) -> int | None:
     if limit is None:
         return None
