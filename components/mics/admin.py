@@ -98,14 +98,14 @@ class ControlComponent(ApplicationSession):
             await NODE.realms.ensure(tenant_id)
         else:
             self._close_all(tenant)
-        log.info("tenant upserted: tenant={tenant_id} created={created}", tenant_id=tenant_id, created=created)
+        log.info("tenant upserted: tenant_id={tenant_id} created={created}", tenant_id=tenant_id, created=created)
         return {"tenant_id": tenant_id, "created": created}
 
     async def tenant_disable(self, tenant_id: Any = None) -> dict[str, Any]:
         tenant = self._tenant(tenant_id)
         tenant.update(tenant.config.merged({"enabled": False}))
         self._close_all(tenant)
-        log.info("tenant disabled: tenant={tenant_id}", tenant_id=tenant.tenant_id)
+        log.info("tenant disabled: tenant_id={tenant_id}", tenant_id=tenant.tenant_id)
         return {}
 
     @staticmethod

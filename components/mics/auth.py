@@ -85,7 +85,7 @@ class Authenticator:
             raise errors.JoinDenied(errors.INVALID_TOKEN, "the token was refused") from None
         except HookUnavailable as e:
             self._count(tenant_id, "hook_unavailable")
-            log.warn("auth hook unavailable: tenant={tenant_id} cause={cause}", tenant_id=tenant_id, cause=e.cause)
+            log.warn("auth hook unavailable: tenant_id={tenant_id} cause={cause}", tenant_id=tenant_id, cause=e.cause)
             raise errors.JoinDenied(errors.HOOK_UNAVAILABLE_JOIN, "the auth hook is unavailable") from None
         if not tenant.enabled:  # disabled while the hook was asked
             raise errors.JoinDenied(errors.INVALID_TENANT, f"tenant {tenant_id!r} is disabled")
@@ -98,7 +98,7 @@ class Authenticator:
         )
         if over is not None:
             self._count(tenant_id, "connection_limit")
-            log.info("connection limit reached: tenant={tenant_id} limit={limit}", tenant_id=tenant_id, limit=over)
+            log.info("connection limit reached: tenant_id={tenant_id} limit={limit}", tenant_id=tenant_id, limit=over)
             what = "the tenant's connection limit" if over == "tenant" else "the per-user connection limit"
             raise errors.JoinDenied(errors.CONNECTION_LIMIT, f"{what} is reached")
         node = self._node

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -100,16 +101,27 @@ def cmd_node(args: argparse.Namespace) -> int:
     print(f"mics: starting node {node['node_id']} on ws://0.0.0.0:{node['port']}/ws", flush=True)
     if node.get("dev_mode") and node.get("admin_secret") and not os.environ.get("MICS_ADMIN_SECRET"):
         print(f"mics: development admin secret: {node['admin_secret']}", flush=True)
-    fmt = "standard" if os.environ.get("MICS_LOG_FORMAT", "text") == "text" else "syslogd"
-    return supervise(crossbar_command(cbdir, args.loglevel, fmt))
+    json_logs = os.environ.get("MICS_LOG_FORMAT", node.get("log_format", "text")) == "json"
+    argv = crossbar_command(cbdir, args.loglevel, "syslogd" if json_logs else "standard")
+    return supervise(argv, node_id=node["node_id"] if json_logs else None)
 
 
-def supervise(argv: list[str], grace_s: float = 30.0) -> int:
+def supervise(argv: list[str], node_id: str | None = None, grace_s: float = 30.0) -> int:
     """Run Crossbar as a child; SIGTERM/SIGINT drain the node and exit 0 (Crossbar alone exits 1).
 
-    The router worker closes user sessions with mics.close.shutdown before it stops (node.py).
+    The router worker closes user sessions with mics.close.shutdown before it stops. With a
+    `node_id`, the child's log lines are rewritten as JSON (mics.logs).
     """
-    child = subprocess.Popen(argv, start_new_session=True)  # terminal signals reach only us: we drain
+    pipe = subprocess.PIPE if node_id else None
+    child = subprocess.Popen(argv, start_new_session=True, stdout=pipe, stderr=pipe, text=True)
+    pumps = []
+    if node_id:
+        from mics.logs import pump_json
+
+        for stream, level in ((child.stdout, "info"), (child.stderr, "warn")):
+            pump = threading.Thread(target=pump_json, args=(stream, sys.stdout, level, node_id), daemon=True)
+            pump.start()
+            pumps.append(pump)
     stopping = False
 
     def forward(signum: int, _frame: object) -> None:
@@ -126,6 +138,8 @@ def supervise(argv: list[str], grace_s: float = 30.0) -> int:
             break
         except subprocess.TimeoutExpired:
             child.kill()
+    for pump in pumps:
+        pump.join(2)
     return 0 if stopping else code
 
 

@@ -416,7 +416,7 @@ class TenantComponent(ApplicationSession):
         except HookUnavailable as e:
             metrics.SEND_FAILURES.labels(self.tenant_id, "hook_unavailable").inc()
             log.warn(
-                "group-members hook unavailable: tenant={tenant_id} cause={cause}",
+                "group-members hook unavailable: tenant_id={tenant_id} cause={cause}",
                 tenant_id=self.tenant_id,
                 cause=e.cause,
             )

@@ -73,4 +73,4 @@ class RealmManager:
             await controller.start_router_component(
                 "b-" + rid, {"type": "class", "classname": backend, "realm": realm, "role": uris.ROLE_BACKEND}
             )
-        log.info("tenant realm started: tenant={tenant_id}", tenant_id=realm)
+        log.info("tenant realm started: tenant_id={tenant_id}", tenant_id=realm)

@@ -63,7 +63,7 @@ class TenantRuntime:
         self.buffer.configure(config.offline_max_per_user, config.offline_max_bytes)
         self._rebuild_hook()
         if old is not config:
-            log.info("tenant config applied: tenant={tenant_id}", tenant_id=self.tenant_id)
+            log.info("tenant config applied: tenant_id={tenant_id}", tenant_id=self.tenant_id)
         self._rebuild_sinks()
 
     def update(self, config: TenantConfig) -> None:

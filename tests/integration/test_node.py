@@ -109,3 +109,18 @@ def test_sigterm_closes_user_sessions_with_shutdown(tmp_path):
         assert proc.proc.wait(30) == 0
     finally:
         proc.stop()
+
+
+def test_json_log_format_prints_one_json_object_per_line(tmp_path):
+    port = free_port()
+    env = clean_env(MICS_PORT=str(port), MICS_DATA_DIR=str(tmp_path / "d"), MICS_LOG_FORMAT="json", MICS_NODE_ID="jn")
+    proc = ManagedProcess("mics-node", [MICS, "node", "--config", str(write_config(tmp_path))], tmp_path / "j.log", env)
+    try:
+        proc.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/ready", 0.5)[0] == 200)
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(30) == 0
+    finally:
+        proc.stop()
+    records = [json.loads(line) for line in (tmp_path / "j.log").read_text().splitlines() if line.startswith("{")]
+    assert records and all(r["node_id"] == "jn" and r["level"] in ("info", "warn") for r in records)
+    assert any("MICS node ready" in r["message"] and r.get("process") == "router" for r in records)

@@ -108,7 +108,7 @@ class Guard:
         if self.breaker.record_failure():
             self._breaker_gauge.set(1)
             log.warn(
-                "hook breaker opened: tenant={tenant_id} hook={hook} open_ms={open_ms}",
+                "hook breaker opened: tenant_id={tenant_id} hook={hook} open_ms={open_ms}",
                 tenant_id=self.tenant_id,
                 hook=self.hook,
                 open_ms=int(self.breaker.open_s * 1000),
@@ -152,7 +152,7 @@ class GuardedHook:
             self._suppressed += 1
             return
         log.warn(
-            "check-message hook unavailable, message allowed: tenant={tenant_id} cause={cause} "
+            "check-message hook unavailable, message allowed: tenant_id={tenant_id} cause={cause} "
             "msg_id={msg_id} suppressed={suppressed}",
             tenant_id=self.tenant_id,
             hook="check_message",
