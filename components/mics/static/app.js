@@ -227,36 +227,61 @@ function li(text, attrs = {}) {
   return el;
 }
 
+/**
+ * Update a list in place: items keep their <li> (so clicks never land on a replaced node);
+ * an item's content is rebuilt only when its signature changes.
+ */
+function syncList(ul, items) {
+  const existing = new Map([...ul.children].map((el) => [el.dataset.key, el]));
+  items.forEach((item, index) => {
+    let el = existing.get(item.key);
+    existing.delete(item.key);
+    if (!el) {
+      el = document.createElement('li');
+      el.dataset.key = item.key;
+    }
+    if (el.dataset.sig !== item.sig) {
+      el.dataset.sig = item.sig;
+      el.replaceChildren(...item.content());
+      for (const [k, v] of Object.entries(item.data || {})) el.dataset[k] = v;
+      el.classList.toggle('active', Boolean(item.active));
+      el.onclick = item.onclick || null;
+    }
+    if (ul.children[index] !== el) ul.insertBefore(el, ul.children[index] || null);
+  });
+  for (const el of existing.values()) el.remove();
+}
+
+function badge(count) {
+  return count ? [Object.assign(document.createElement('span'), { className: 'badge', textContent: count })] : [];
+}
+
 function renderPeople() {
-  const people = $('people');
-  people.replaceChildren();
-  for (const name of [...state.people].filter((p) => p !== state.me).sort()) {
+  const people = [...state.people].filter((p) => p !== state.me).sort();
+  syncList($('people'), people.map((name) => {
     const key = `u:${name}`;
-    const online = state.presence[name]?.online;
-    const item = li('', { user: name, online: online ? 'yes' : 'no' });
-    const dot = document.createElement('span');
-    dot.className = `dot${online ? ' on' : ''}`;
-    item.append(dot, name);
-    if (state.unread[key]) item.append(Object.assign(document.createElement('span'), { className: 'badge', textContent: state.unread[key] }));
-    if (key === state.current) item.classList.add('active');
-    item.onclick = () => open(key);
-    people.append(item);
-  }
-  const groups = $('groups');
-  groups.replaceChildren();
-  for (const g of GROUPS) {
+    const online = Boolean(state.presence[name]?.online);
+    const unread = state.unread[key] || 0;
+    const active = key === state.current;
+    return {
+      key, active, sig: `${online}|${unread}|${active}`, data: { user: name, online: online ? 'yes' : 'no' },
+      onclick: () => open(key),
+      content: () => [Object.assign(document.createElement('span'), { className: `dot${online ? ' on' : ''}` }), name, ...badge(unread)],
+    };
+  }));
+  syncList($('groups'), GROUPS.map((g) => {
     const key = `g:${g}`;
-    const item = li(`# ${g}`, { group: g });
-    if (state.unread[key]) item.append(Object.assign(document.createElement('span'), { className: 'badge', textContent: state.unread[key] }));
-    if (key === state.current) item.classList.add('active');
-    item.onclick = () => open(key);
-    groups.append(item);
-  }
-  const devices = $('devices');
-  devices.replaceChildren();
-  for (const d of state.presence[state.me]?.devices || [state.device]) {
-    devices.append(li(d === state.device ? `${d} (this tab)` : d, { device: d }));
-  }
+    const unread = state.unread[key] || 0;
+    const active = key === state.current;
+    return {
+      key, active, sig: `${unread}|${active}`, data: { group: g }, onclick: () => open(key),
+      content: () => [`# ${g}`, ...badge(unread)],
+    };
+  }));
+  const devices = state.presence[state.me]?.devices || [state.device];
+  syncList($('devices'), devices.map((d) => ({
+    key: d, sig: d, data: { device: d }, content: () => [d === state.device ? `${d} (this tab)` : d],
+  })));
 }
 
 function renderMessages() {
