@@ -28,8 +28,8 @@ class TokenBucket:
         if tokens > self._rate:
             tokens = self._rate
         self._stamp = now
-        if tokens >= n:
-            self._tokens = tokens - n
+        if tokens + 1e-9 >= n:  # clock deltas are floats: 0.3 s at 10/s must give 3 tokens, not 2.999...
+            self._tokens = max(tokens - n, 0.0)
             return True
         self._tokens = tokens
         return False
