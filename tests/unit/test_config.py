@@ -112,7 +112,7 @@ def test_node_defaults_without_environment():
         ({}, {"MICS_PORT": "x"}, "MICS_PORT"),
         ({"log_format": "xml"}, {}, "node.log_format"),
         ({"bogus": 1}, {}, "node.bogus"),
-    ],  # fmt: skip
+    ],
 )
 def test_bad_node_settings_are_refused(raw, env, field):
     with pytest.raises(ConfigError) as err:
