@@ -102,7 +102,7 @@ class EventQueue:
             self._dropped_metric.inc()
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warn(
-                    "event queue full, event dropped: tenant={tenant_id} dropped={dropped}",
+                    "event queue full, event dropped: tenant_id={tenant_id} dropped={dropped}",
                     tenant_id=self.tenant_id,
                     dropped=self.dropped,
                 )
@@ -120,4 +120,4 @@ class EventQueue:
             try:
                 sink.deliver(batch)
             except Exception:
-                log.failure("event sink {sink} failed: tenant={tenant_id}", sink=sink.name, tenant_id=self.tenant_id)
+                log.failure("event sink {sink} failed: tenant_id={tenant_id}", sink=sink.name, tenant_id=self.tenant_id)

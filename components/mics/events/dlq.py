@@ -138,7 +138,7 @@ class DeadLetterSpool:
             self.dropped += dropped
             self._dropped_metric.inc(dropped)
             log.warn(
-                "dead-letter spool full, oldest dropped: tenant={tenant_id} dropped={dropped} total_dropped={total}",
+                "dead-letter spool full, oldest dropped: tenant_id={tenant_id} dropped={dropped} total_dropped={total}",
                 tenant_id=self.tenant_id,
                 dropped=dropped,
                 total=self.dropped,

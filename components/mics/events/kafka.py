@@ -285,7 +285,7 @@ class KafkaSink(EventSink):
         self._dead_logged += 1
         if self._dead_logged == 1 or self._dead_logged % 100 == 0:
             log.warn(
-                "kafka: event dead-lettered after {attempts} attempt(s): tenant={tenant_id} error={error} "
+                "kafka: event dead-lettered after {attempts} attempt(s): tenant_id={tenant_id} error={error} "
                 "dead_letters={total}",
                 attempts=record.attempts,
                 tenant_id=self.tenant_id,
