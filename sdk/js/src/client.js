@@ -117,6 +117,7 @@ export class MicsClient extends Emitter {
   /** Leave for good: no more reconnects. */
   async close() {
     this.#closed = true;
+    this.#opening = null; // open() may start over
     clearTimeout(this.#retryTimer);
     this.#stopHeartbeat();
     const connection = this.#connection;
