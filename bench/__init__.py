@@ -1,0 +1,1 @@
+"""MICS benchmark suite: see suite.py and docs/performance.md."""

@@ -1,0 +1,183 @@
+"""Turn a suite report into a text table (stdout, docs) and a PNG (throughput and latency vs offered load)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _peak(steps: list[dict[str, Any]]) -> float:
+    return max((s["delivered_per_s"] for s in steps), default=0.0)
+
+
+def at_half_load(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The highest step whose offered load is at most half of the peak delivered rate."""
+    half = _peak(steps) / 2
+    below = [s for s in steps if s["offered_per_s"] <= half]
+    return below[-1] if below else (steps[0] if steps else None)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        v = f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+    return f"{v}{unit}"
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(what, raw Crossbar, MICS, MICS/raw) rows."""
+    res = report["results"]
+    out: list[tuple[str, str, str, str]] = []
+    for ser in ("json", "msgpack"):
+        p2p = res.get(f"p2p_{ser}")
+        if not p2p:
+            continue
+        raw, mics = _peak(p2p.get("raw", [])), _peak(p2p.get("mics", []))
+        out.append((f"1:1 {ser}: peak delivered msg/s", _fmt(raw), _fmt(mics), _ratio(mics, raw)))
+        hr, hm = at_half_load(p2p.get("raw", [])), at_half_load(p2p.get("mics", []))
+        if hr and hm:
+            out.append(
+                (
+                    f"1:1 {ser}: p50 / p99 ms at half load ({_fmt(hr['offered_per_s'])} / "
+                    f"{_fmt(hm['offered_per_s'])} offered)",
+                    f"{_fmt(hr['p50_ms'])} / {_fmt(hr['p99_ms'])}",
+                    f"{_fmt(hm['p50_ms'])} / {_fmt(hm['p99_ms'])}",
+                    "-",
+                )
+            )
+    base = _peak(res.get("p2p_msgpack", {}).get("raw", []))
+    off = _peak(res.get("p2p_msgpack", {}).get("mics", []))
+    for transport in ("wamp", "http"):
+        hook = res.get(f"hook_{transport}")
+        if hook:
+            peak = _peak(hook["mics"])
+            out.append(
+                (
+                    f"1:1 msgpack, check hook {transport}: peak msg/s (vs hook off {_ratio(peak, off)}; "
+                    f"hook answered {hook['hook_checked_share']:.0%})",
+                    _fmt(base),
+                    _fmt(peak),
+                    _ratio(peak, base),
+                )
+            )
+    for name, row in res.get("group", {}).items():
+        raw, mics = row.get("raw", {}), row.get("mics", {})
+        out.append(
+            (
+                f"group {name.replace('_', ' ')}: router CPU ms/send",
+                _fmt(raw.get("node_cpu_ms_per_send")),
+                _fmt(mics.get("node_cpu_ms_per_send")),
+                _ratio(mics.get("node_cpu_ms_per_send"), raw.get("node_cpu_ms_per_send")),
+            )
+        )
+        out.append(
+            (
+                f"group {name.replace('_', ' ')}: p50 / p99 ms",
+                f"{_fmt(raw.get('p50_ms'))} / {_fmt(raw.get('p99_ms'))}",
+                f"{_fmt(mics.get('p50_ms'))} / {_fmt(mics.get('p99_ms'))}",
+                "-",
+            )
+        )
+    sync = res.get("sync")
+    if sync and "raw" in sync and "mics" in sync:
+        r, m = sync["raw"], sync["mics"]
+        out.append(
+            (
+                f"sync {m['messages']} held messages: p50 ms (raw: RPC of {r['messages']})",
+                _fmt(r["p50_ms"]),
+                _fmt(m["p50_ms"]),
+                _ratio(m["p50_ms"], r["p50_ms"]),
+            )
+        )
+    idle = res.get("idle")
+    if idle and "raw" in idle and "mics" in idle:
+        r, m = idle["raw"], idle["mics"]
+        out.append(
+            (
+                "joins/s (MICS incl. auth hook)",
+                _fmt(r["joins_per_s"]),
+                _fmt(m["joins_per_s"]),
+                _ratio(m["joins_per_s"], r["joins_per_s"]),
+            )
+        )
+        out.append(
+            (
+                f"idle connections: RSS KB each ({m['connections']} open)",
+                _fmt(r["rss_per_connection_kb"]),
+                _fmt(m["rss_per_connection_kb"]),
+                _ratio(m["rss_per_connection_kb"], r["rss_per_connection_kb"]),
+            )
+        )
+    start = res.get("startup")
+    if start:
+        r, m = start.get("raw", {}), start.get("mics", {})
+        out.append(("start: spawn to ready s", _fmt(r.get("ready_s")), _fmt(m.get("ready_s")), "-"))
+        out.append(("start: spawn to first join s", _fmt(r.get("first_join_s")), _fmt(m.get("first_join_s")), "-"))
+    return out
+
+
+def table(report: dict[str, Any]) -> str:
+    body = rows(report)
+    head = ("what", "raw Crossbar", "MICS", "MICS/raw")
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(4)]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
+    out = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)]
+    m = report["machine"]
+    out.append(
+        f"\n{report['mode']} run, {m['cpus']} cores, load {m['load_avg_at_start']} -> {m.get('load_avg_at_end')}"
+    )
+    for name, err in report["results"].get("failures", {}).items():
+        out.append(f"FAILED {name}: {err.splitlines()[-1] if err else ''}")
+    return "\n".join(out)
+
+
+def plot(report: dict[str, Any], path: Path) -> Path:
+    """Delivered msg/s and p50/p99 latency against offered load, raw vs MICS, per 1:1 scenario."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = report["results"]
+    series = []
+    for ser in ("json", "msgpack"):
+        for system in ("raw", "mics"):
+            steps = res.get(f"p2p_{ser}", {}).get(system)
+            if steps:
+                series.append((f"{system} {ser}", steps, "-" if system == "mics" else ":"))
+    for transport in ("wamp", "http"):
+        steps = res.get(f"hook_{transport}", {}).get("mics")
+        if steps:
+            series.append((f"mics msgpack + {transport} check hook", steps, "--"))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+    for label, steps, style in series:
+        x = [s["offered_per_s"] for s in steps]
+        ax1.plot(x, [s["delivered_per_s"] for s in steps], style, marker="o", label=label)
+        line = ax2.plot(x, [s["p99_ms"] for s in steps], style, marker="o", label=f"{label} p99")[0]
+        ax2.plot(x, [s["p50_ms"] for s in steps], style, marker=".", color=line.get_color(), alpha=0.5)
+    top = max((s["offered_per_s"] for _, st, _ in series for s in st), default=1)
+    ax1.plot([0, top], [0, top], color="grey", linewidth=0.5, label="offered")
+    ax1.set(xlabel="offered msg/s", ylabel="delivered msg/s", title="1:1 throughput (one router worker)")
+    ax2.set(
+        xlabel="offered msg/s",
+        ylabel="latency ms (log): p99 big marker, p50 small",
+        yscale="log",
+        title="1:1 send→deliver latency",
+    )
+    ax1.legend(fontsize=7)
+    ax2.legend(fontsize=7)
+    m = report["machine"]
+    fig.suptitle(
+        f"MICS vs raw Crossbar, {report['mode']} run {report['started']}, {m['cpus']} cores, "
+        f"load at start {m['load_avg_at_start'][0]}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,455 @@
+"""The benchmark suite: MICS against raw Crossbar pub/sub, same clients, payloads and serializer, one run.
+
+`bench/run` (full, minutes; numbers for docs/performance.md) or `bench/run --short` (CI: seconds,
+no speed assertions, just a complete report). Writes bench/results/<stamp>.json, latest.json and
+latest.png, and prints a table. Scenarios, each raw then MICS with the node in the same state:
+start-up, idle connections (+ joins/s), 1:1 json and msgpack, check-message hook (wamp, http),
+group send, sync of held messages; then a py-spy profile of the MICS router worker (full mode).
+Two-node cluster runs are not part of it yet: cross-node forwarding is not built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.common import RESULTS, latency_summary, raise_fd_limit, rss_bytes
+from bench.nodes import RAW_REALM, Router, start_mics, start_raw
+from bench.procs import Child, Group
+
+SECRET = "bench-secret-0123456789"
+TENANT_DEFAULTS = {
+    "secret": SECRET,
+    "max_message_qps": 10_000_000,
+    "max_connections": 1_000_000,
+    "heartbeat_timeout_s": 3600,
+    "max_payload_bytes": 65536,
+}
+TENANTS = {
+    "bench": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": False},
+    "bench_hw": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": True},
+}
+HTTP_TENANT = {"tenant_id": "bench_hh", "config": {**TENANT_DEFAULTS, "check_message_hook": True}}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything: the full plan is for docs, the short one for CI."""
+
+    short: bool
+    steps: tuple[int, ...]  # offered 1:1 load, msg/s
+    step_s: float
+    drain_s: float
+    p2p_users: int
+    generators: int
+    idle: int
+    idle_generators: int
+    groups: tuple[tuple[int, int, float], ...]  # (members, online, sends/s)
+    sync_held: int
+    sync_repeat: int
+    profile_s: float
+
+    @property
+    def max_user(self) -> int:
+        return max(self.idle, self.p2p_users, *(g[1] for g in self.groups), 2)
+
+
+FULL = Plan(
+    False,
+    (1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000),
+    4.0,
+    4.0,
+    200,
+    2,
+    10000,
+    4,
+    ((100, 10, 100.0), (1000, 100, 20.0), (10000, 1000, 5.0)),
+    1000,
+    10,
+    10.0,
+)
+SHORT = Plan(
+    True, (300, 1000), 0.8, 1.0, 20, 2, 100, 2, ((100, 10, 20.0), (1000, 20, 10.0), (10000, 20, 5.0)), 1000, 2, 0.0
+)
+
+
+class Bench:
+    def __init__(self, plan: Plan, workdir: Path) -> None:
+        self.plan = plan
+        self.workdir = workdir
+        self.results: dict[str, Any] = {}
+        self.routers: dict[str, Router] = {}
+        self.hooks: Child | None = None
+        self._step = 0
+        self.scenario = "start"
+
+    # -- processes -----------------------------------------------------------------------------------
+    def gens(
+        self,
+        router: Router,
+        realm: str,
+        serializer: str,
+        users: list[str],
+        n: int,
+        subscribe: str | None,
+        concurrency: int = 25,
+    ) -> Group:
+        chunks = [users[i::n] for i in range(n)]
+        children = []
+        for i, chunk in enumerate(chunks):
+            spec = {
+                "url": router.url,
+                "realm": realm,
+                "system": router.system,
+                "serializer": serializer,
+                "users": chunk,
+                "subscribe": subscribe,
+                "concurrency": concurrency,
+            }
+            children.append(Child("gen", spec, self.workdir / f"{self.scenario}-{router.system}-{i}.log"))
+        group = Group(children)
+        try:
+            readies = group.replies(120)
+        except Exception:
+            group.stop()
+            raise
+        group.ready = readies  # type: ignore[attr-defined]
+        return group
+
+    def measured(self, router: Router, group: Group, fn: Any) -> tuple[Any, dict[str, float]]:
+        """Run `fn` and split the CPU it cost between router worker, generators and hook backend."""
+        procs = {"node": router.worker, "hooks": self.hooks.ps if self.hooks else None}
+        before = {k: p.cpu_times() if p else None for k, p in procs.items()}
+        g0, t0 = group.cpu(), time.time()
+        out = fn()
+        dt = time.time() - t0
+        cpu = {"wall_s": round(dt, 3), "generators_cores": round((group.cpu() - g0) / dt, 3)}
+        for k, p in procs.items():
+            if p is not None and before[k] is not None:
+                a, b = before[k], p.cpu_times()
+                cpu[f"{k}_cpu_s"] = round(b.user + b.system - a.user - a.system, 4)
+                cpu[f"{k}_cores"] = round(cpu[f"{k}_cpu_s"] / dt, 3)
+        return out, cpu
+
+    # -- scenarios -----------------------------------------------------------------------------------
+    def startup(self) -> None:
+        self.results["startup"] = {name: r.startup for name, r in self.routers.items()}
+
+    def idle(self) -> None:
+        """N idle sessions: RSS per connection and, while opening them, joins per second."""
+        plan, out = self.plan, {}
+        users = [f"u{i}" for i in range(plan.idle)]
+        for name, router in self.routers.items():
+            realm = RAW_REALM if name == "raw" else "bench"
+            time.sleep(1.0)
+            rss0 = rss_bytes(router.worker)
+            cpu0 = router.worker.cpu_times()
+            group = self.gens(router, realm, "msgpack", users, plan.idle_generators, None, concurrency=25)
+            try:
+                cpu1 = router.worker.cpu_times()
+                time.sleep(2.0)
+                rss1 = rss_bytes(router.worker)
+                readies = group.ready  # type: ignore[attr-defined]
+                joined = sum(r["joined"] for r in readies)
+                span = max(r["t_end"] for r in readies) - min(r["t_start"] for r in readies)
+                lat = sorted(x for r in readies for x in r["join_lat_ms"])
+                node_cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
+                out[name] = {
+                    "connections": joined,
+                    "rss_before_mb": round(rss0 / 2**20, 1),
+                    "rss_after_mb": round(rss1 / 2**20, 1),
+                    "rss_per_connection_kb": round((rss1 - rss0) / max(joined, 1) / 1024, 2),
+                    "joins_per_s": round(joined / span, 1),
+                    "join_p50_ms": round(lat[len(lat) // 2], 2),
+                    "join_p99_ms": round(lat[int(len(lat) * 0.99)], 2),
+                    "node_cpu_ms_per_join": round(node_cpu * 1000 / max(joined, 1), 3),
+                }
+                group.run({"cmd": "close"}, 120)
+            finally:
+                group.stop()
+        self.results["idle"] = out
+
+    def _p2p(self, router: Router, realm: str, serializer: str) -> list[dict[str, Any]]:
+        plan = self.plan
+        users = [f"u{i}" for i in range(plan.p2p_users)]
+        group = self.gens(router, realm, serializer, users, plan.generators, "inbox")
+        steps = []
+        try:
+            for rate in plan.steps:
+                steps.append(self._p2p_step(router, group, rate))
+                last = steps[-1]
+                if last["delivered_per_s"] < 0.85 * rate or (last["p99_ms"] or 0) > 2000:
+                    break  # saturated: a higher offer only grows the queue
+        finally:
+            group.stop()
+        return steps
+
+    def _p2p_step(self, router: Router, group: Group, rate: float, duration: float | None = None) -> dict[str, Any]:
+        plan, n = self.plan, len(group.children)
+        self._step += 1
+        duration = duration or plan.step_s
+        cmd = {
+            "cmd": "step",
+            "kind": "p2p",
+            "step": self._step,
+            "rate": rate / n,
+            "duration": duration,
+            "drain": plan.drain_s,
+        }
+        replies, cpu = self.measured(router, group, lambda: group.run(cmd, duration + plan.drain_s + 30))
+        return self._merge(rate, duration, replies, cpu)
+
+    @staticmethod
+    def _merge(rate: float, duration: float, replies: list[dict[str, Any]], cpu: dict[str, float]) -> dict[str, Any]:
+        lat = [x for r in replies for x in r["lat_us"]]
+        sent = sum(r["sent"] for r in replies)
+        return {
+            "offered_per_s": rate,
+            "sent": sent,
+            "errors": sum(r["errors"] for r in replies),
+            "received": len(lat),
+            "delivered_per_s": round(sum(r["received_in_window"] for r in replies) / duration, 1),
+            **latency_summary(lat),
+            **cpu,
+        }
+
+    def p2p(self, serializer: str) -> None:
+        out = {}
+        for name, router in self.routers.items():
+            out[name] = self._p2p(router, RAW_REALM if name == "raw" else "bench", serializer)
+        self.results[f"p2p_{serializer}"] = out
+
+    def hooked(self, transport: str) -> None:
+        """MICS with the check-message hook on; the baseline is raw msgpack pub/sub from this run."""
+        tenant = "bench_hw" if transport == "wamp" else HTTP_TENANT["tenant_id"]
+        before = self._hook_stats()
+        steps = self._p2p(self.routers["mics"], tenant, "msgpack")
+        after = self._hook_stats()
+        checked = after.get("check_message", 0) - before.get("check_message", 0)
+        sent = sum(s["sent"] for s in steps)
+        self.results[f"hook_{transport}"] = {
+            "mics": steps,
+            "hook_checked_share": round(checked / max(sent, 1), 3),
+            "hook_outcomes": self._hook_outcomes(tenant),
+        }
+
+    def _hook_stats(self) -> dict[str, int]:
+        assert self.hooks is not None
+        self.hooks.send({"cmd": "stats"})
+        return self.hooks.reply(10)
+
+    def _hook_outcomes(self, tenant: str) -> dict[str, float]:
+        """check_message hook outcomes from the node's /metrics (ok, timeout, queue_full, ...)."""
+        with urllib.request.urlopen(self.routers["mics"].http + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("mics_hook_calls_total{") and f'tenant="{tenant}"' in line and "check_message" in line:
+                labels, value = line.rsplit(" ", 1)
+                outcome = labels.split('outcome="', 1)[1].split('"', 1)[0]
+                out[outcome] = float(value)
+        return out
+
+    def group_send(self) -> None:
+        plan, out = self.plan, {}
+        for members, online, rate in plan.groups:
+            gid = f"g{members}"
+            row = {}
+            for name, router in self.routers.items():
+                realm = RAW_REALM if name == "raw" else "bench"
+                users = [f"u{i}" for i in range(online)]  # u0 sends; the others receive
+                group = self.gens(router, realm, "msgpack", users, min(plan.generators, online), f"mics.group.{gid}")
+                try:
+                    self._step += 1
+                    member_ids = [f"u{i}" for i in range(members)] if name == "raw" else None
+                    cmds = [
+                        {
+                            "cmd": "step",
+                            "kind": "group",
+                            "step": self._step,
+                            "rate": rate if i == 0 else 0,
+                            "duration": plan.step_s,
+                            "drain": plan.drain_s,
+                            "group": gid,
+                            "senders": 1,
+                            "members": member_ids,
+                        }
+                        for i in range(len(group.children))
+                    ]
+                    replies, cpu = self.measured(router, group, lambda c=cmds, g=group: g.run(c, 120))
+                    step = self._merge(rate, plan.step_s, replies, cpu)
+                    step["events_per_send"] = round(step["received"] / max(step["sent"], 1), 1)
+                    step["node_cpu_ms_per_send"] = round(cpu.get("node_cpu_s", 0) * 1000 / max(step["sent"], 1), 3)
+                    row[name] = step
+                finally:
+                    group.stop()
+            out[f"{members}_members_{online}_online"] = row
+        self.results["group"] = out
+
+    def sync(self) -> None:
+        plan, out = self.plan, {}
+        raw = self.routers["raw"]
+        group = self.gens(raw, RAW_REALM, "msgpack", ["u0", "u1"], 1, None)
+        try:
+            group.run({"cmd": "serve_sync", "n": plan.sync_held, "index": 0}, 30)
+            (res,), cpu = self.measured(
+                raw, group, lambda: group.run({"cmd": "sync", "repeat": plan.sync_repeat, "index": 1}, 120)
+            )
+            out["raw"] = self._sync_row(res, cpu)
+        finally:
+            group.stop()
+        mics = self.routers["mics"]
+        filler = self.gens(mics, "bench", "msgpack", ["filler"], 1, None)
+        try:
+            filler.run({"cmd": "fill", "to": "syncer", "n": plan.sync_held}, 120)
+        finally:
+            filler.stop()
+        group = self.gens(mics, "bench", "msgpack", ["syncer"], 1, None)
+        try:
+            (res,), cpu = self.measured(
+                mics, group, lambda: group.run({"cmd": "sync", "repeat": plan.sync_repeat}, 120)
+            )
+            out["mics"] = self._sync_row(res, cpu)
+        finally:
+            group.stop()
+        self.results["sync"] = out
+
+    def _sync_row(self, res: dict[str, Any], cpu: dict[str, float]) -> dict[str, Any]:
+        times = sorted(res["sync_ms"])
+        return {
+            "messages": res["messages"],
+            "calls": len(times),
+            "p50_ms": round(times[len(times) // 2], 2),
+            "max_ms": round(times[-1], 2),
+            "node_cpu_ms_per_sync": round(cpu.get("node_cpu_s", 0) * 1000 / len(times), 2),
+        }
+
+    def profile(self) -> None:
+        """py-spy on the MICS router worker during 1:1 msgpack sends at ~60% of its measured saturation."""
+        from bench import profile
+
+        if not self.plan.profile_s or not shutil.which("py-spy", path=str(Path(sys.executable).parent)):
+            return
+        mics_steps = self.results.get("p2p_msgpack", {}).get("mics", [])
+        top = max((s["delivered_per_s"] for s in mics_steps), default=2000)
+        rate = max(500, round(top * 0.6, -2))
+        router = self.routers["mics"]
+        users = [f"u{i}" for i in range(self.plan.p2p_users)]
+        group = self.gens(router, "bench", "msgpack", users, self.plan.generators, "inbox")
+        try:
+            rec = profile.start(router.worker.pid, self.plan.profile_s, RESULTS / "profile-mics.txt")
+            step = self._p2p_step(router, group, rate, self.plan.profile_s + 1)
+            summary = profile.finish(rec)
+        finally:
+            group.stop()
+        self.results["profile"] = {"offered_per_s": rate, "step": step, **summary}
+
+    # -- the run -------------------------------------------------------------------------------------
+    def run(self, only: set[str]) -> dict[str, Any]:
+        plan = self.plan
+        users = [f"u{i}" for i in range(plan.max_user)]
+        self.routers["raw"] = start_raw(self.workdir, users)
+        self.routers["mics"] = start_mics(self.workdir, TENANTS)
+        try:
+            groups = {f"g{m}": m for m, _, _ in plan.groups}
+            spec = {
+                "url": self.routers["mics"].url,
+                "groups": groups,
+                "wamp_tenants": {t: c["secret"] for t, c in TENANTS.items()},
+                "http_tenant": HTTP_TENANT,
+            }
+            self.hooks = Child("hooks", spec, self.workdir / "hooks.log")
+            self.hooks.reply(60)
+            for name, fn in (
+                ("startup", self.startup),
+                ("idle", self.idle),
+                ("p2p_json", lambda: self.p2p("json")),
+                ("p2p_msgpack", lambda: self.p2p("msgpack")),
+                ("hook_wamp", lambda: self.hooked("wamp")),
+                ("hook_http", lambda: self.hooked("http")),
+                ("group", self.group_send),
+                ("sync", self.sync),
+                ("profile", self.profile),
+            ):
+                if only and name not in only:
+                    continue
+                t, self.scenario = time.time(), name
+                print(f"bench: {name} ...", flush=True)
+                try:
+                    fn()
+                except Exception as e:  # one broken scenario must not hide the others' numbers
+                    self.results.setdefault("failures", {})[name] = str(e)[:1500]
+                    print(f"bench: {name} FAILED: {str(e)[:1500]}", flush=True)
+                self.results.setdefault("scenario_seconds", {})[name] = round(time.time() - t, 1)
+        finally:
+            if self.hooks is not None:
+                self.hooks.stop()
+            for r in self.routers.values():
+                r.stop()
+        return self.results
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "mem_total_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="CI mode: seconds, small loads")
+    parser.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (node and generator logs)")
+    args = parser.parse_args()
+    raise_fd_limit()
+    plan = SHORT if args.short else FULL
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="mics-bench-"))
+    started = time.time()
+    report: dict[str, Any] = {
+        "mode": "short" if plan.short else "full",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": machine(),
+        "plan": plan.__dict__,
+    }
+    report["results"] = Bench(plan, workdir).run(set(filter(None, args.only.split(","))))
+    report["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["seconds"] = round(time.time() - started, 1)
+    from bench import report as rep
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    text = json.dumps(report, indent=1)
+    (RESULTS / f"{report['mode']}-{stamp}.json").write_text(text)
+    (RESULTS / f"latest-{report['mode']}.json").write_text(text)
+    print(rep.table(report))
+    try:
+        png = rep.plot(report, RESULTS / f"latest-{report['mode']}.png")
+        print(f"bench: plot {png}")
+    except ImportError as e:
+        print(f"bench: no plot ({e})")
+    print(f"bench: results in {RESULTS}/latest-{report['mode']}.json ({report['seconds']} s)")
+    if args.keep:
+        print(f"bench: logs in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if report["results"].get("failures") else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
