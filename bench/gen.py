@@ -204,7 +204,7 @@ class Control(LineReceiver):
         self.gen = gen
 
     def connectionMade(self) -> None:
-        Deferred.fromCoroutine(self._reply(self.gen.open()))
+        self.sendLine(b'{"started": true}')  # sessions open on "open", so all generators join together
 
     def lineReceived(self, line: bytes) -> None:
         cmd = json.loads(line)
@@ -212,8 +212,10 @@ class Control(LineReceiver):
         if name == "quit":
             reactor.stop()
             return
-        handler = {"step": self.gen.run_step, "close": lambda _c: self.gen.close(), "fill": self.gen.fill,
-                   "serve_sync": self.gen.serve_sync, "sync": self.gen.sync}[name]  # fmt: skip
+        gen = self.gen
+        handlers = {"open": lambda _c: gen.open(), "close": lambda _c: gen.close(), "step": gen.run_step,
+                    "fill": gen.fill, "serve_sync": gen.serve_sync, "sync": gen.sync}  # fmt: skip
+        handler = handlers[name]
         Deferred.fromCoroutine(self._reply(handler(cmd)))
 
     async def _reply(self, work: Any) -> None:

@@ -11,6 +11,7 @@ Two-node cluster runs are not part of it yet: cross-node forwarding is not built
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -121,7 +122,8 @@ class Bench:
             children.append(Child("gen", spec, self.workdir / f"{self.scenario}-{router.system}-{i}.log"))
         group = Group(children)
         try:
-            readies = group.replies(120)
+            group.replies(60)
+            readies = group.run({"cmd": "open"}, 600)
         except Exception:
             group.stop()
             raise
@@ -415,10 +417,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="CI mode: seconds, small loads")
     parser.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
+    parser.add_argument("--profile", type=float, default=None, help="seconds of py-spy sampling (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (node and generator logs)")
     args = parser.parse_args()
     raise_fd_limit()
     plan = SHORT if args.short else FULL
+    if args.profile is not None:
+        plan = dataclasses.replace(plan, profile_s=args.profile)
     RESULTS.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="mics-bench-"))
     started = time.time()
