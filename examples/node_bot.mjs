@@ -40,9 +40,9 @@ bot = await connect({
 });
 bot.on('disconnect', ({ reason, delayMs }) => console.log(`disconnected (${reason}), retrying in ${delayMs} ms`));
 bot.on('connect', ({ reconnected }) => reconnected && console.log('reconnected'));
-bot.on('close', ({ reason }) => {
+bot.on('close', ({ reason, error }) => {
   console.log(`closed: ${reason}`);
-  process.exit(1);
+  process.exit(error ? 1 : 0);
 });
 console.log(`bot "${bot.userId}" online in tenant ${tenant}; message it from the demo page`);
 process.on('SIGINT', () => bot.close().then(() => process.exit(0)));
