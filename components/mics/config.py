@@ -212,6 +212,7 @@ class NodeSettings:
     data_dir: str = "var"
     kafka_partitions: int = 1
     dev_mode: bool = False  # embedded default: print the development admin secret
+    speedups: bool = True  # mics.speedups: skip eager debug formatting, tune the GC
     backend_components: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -254,6 +255,7 @@ class NodeSettings:
             data_dir=_env_str(env, "MICS_DATA_DIR", raw.get("data_dir", "var")) or "var",
             kafka_partitions=partitions,
             dev_mode=bool(raw.get("dev_mode", False)),
+            speedups=bool(raw.get("speedups", True)),
             backend_components=dict(backends),
         )
 

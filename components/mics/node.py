@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
-from mics import heartbeat, metrics
+from mics import heartbeat, metrics, speedups
 from mics.config import MicsConfig, NodeSettings
 from mics.realms import RealmManager
 from mics.tenants import TenantRegistry
@@ -56,6 +56,8 @@ class Node:
         self.reactor.addSystemEventTrigger("before", "shutdown", self.drain)
         self._start_timer(self._tick, heartbeat.TICK_S)
         self._start_timer(self._drain_events, EVENT_DRAIN_S)
+        if settings.speedups:
+            speedups.apply()
         self.is_ready = True
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
