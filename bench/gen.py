@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.protocols.basic import LineReceiver
 
 from bench.common import raise_fd_limit  # first: puts tests/ on sys.path
-from wamp_clients import TestSession, connect, sleep
+from wamp_clients import JoinRefused, TestSession, connect, sleep
 
 TICK_S = 0.002
 QUIET_S = 0.3
@@ -43,6 +43,7 @@ class Generator:
         self.errors = 0
         self.outstanding = 0
         self.join_lat_ms: list[float] = []
+        self.refused: dict[str, int] = {}
 
     # -- sessions ------------------------------------------------------------------------------------
     async def _join(self, user: str) -> TestSession:
@@ -66,12 +67,21 @@ class Generator:
             await session.subscribe(self._on_event, topic, options=SubscribeOptions(match="exact"))
         return session
 
+    async def _try_join(self, user: str) -> TestSession | None:
+        try:
+            return await self._join(user)
+        except JoinRefused as e:  # counted and reported: a refused join is a result, not a crash
+            self.refused[e.reason] = self.refused.get(e.reason, 0) + 1
+            return None
+
     async def open(self) -> dict[str, Any]:
         sem = DeferredSemaphore(self.spec.get("concurrency", 50))
         t0 = time.time()
-        self.sessions = list(await gatherResults([sem.run(self._join, u) for u in self.users], consumeErrors=True))
+        joined = await gatherResults([sem.run(self._try_join, u) for u in self.users], consumeErrors=True)
         t1 = time.time()
-        return {"joined": len(self.sessions), "t_start": t0, "t_end": t1, "join_lat_ms": self.join_lat_ms}
+        self.sessions = [s for s in joined if s is not None]
+        return {"joined": len(self.sessions), "refused": self.refused, "t_start": t0, "t_end": t1,
+                "join_lat_ms": self.join_lat_ms}  # fmt: skip
 
     async def close(self) -> dict[str, Any]:
         await gatherResults([Deferred.fromCoroutine(s.close()) for s in self.sessions], consumeErrors=True)

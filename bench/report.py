@@ -17,6 +17,23 @@ def at_half_load(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
     return below[-1] if below else (steps[0] if steps else None)
 
 
+def _cpu_per_msg(steps: list[dict[str, Any]]) -> float | None:
+    """Marginal router CPU per delivered message (µs): the slope of router cores against delivered
+    msg/s over the steps that kept up, so the node's fixed background cost does not count."""
+    ok = [s for s in steps if "node_cores" in s and s["delivered_per_s"] >= 0.85 * s["offered_per_s"]]
+    if len(ok) < 2:
+        return ok[0]["node_us_per_msg"] if ok and "node_us_per_msg" in ok[0] else None
+    xs, ys = [s["delivered_per_s"] for s in ok], [s["node_cores"] for s in ok]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+    return round(slope * 1e6, 1) if slope > 0 else None
+
+
+def _per_core(us: float | None) -> str:
+    return f"{us:.0f} (→ {1e6 / us:,.0f})" if us else "-"
+
+
 def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a and b else "-"
 
@@ -39,6 +56,8 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             continue
         raw, mics = _peak(p2p.get("raw", [])), _peak(p2p.get("mics", []))
         out.append((f"1:1 {ser}: peak delivered msg/s", _fmt(raw), _fmt(mics), _ratio(mics, raw)))
+        cr, cm = _cpu_per_msg(p2p.get("raw", [])), _cpu_per_msg(p2p.get("mics", []))
+        out.append((f"1:1 {ser}: router CPU µs/msg (→ msg/s per core)", _per_core(cr), _per_core(cm), _ratio(cm, cr)))
         hr, hm = at_half_load(p2p.get("raw", [])), at_half_load(p2p.get("mics", []))
         if hr and hm:
             out.append(
@@ -56,6 +75,15 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         hook = res.get(f"hook_{transport}")
         if hook:
             peak = _peak(hook["mics"])
+            hc = _cpu_per_msg(hook["mics"])
+            out.append(
+                (
+                    f"1:1 msgpack, check hook {transport}: router CPU µs/msg",
+                    _per_core(_cpu_per_msg(res.get("p2p_msgpack", {}).get("raw", []))),
+                    _per_core(hc),
+                    "-",
+                )
+            )
             out.append(
                 (
                     f"1:1 msgpack, check hook {transport}: peak msg/s (vs hook off {_ratio(peak, off)}; "
