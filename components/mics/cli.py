@@ -90,11 +90,18 @@ def _load(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def cmd_node(args: argparse.Namespace) -> int:
+def _effective(path: Path) -> dict[str, Any] | None:
+    """The effective config, or None after printing why it is invalid."""
     try:
-        config = effective_config(_load(args.config))
+        return effective_config(_load(path))
     except ConfigError as e:
         print(f"mics: invalid config: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    config = _effective(args.config)
+    if config is None:
         return 2
     cbdir = write_node_dir(config)
     node = mics_extra(config)["node"]
@@ -144,10 +151,8 @@ def supervise(argv: list[str], node_id: str | None = None, grace_s: float = 30.0
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    try:
-        config = effective_config(_load(args.config))
-    except ConfigError as e:
-        print(f"invalid: {e}", file=sys.stderr)
+    config = _effective(args.config)
+    if config is None:
         return 2
     tenants = sorted(mics_extra(config).get("tenants", {}))
     print(f"ok: {len(tenants)} tenant(s): {', '.join(tenants)}")

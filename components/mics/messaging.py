@@ -326,6 +326,15 @@ class TenantComponent(ApplicationSession):
             return PublishOptions(eligible_authid=[user_id])
         return PublishOptions(eligible_authid=[user_id], exclude=[sender.session_id])
 
+    async def _prepare(
+        self, details: CallDetails, from_user_id: Any, client_msg_id: Any, content_type: Any, body: Any
+    ) -> tuple[Sender, str | None, str | None, int]:
+        """What 1:1 and group sends check first: caller, client_msg_id, content_type, body size."""
+        cmid = client_msg_id if isinstance(client_msg_id, str) else None
+        cmid = _optional_text("client_msg_id", client_msg_id, cmid)
+        sender = await self._sender(details, from_user_id, cmid)
+        return sender, cmid, _optional_text("content_type", content_type, cmid), self._admit(body, cmid)
+
     # -- user procedures -------------------------------------------------------------------------------
     async def message_send(
         self,
@@ -337,12 +346,8 @@ class TenantComponent(ApplicationSession):
         details: CallDetails = None,  # type: ignore[assignment]
         **_ignored: Any,
     ) -> dict[str, Any]:
-        cmid = client_msg_id if isinstance(client_msg_id, str) else None
-        cmid = _optional_text("client_msg_id", client_msg_id, cmid)
-        sender = await self._sender(details, from_user_id, cmid)
+        sender, cmid, content_type, size = await self._prepare(details, from_user_id, client_msg_id, content_type, body)
         to_user_id = _entity("to_user_id", to_user_id, cmid)
-        content_type = _optional_text("content_type", content_type, cmid)
-        size = self._admit(body, cmid)
 
         async def work() -> dict[str, Any]:
             self._take_rate(cmid)
@@ -369,12 +374,8 @@ class TenantComponent(ApplicationSession):
         details: CallDetails = None,  # type: ignore[assignment]
         **_ignored: Any,
     ) -> dict[str, Any]:
-        cmid = client_msg_id if isinstance(client_msg_id, str) else None
-        cmid = _optional_text("client_msg_id", client_msg_id, cmid)
-        sender = await self._sender(details, from_user_id, cmid)
+        sender, cmid, content_type, size = await self._prepare(details, from_user_id, client_msg_id, content_type, body)
         group_id = _entity("group_id", group_id, cmid)
-        content_type = _optional_text("content_type", content_type, cmid)
-        size = self._admit(body, cmid)
 
         async def work() -> dict[str, Any]:
             self._take_rate(cmid)
