@@ -1,7 +1,7 @@
 """The router-embedded component of one tenant realm: sends, sync, receipts, signals, sessions.
 
-A send is a CALL into this session and one PUBLISH per recipient inbox (or one per group, with
-`eligible_authid` = members: the router filters, we never loop over members to deliver). The
+A send is a CALL into this session and one delivery per recipient inbox (or one per group to the
+members: the router's fan-out filters, we never loop over members to deliver; see delivery.py). The
 session also registers the realm's authorizer and tracks joins and leaves from the meta API.
 """
 
@@ -14,12 +14,13 @@ from typing import Any
 
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import CallDetails, PublishOptions, RegisterOptions
+from autobahn.wamp.types import CallDetails, RegisterOptions
 from twisted.internet.defer import Deferred
 from txaio import make_logger
 
 from mics import authz, errors, events, metrics, uris
 from mics.config import is_valid_entity_id
+from mics.delivery import make_delivery
 from mics.errors import SendFailed
 from mics.hooks.policy import HookUnavailable
 from mics.node import NODE
@@ -44,6 +45,11 @@ class Sender:
     device_id: str | None
     session_id: int
     is_system: bool
+
+    @property
+    def own_session(self) -> int | None:
+        """The calling device's session, which never gets its own message back (None for system)."""
+        return None if self.is_system else self.session_id
 
 
 def body_size(body: Any) -> int:
@@ -94,6 +100,7 @@ class TenantComponent(ApplicationSession):
             for d in ("online", "buffered", "offline")
         }
         self._connections = metrics.CONNECTIONS.labels(self.tenant_id)
+        self._delivery = make_delivery(self)
         opts = RegisterOptions(details_arg="details")
         procedures: dict[str, Callable[..., Any]] = {
             uris.MESSAGE_SEND: self.message_send,
@@ -305,26 +312,20 @@ class TenantComponent(ApplicationSession):
         cost = size + ENTRY_OVERHEAD
         entry = dict(payload)
         seq = tenant.buffer.append(to_user_id, entry, cost, config.replay_window_s if online else config.offline_ttl_s)
+        deliver = self._delivery.to_users
         if to_user_id == sender.user_id:  # a note to self: one stream, other devices only
             if len(sessions.devices(to_user_id)) > (0 if sender.is_system else 1):
-                self.publish(uris.inbox_topic(to_user_id), options=self._to_user(to_user_id, sender), **entry)
+                deliver(uris.inbox_topic(to_user_id), (to_user_id,), sender.own_session, entry)
             return seq, seq, "online" if online else "buffered"
         if online:
-            self.publish(uris.inbox_topic(to_user_id), options=PublishOptions(eligible_authid=[to_user_id]), **entry)
+            deliver(uris.inbox_topic(to_user_id), (to_user_id,), None, entry)
         copy_seq = None
         if not sender.is_system:
             copy = dict(payload)
             copy_seq = tenant.buffer.append(sender.user_id, copy, cost, config.replay_window_s)
             if len(sessions.devices(sender.user_id)) > 1:
-                self.publish(uris.inbox_topic(sender.user_id), options=self._to_user(sender.user_id, sender), **copy)
+                deliver(uris.inbox_topic(sender.user_id), (sender.user_id,), sender.own_session, copy)
         return seq, copy_seq, "online" if online else "buffered"
-
-    @staticmethod
-    def _to_user(user_id: str, sender: Sender) -> PublishOptions:
-        """Every session of `user_id` except the calling one."""
-        if sender.is_system:
-            return PublishOptions(eligible_authid=[user_id])
-        return PublishOptions(eligible_authid=[user_id], exclude=[sender.session_id])
 
     async def _prepare(
         self, details: CallDetails, from_user_id: Any, client_msg_id: Any, content_type: Any, body: Any
@@ -393,10 +394,7 @@ class TenantComponent(ApplicationSession):
                 raise
             await checked
             eligible = members if sender.user_id in members or sender.is_system else [*members, sender.user_id]
-            options = PublishOptions(
-                eligible_authid=eligible, exclude=[sender.session_id] if not sender.is_system else None
-            )
-            self.publish(uris.group_topic(group_id), options=options, **payload)
+            self._delivery.to_users(uris.group_topic(group_id), eligible, sender.own_session, payload)
             by_user = tenant.sessions.by_user
             any_online = any(m in by_user for m in members if m != sender.user_id)
             if tenant.config.group_buffering:
@@ -513,12 +511,8 @@ class TenantComponent(ApplicationSession):
         message = self._new_message(sender, SIGNAL, body, to_user_id=to_user_id)
         online = self.tenant.sessions.is_online(to_user_id)
         if online:  # signals are live only: never held, no seq
-            options = (
-                self._to_user(to_user_id, sender)
-                if to_user_id == sender.user_id
-                else PublishOptions(eligible_authid=[to_user_id])
-            )
-            self.publish(uris.inbox_topic(to_user_id), options=options, **message.to_kwargs())
+            exclude = sender.own_session if to_user_id == sender.user_id else None
+            self._delivery.to_users(uris.inbox_topic(to_user_id), (to_user_id,), exclude, message.to_kwargs())
         delivered = "online" if online else "offline"
         self._messages[(message.type, delivered)].inc()
         return Ack(message.msg_id, message.ts, delivered).to_kwargs()
@@ -598,9 +592,7 @@ class TenantComponent(ApplicationSession):
         except HookUnavailable:
             members = []  # still tell those whose membership changed
         eligible = list(dict.fromkeys([*members, *added, *removed]))
-        self.publish(
-            uris.group_topic(group_id), options=PublishOptions(eligible_authid=eligible), **message.to_kwargs()
-        )
+        self._delivery.to_users(uris.group_topic(group_id), eligible, None, message.to_kwargs())
         self.tenant.events.put(
             events.Event(
                 tenant_id=self.tenant_id,

@@ -431,3 +431,24 @@ async def test_member_change_notifies_online_members_with_a_system_message(make_
     for s in (alice, carol):
         got = await s.next_event("mics.group.g")
         assert got["type"] == "system" and got["body"] == {"added": ["carol"], "removed": []}
+
+
+@pytest_twisted.ensureDeferred
+async def test_prefix_subscribers_learn_the_concrete_group_topic(make_tenant):
+    from autobahn.wamp.types import SubscribeOptions
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    tenant = await make_tenant()
+    tenant.logic.groups["g7"] = ["alice", "bob"]
+    bob = await tenant.user("bob")
+    got: Deferred = Deferred()
+    await bob.subscribe(
+        lambda details=None, **kw: got.callback((details.topic, kw["group_id"])),
+        "mics.group.",
+        options=SubscribeOptions(match="prefix", details_arg="details"),
+    )
+    alice = await tenant.user("alice")
+    await alice.call("mics.group.send", group_id="g7", body="hi")
+    got.addTimeout(5, reactor)
+    assert await got == ("mics.group.g7", "g7")
