@@ -205,3 +205,18 @@ async def test_every_serializer_joins_and_sends(make_tenant, serializer):
     alice = await tenant.user("alice", serializer=serializer)
     ack = await alice.call("mics.message.send", to_user_id="bob", body={"n": 1})
     assert ack["status"] == "SENT" and ack["delivered"] == "buffered"
+
+
+@pytest_twisted.ensureDeferred
+async def test_hook_outcomes_are_counted_in_metrics(make_tenant):
+    from harness import http_get
+
+    tenant = await make_tenant()
+    await tenant.user("alice")
+    with pytest.raises(JoinRefused):
+        await tenant.raw_user("bad-token")
+    _, body = http_get(f"{tenant.node.http}/metrics")
+    text = body.decode()
+    for outcome in ("ok", "rejected"):
+        line = f'mics_hook_calls_total{{hook="auth",outcome="{outcome}",tenant="{tenant.tenant_id}"}} 1.0'
+        assert line in text

@@ -86,6 +86,7 @@ class Guard:
             except HookRejected:
                 self.breaker.record_success()  # a clear "no" is a healthy hook
                 self._seconds.observe(self._reactor.seconds() - started)
+                self._calls["rejected"].inc()
                 raise
             except (TimeoutError, CancelledError):
                 self._failed()
@@ -115,7 +116,7 @@ class Guard:
             )
 
 
-_OUTCOMES = ("ok", "timeout", "failure", "queue_full", "breaker_open")
+_OUTCOMES = ("ok", "rejected", "timeout", "failure", "queue_full", "breaker_open")
 
 
 class GuardedHook:
