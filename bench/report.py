@@ -18,16 +18,10 @@ def at_half_load(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _cpu_per_msg(steps: list[dict[str, Any]]) -> float | None:
-    """Marginal router CPU per delivered message (µs): the slope of router cores against delivered
-    msg/s over the steps that kept up, so the node's fixed background cost does not count."""
-    ok = [s for s in steps if "node_cores" in s and s["delivered_per_s"] >= 0.85 * s["offered_per_s"]]
-    if len(ok) < 2:
-        return ok[0]["node_us_per_msg"] if ok and "node_us_per_msg" in ok[0] else None
-    xs, ys = [s["delivered_per_s"] for s in ok], [s["node_cores"] for s in ok]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    var = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
-    return round(slope * 1e6, 1) if slope > 0 else None
+    """Router CPU per delivered message (µs) at the highest offered load that was still delivered
+    (≥ 85%): near saturation, so the node's fixed background cost weighs little."""
+    ok = [s for s in steps if "node_us_per_msg" in s and s["delivered_per_s"] >= 0.85 * s["offered_per_s"]]
+    return ok[-1]["node_us_per_msg"] if ok else None
 
 
 def _per_core(us: float | None) -> str:
@@ -209,3 +203,19 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def profile_text(report: dict[str, Any], top: int = 15) -> str:
+    """The profile summary as text: CPU share by package, then by function (self and MICS inclusive)."""
+    p = report["results"].get("profile")
+    if not p or "samples" not in p:
+        return "no profile" + (f": {p.get('profile_error')}" if p else "")
+    step = p["step"]
+    out = [f"py-spy, {p['samples']} samples of the router worker at {step['delivered_per_s']:,.0f} msg/s delivered "
+           f"(worker at {step['node_cores']:.2f} cores); % of busy samples"]  # fmt: skip
+    out.append("by package (self): " + ", ".join(f"{pkg} {pct}%" for pkg, pct in p["self_by_package"]))
+    out.append("top functions (self):")
+    out += [f"  {pct:5.1f}%  {fn}" for fn, pct in p["self_top"][:top]]
+    out.append("mics functions (inclusive: with everything they call):")
+    out += [f"  {pct:5.1f}%  {fn}" for fn, pct in p["mics_inclusive_top"][:top]]
+    return "\n".join(out)

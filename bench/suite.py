@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from bench.common import RESULTS, latency_summary, raise_fd_limit, rss_bytes
+from bench.common import RESULTS, ROOT, latency_summary, raise_fd_limit, rss_bytes
 from bench.nodes import RAW_REALM, Router, start_mics, start_raw
 from bench.procs import Child, Group
 
@@ -418,8 +419,19 @@ class Bench:
         return self.results
 
 
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def machine() -> dict[str, Any]:
+    """Where and what was measured: the commit, and uncommitted changes to the node's code if any."""
+    dirty = [line[3:] for line in _git("status", "--porcelain", "components").splitlines()]
     return {
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "uncommitted_node_changes": dirty,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -458,6 +470,8 @@ def main() -> int:
     (RESULTS / f"{report['mode']}-{stamp}.json").write_text(text)
     (RESULTS / f"latest-{report['mode']}.json").write_text(text)
     print(rep.table(report))
+    if report["results"].get("profile"):
+        print(rep.profile_text(report))
     try:
         png = rep.plot(report, RESULTS / f"latest-{report['mode']}.png")
         print(f"bench: plot {png}")
