@@ -69,9 +69,11 @@ class HookLogic:
         return {"members": list(self.groups.get(group_id, []))}
 
 
-async def wamp_backend(url: str, tenant_id: str, secret: str, logic: HookLogic) -> TestSession:
+async def wamp_backend(
+    url: str, tenant_id: str, secret: str, logic: HookLogic, serializer: str = "json"
+) -> TestSession:
     """A tenant backend session registering mics.hook.* backed by `logic`."""
-    session = await backend(url, tenant_id, secret)
+    session = await backend(url, tenant_id, secret, serializer=serializer)
 
     async def auth(token: str = "", device_id: str = "", tenant_id: str = "", **_: Any) -> dict[str, Any]:
         reply = await logic.auth(token, device_id, tenant_id)

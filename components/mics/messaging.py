@@ -399,7 +399,8 @@ class TenantComponent(ApplicationSession):
             any_online = any(m in by_user for m in members if m != sender.user_id)
             if tenant.config.group_buffering:
                 self._hold_for_offline_members(members, sender.user_id, payload, size)
-            delivered = "online" if any_online else "buffered"
+            # nobody else online: held for them with group_buffering, otherwise gone (best effort)
+            delivered = "online" if any_online else ("buffered" if tenant.config.group_buffering else "offline")
             self._messages[(message.type, delivered)].inc()
             self._emit_message(events.GROUP_CHAT_MSG, message, sender)
             return Ack(message.msg_id, message.ts, delivered, None, cmid, recipients=len(members)).to_kwargs()

@@ -302,6 +302,7 @@ async def test_group_buffering_holds_the_message_for_offline_members(make_tenant
     tenant.logic.groups["g"] = ["alice", "bob"]
     alice = await tenant.user("alice")
     ack = await alice.call("mics.group.send", group_id="g", body="while you were away")
+    assert ack["delivered"] == "buffered"
     bob = await tenant.user("bob")
     synced = await bob.call("mics.inbox.sync", since_seq=0)
     assert [m["msg_id"] for m in synced["messages"]] == [ack["msg_id"]]
@@ -313,7 +314,8 @@ async def test_group_messages_are_not_held_by_default(make_tenant):
     tenant = await make_tenant()
     tenant.logic.groups["g"] = ["alice", "bob"]
     alice = await tenant.user("alice")
-    await alice.call("mics.group.send", group_id="g", body="best effort")
+    ack = await alice.call("mics.group.send", group_id="g", body="best effort")
+    assert ack["delivered"] == "offline", "nobody else was online and nothing is held"
     bob = await tenant.user("bob")
     assert (await bob.call("mics.inbox.sync", since_seq=0))["messages"] == []
 

@@ -26,7 +26,9 @@ export class HookRejection extends InvalidTokenError {}
  * object and returns the reply object (or a Promise of it). Re-registers everything after a reconnect.
  */
 export class TenantBackend extends Emitter {
-  constructor({ url, tenant, secret, authid = 'backend', hooks = {}, serializer = 'json' } = {}) {
+  // msgpack by default: the router decodes every hook reply, and large member lists cost it
+  // ~15x more as JSON (Autobahn's JSON decoder is pure Python) - see docs/performance.md
+  constructor({ url, tenant, secret, authid = 'backend', hooks = {}, serializer = 'msgpack' } = {}) {
     super();
     this.url = url;
     this.tenant = tenant;
