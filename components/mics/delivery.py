@@ -5,7 +5,7 @@ matching, eligible/exclude filtering and per-subscriber EVENT that Crossbar's br
 what only an untrusted publisher needs (re-authorizing our own publish, option parsing,
 retention and history, a Deferred per publication). Profiling put that skipped part at about a
 third of the router worker's CPU per MICS send. It reads router internals that Crossbar 26.10 has
-(`_broker._subscription_map`, `_authid_to_sessions`); where they are missing, `PublishDelivery`
+(`_broker._subscription_map`, `_session_id_to_session`); where they are missing, `PublishDelivery`
 does the same through the public `publish()`.
 """
 
@@ -48,7 +48,6 @@ class RouterDelivery(Delivery):
     def __init__(self, router: Any) -> None:
         self._router = router
         self._subscriptions = router._broker._subscription_map
-        self._by_authid: dict[str, set[Any]] = router._authid_to_sessions
         self._by_id: dict[int, Any] = router._session_id_to_session
 
     def to_users(self, topic: str, authids: Iterable[str], exclude: int | None, kwargs: dict[str, Any]) -> None:

@@ -24,7 +24,6 @@ def test_router_delivery_needs_the_router_internals():
         class _broker:
             _subscription_map = object()
 
-        _authid_to_sessions: dict = {}
         _session_id_to_session: dict = {}
 
     class Transport:
