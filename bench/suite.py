@@ -430,7 +430,7 @@ def machine() -> dict[str, Any]:
     """Where and what was measured: the commit, and uncommitted changes to the node's code if any."""
     dirty = [line[3:] for line in _git("status", "--porcelain", "components").splitlines()]
     return {
-        "commit": _git("rev-parse", "--short", "HEAD"),
+        "commit": _git("rev-parse", "--short", "HEAD").strip(),
         "uncommitted_node_changes": dirty,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
