@@ -220,3 +220,13 @@ async def test_hook_outcomes_are_counted_in_metrics(make_tenant):
     for outcome in ("ok", "rejected"):
         line = f'mics_hook_calls_total{{hook="auth",outcome="{outcome}",tenant="{tenant.tenant_id}"}} 1.0'
         assert line in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_burst_of_joins_beyond_hook_concurrency_waits_for_a_slot(make_tenant):
+    from twisted.internet.defer import ensureDeferred, gatherResults
+
+    tenant = await make_tenant(hook_max_concurrency=2, hook_queue_timeout_ms=10, hook_auth_timeout_ms=2000)
+    tenant.logic.auth_delay = 0.1
+    sessions = await gatherResults([ensureDeferred(tenant.user(f"u{i}")) for i in range(8)])
+    assert len(sessions) == 8 and tenant.logic.calls["auth"] == 8

@@ -188,3 +188,17 @@ async def test_http_hook_server_down_refuses_joins_and_degrades_sends(make_tenan
     with pytest.raises(JoinRefused) as refused:
         await tenant.user("bob")
     assert refused.value.reason == "mics.error.hook_unavailable"
+
+
+@pytest.mark.parametrize("hooks", HOOKS)
+@pytest_twisted.ensureDeferred
+async def test_a_timed_out_hook_is_counted_as_a_timeout_not_a_failure(make_tenant, hooks):
+    from harness import http_get
+
+    tenant = await make_tenant(hooks=hooks, hook_timeout_ms=50)
+    tenant.logic.check_delay = 0.5
+    await sent_and_received(tenant)
+    text = http_get(f"{tenant.node.http}/metrics")[1].decode()
+    labels = f'hook="check_message",outcome="timeout",tenant="{tenant.tenant_id}"'
+    assert f"mics_hook_calls_total{{{labels}}} 1.0" in text
+    assert f'hook="check_message",outcome="failure",tenant="{tenant.tenant_id}"}} 1.0' not in text

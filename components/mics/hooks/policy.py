@@ -35,11 +35,20 @@ class HookUnavailable(Exception):
 class Guard:
     """Bounds one hook of one tenant: at most `max_concurrency` in flight, a timeout, a breaker."""
 
-    def __init__(self, tenant_id: str, hook: str, config: TenantConfig, timeout_ms: int, reactor: IReactorTime) -> None:
+    def __init__(
+        self,
+        tenant_id: str,
+        hook: str,
+        config: TenantConfig,
+        timeout_ms: int,
+        reactor: IReactorTime,
+        queue_timeout_ms: int | None = None,
+    ) -> None:
         self._reactor = reactor
         self._timeout_s = timeout_ms / 1000.0
         self._max = config.hook_max_concurrency
-        self._queue_timeout_s = config.hook_queue_timeout_ms / 1000.0
+        queue_ms = config.hook_queue_timeout_ms if queue_timeout_ms is None else queue_timeout_ms
+        self._queue_timeout_s = queue_ms / 1000.0
         self.breaker = CircuitBreaker(
             config.hook_breaker_failure_threshold, config.hook_breaker_open_ms / 1000.0, reactor.seconds
         )
@@ -80,7 +89,15 @@ class Guard:
                 raise HookUnavailable("breaker_open")
             started = self._reactor.seconds()
             d = Deferred.fromCoroutine(call())  # type: ignore[arg-type]
-            d.addTimeout(self._timeout_s, self._reactor)
+            timed_out = False
+
+            def on_timeout(result: object, timeout: float) -> object:
+                # the transport may turn our cancel into any error: the timer firing decides
+                nonlocal timed_out
+                timed_out = True
+                return result
+
+            d.addTimeout(self._timeout_s, self._reactor, onTimeoutCancel=on_timeout)
             try:
                 result: T = await d
             except HookRejected:
@@ -88,12 +105,10 @@ class Guard:
                 self._seconds.observe(self._reactor.seconds() - started)
                 self._calls["rejected"].inc()
                 raise
-            except (TimeoutError, CancelledError):
+            except (TimeoutError, CancelledError, HookFailure) as e:
                 self._failed()
-                raise HookUnavailable("timeout") from None
-            except HookFailure:
-                self._failed()
-                raise HookUnavailable("failure") from None
+                cause = "timeout" if timed_out or not isinstance(e, HookFailure) else "failure"
+                raise HookUnavailable(cause) from None
             self.breaker.record_success()
             self._breaker_gauge.set(0)
             self._seconds.observe(self._reactor.seconds() - started)
@@ -126,7 +141,16 @@ class GuardedHook:
         self.tenant_id = tenant_id
         self.hook = hook
         self._reactor = reactor
-        self.auth_guard = Guard(tenant_id, "auth", config, config.hook_auth_timeout_ms, reactor)
+        # joins come in bursts (a reconnect storm after a restart): they may wait for a slot as long
+        # as the auth hook itself may take, not the send path's short queue timeout
+        self.auth_guard = Guard(
+            tenant_id,
+            "auth",
+            config,
+            config.hook_auth_timeout_ms,
+            reactor,
+            queue_timeout_ms=config.hook_auth_timeout_ms,
+        )
         self.check_guard = Guard(tenant_id, "check_message", config, config.hook_timeout_ms, reactor)
         self.members_guard = Guard(tenant_id, "group_members", config, config.hook_timeout_ms, reactor)
         self._last_warn = -1.0
