@@ -33,3 +33,10 @@ BUFFER_BYTES = Gauge("mics_buffer_held_bytes", "Bytes held for catch-up", ["tena
 EVENTS = Counter("mics_events_total", "Events by sink and outcome", ["tenant", "sink", "outcome"], registry=REGISTRY)
 EVENT_QUEUE = Gauge("mics_event_queue_length", "Events waiting for a sink", ["tenant"], registry=REGISTRY)
 EVENT_DLQ = Gauge("mics_event_dlq_size", "Dead letters held for re-push", ["tenant"], registry=REGISTRY)
+GC_PAUSE = Histogram(
+    "mics_gc_pause_seconds",
+    "Garbage-collector pauses of the router worker (they stall every session)",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+    registry=REGISTRY,
+)

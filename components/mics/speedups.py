@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import time
 from typing import Any
 
 import txaio
@@ -25,7 +26,7 @@ log = make_logger()
 _PREFIXES = ("crossbar.router.", "crossbar.worker.", "crossbar.webservice.", "autobahn.wamp.", "autobahn.websocket.",
              "autobahn.twisted.")  # fmt: skip
 _HELPERS = ("pformat", "hl", "hltype", "hlid", "hlval", "hlflag")
-GC_THRESHOLDS = (50_000, 20, 100)
+GC_THRESHOLDS = (2000, 10, 100)
 
 
 def _pass_through(value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -70,7 +71,40 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+class GcPauseObserver:
+    """Times every collection into mics_gc_pause_seconds; logs the long ones."""
+
+    SLOW_S = 0.02
+
+    def __init__(self) -> None:
+        from mics import metrics
+
+        self._started = 0.0
+        self._children = [metrics.GC_PAUSE.labels(str(g)) for g in range(3)]
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        generation = info.get("generation", 0)
+        self._children[generation].observe(pause)
+        if pause > self.SLOW_S:
+            log.info(
+                "slow gc pause: generation={generation} pause_ms={pause_ms} collected={collected}",
+                generation=generation,
+                pause_ms=round(pause * 1000, 1),
+                collected=info.get("collected"),
+            )
+
+
+def observe_gc() -> None:
+    if not any(isinstance(cb, GcPauseObserver) for cb in gc.callbacks):
+        gc.callbacks.append(GcPauseObserver())
+
+
 def apply() -> None:
     changed = skip_debug_formatting()
     tune_gc()
+    observe_gc()
     log.info("speedups applied: debug formatting skipped in {changed} places, gc frozen", changed=changed)
