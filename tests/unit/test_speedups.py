@@ -2,9 +2,7 @@
 
 import txaio
 
-txaio.use_twisted()  # mics modules make txaio loggers at import, as inside the router worker
-
-from mics import speedups  # noqa: E402
+from mics import speedups
 
 
 def test_formatting_helpers_are_skipped_above_debug(monkeypatch):
