@@ -1,6 +1,7 @@
 // A tenant backend in Node with HTTP hooks: serves /auth, /check-message and /get-group-members
 // (signed requests, checked by the SDK), then creates/updates its tenant through the admin API.
 // Run (with a node up from scripts/run):  npm --prefix sdk/js ci && node examples/node_http_hooks.mjs
+// Add `--encoding protobuf` for protobuf hook bodies (hook_encoding "protobuf"; JSON by default).
 // Then connect users of tenant "acme" with tokens "secret-<user>" (e.g. from the quickstart).
 // Env: MICS_URL, MICS_ADMIN_SECRET (the embedded default's dev-admin-secret), TENANT (acme),
 //      TENANT_SECRET, HOOK_HOST (127.0.0.1), HOOK_PORT (9090; 0 = any free port)
@@ -13,6 +14,12 @@ const secret = process.env.TENANT_SECRET || 'acme-secret-change-me-0123456789';
 const adminSecret = process.env.MICS_ADMIN_SECRET || 'dev-admin-secret';
 const host = process.env.HOOK_HOST || '127.0.0.1';
 const port = Number(process.env.HOOK_PORT ?? 9090);
+const flag = process.argv.indexOf('--encoding');
+const encoding = flag > 0 ? process.argv[flag + 1] : 'json';
+if (encoding !== 'json' && encoding !== 'protobuf') {
+  console.error('--encoding must be json or protobuf');
+  process.exit(2);
+}
 
 // The tenant's own data: in a real app, your user database and group service.
 const GROUPS = { general: ['ann', 'ben', 'cid'], ops: ['ann', 'cid'] };
@@ -49,11 +56,11 @@ const admin = new autobahn.Connection({
   retry_if_unreachable: false,
 });
 admin.onopen = async (session) => {
-  const config = { secret, hook_transport: 'http', hook_base_url: baseUrl, hook_encoding: 'json' };
+  const config = { secret, hook_transport: 'http', hook_base_url: baseUrl, hook_encoding: encoding };
   const result = await session.call('mics.admin.tenant.upsert', [], { tenant_id: tenantId, config });
   admin.close();
   console.log(`hooks for tenant "${tenantId}" at ${baseUrl} (${result.created ? 'created' : 'updated'}); ` +
-    `users sign in with tokens "secret-<name>"; groups: ${Object.keys(GROUPS).join(', ')}`);
+    `${encoding} bodies; users sign in with tokens "secret-<name>"; groups: ${Object.keys(GROUPS).join(', ')}`);
 };
 admin.onclose = (reason, details) => {
   if (details?.reason && details.reason !== 'wamp.close.normal') {

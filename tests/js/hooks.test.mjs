@@ -3,8 +3,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { InvalidTokenError, RejectedError, connect } from '../../sdk/js/src/index.js';
-import { createHookServer, signHeaders, signature } from '../../sdk/js/src/hooks.js';
-import { makeHooks, makeTenant, next, startNode } from './helpers.mjs';
+import {
+  createHookServer,
+  decodeRequest,
+  decodeResponse,
+  encodeRequest,
+  signHeaders,
+  signature,
+} from '../../sdk/js/src/hooks.js';
+import { makeHooks, makeTenant, next, startNode, tokenAuth } from './helpers.mjs';
 
 let node;
 before(async () => {
@@ -63,6 +70,145 @@ describe('HTTP hooks', () => {
       const stale = signHeaders('acme', secret, body, Date.now() - 6 * 60 * 1000);
       assert.equal((await post(stale, body)).status, 401, 'stale timestamp');
       assert.equal(calls.length, 1);
+    } finally {
+      server.close();
+      server.closeAllConnections();
+    }
+  });
+
+  test('a protobuf-encoding tenant: auth with config, checked 1:1 sends and group members over protobuf', async () => {
+    const seen = { auth: [], check: [], members: [], encodings: new Set() };
+    const hooks = {
+      auth: (input, ctx) => {
+        seen.auth.push(input);
+        seen.encodings.add(ctx.encoding);
+        return { ...tokenAuth(input), config: { heartbeat_timeout_s: 45 } };
+      },
+      checkMessage: (message, ctx) => {
+        seen.check.push(message);
+        seen.encodings.add(ctx.encoding);
+        return message.body?.text === 'bad' ? { allow: false, reason: 'no bad words (protobuf)' } : { allow: true };
+      },
+      groupMembers: (input, ctx) => {
+        seen.members.push(input);
+        seen.encodings.add(ctx.encoding);
+        return { members: input.group_id === 'pair' ? ['alice', 'bob'] : [] };
+      },
+    };
+    await withTenant({ transport: 'http', hooks, config: { hook_encoding: 'protobuf' } }, async (tenant) => {
+      const alice = await tenant.user('alice', 'laptop');
+      assert.deepEqual(seen.auth[0], { token: 'tok-alice', device_id: 'laptop', tenant_id: tenant.id });
+      assert.equal(alice.welcome.authextra.heartbeat_timeout_s, 45, 'the config override came back as an int');
+      assert.equal(alice.heartbeatTimeoutS, 45);
+      const bob = await tenant.user('bob', 'd1', { groups: true });
+
+      const got = next(bob, 'message');
+      const body = { text: 'over protobuf', n: 3, ratio: 0.5, tags: ['a', null, true], nested: { ok: false } };
+      const ack = await alice.send('bob', body, { contentType: 'application/vnd.test+json' });
+      assert.deepEqual((await got).body, body);
+      const checked = seen.check.at(-1);
+      assert.equal(checked.type, 'chat');
+      assert.equal(checked.tenant_id, tenant.id);
+      assert.equal(checked.from_user_id, 'alice');
+      assert.equal(checked.from_device_id, 'laptop');
+      assert.equal(checked.to_user_id, 'bob');
+      assert.equal(checked.content_type, 'application/vnd.test+json');
+      assert.equal(checked.group_id, undefined, 'empty strings are left out');
+      assert.equal(typeof checked.ts, 'number');
+      assert.ok(checked.ts > 1.6e12);
+      assert.equal(typeof checked.msg_id, 'string');
+      assert.equal(checked.msg_id, ack.msg_id);
+      assert.deepEqual(checked.body, body);
+
+      await assert.rejects(alice.send('bob', { text: 'bad' }), (err) => {
+        assert.ok(err instanceof RejectedError);
+        assert.match(String(err.message), /no bad words \(protobuf\)/);
+        return true;
+      });
+
+      const inGroup = next(bob, 'message', (m) => m.type === 'group_chat');
+      assert.equal((await alice.sendGroup('pair', 'to the pair')).recipients, 2);
+      assert.equal((await inGroup).group_id, 'pair');
+      assert.deepEqual(seen.members.at(-1), { group_id: 'pair', from_user_id: 'alice', tenant_id: tenant.id });
+
+      await assert.rejects(
+        connect({ url: node.url, tenant: tenant.id, token: 'wrong', deviceId: 'd1' }),
+        (err) => err instanceof InvalidTokenError,
+      );
+      assert.deepEqual([...seen.encodings], ['protobuf']);
+      assert.deepEqual(tenant.hookErrors, []);
+    });
+  });
+
+  test('a signed protobuf request decodes to the same object as the JSON one and is answered in protobuf', async () => {
+    const secret = 'hook-secret-0123456789';
+    const calls = [];
+    const record = (reply) => (input, ctx) => (calls.push({ input, encoding: ctx.encoding }), reply);
+    const server = createHookServer({
+      secret,
+      tenantId: 'acme',
+      hooks: {
+        auth: record({ user_id: 'u1', config: { heartbeat_timeout_s: 45, flags: { beta: true } } }),
+        checkMessage: record({ allow: false, reason: 'nope' }),
+        groupMembers: record({ members: ['a', 'b'] }),
+      },
+    });
+    const base = await server.listenAsync();
+    const roundTrip = async (path, hook, fields, encoding) => {
+      const [body, contentType] = encodeRequest(hook, fields, encoding);
+      const res = await fetch(`${base}/hooks/${path}`, {
+        method: 'POST',
+        headers: { 'Content-Type': contentType, ...signHeaders('acme', secret, body) },
+        body,
+      });
+      assert.equal(res.status, 200);
+      const type = res.headers.get('content-type');
+      assert.equal(type, contentType, 'answered in the encoding of the request');
+      return decodeResponse(hook, Buffer.from(await res.arrayBuffer()), type);
+    };
+    const message = {
+      msg_id: 'm-1', type: 'chat', tenant_id: 'acme', from_user_id: 'alice', from_device_id: 'd1',
+      to_user_id: 'bob', content_type: 'text/plain', client_msg_id: 'c-1', ts: 1_700_000_000_123,
+      body: { text: 'hi', n: [1, 2.5, null, true, { x: 'y' }] },
+    }; // prettier-ignore
+    try {
+      const cases = [
+        ['auth', 'auth', { token: 'tok-u1', device_id: 'd1', tenant_id: 'acme' }],
+        ['check-message', 'checkMessage', message],
+        ['get-group-members', 'groupMembers', { group_id: 'g1', from_user_id: 'alice', tenant_id: 'acme' }],
+      ];
+      for (const [path, hook, fields] of cases) {
+        calls.length = 0;
+        const viaJson = await roundTrip(path, hook, fields, 'json');
+        const viaProtobuf = await roundTrip(path, hook, fields, 'protobuf');
+        assert.deepEqual(calls.map((c) => c.encoding), ['json', 'protobuf']);
+        assert.deepEqual(calls[1].input, calls[0].input, `${hook}: the same fields either way`);
+        assert.deepEqual(calls[1].input, fields);
+        if (hook === 'auth') {
+          assert.deepEqual(viaJson, { user_id: 'u1', config: { heartbeat_timeout_s: 45, flags: { beta: true } } });
+          assert.deepEqual(viaProtobuf, { ...viaJson, device_id: null });
+        } else {
+          assert.deepEqual(viaProtobuf, hook === 'checkMessage' ? { allow: false, reason: 'nope' } : viaJson);
+          assert.deepEqual(viaJson, hook === 'checkMessage' ? { allow: false, reason: 'nope' } : { members: ['a', 'b'] });
+        }
+      }
+
+      // the Python codec's conventions: empty strings dropped (from_device_id null), bytes bodies as Buffers
+      const [sparse] = encodeRequest('check_message', { type: 'system', from_device_id: null, ts: 5, body: null }, 'protobuf');
+      assert.deepEqual(decodeRequest('check_message', sparse, 'application/x-protobuf'),
+        { type: 'system', from_device_id: null, ts: 5, body: null }); // prettier-ignore
+      const [binary] = encodeRequest('checkMessage', { ...message, seq: 9, body: Buffer.from([0, 255]) }, 'protobuf');
+      const decoded = decodeRequest('checkMessage', binary, 'application/x-protobuf');
+      assert.ok(Buffer.isBuffer(decoded.body));
+      assert.deepEqual([...decoded.body], [0, 255]);
+      assert.equal(decoded.seq, 9);
+
+      // a correctly signed but undecodable protobuf body is a 400, a forged one a 401
+      const junk = Buffer.from([0xff, 0xff, 0xff]);
+      const post = (headers) =>
+        fetch(`${base}/auth`, { method: 'POST', headers: { 'Content-Type': 'application/x-protobuf', ...headers }, body: junk });
+      assert.equal((await post(signHeaders('acme', secret, junk))).status, 400);
+      assert.equal((await post(signHeaders('acme', 'other-secret', junk))).status, 401);
     } finally {
       server.close();
       server.closeAllConnections();

@@ -10,12 +10,37 @@ export interface MembersInput { group_id: string; from_user_id: string; tenant_i
 export interface MembersReply { members: string[] }
 type Maybe<T> = T | Promise<T>;
 
+/**
+ * Hook handlers. The second argument: HTTP hooks get `{tenantId, encoding}` (`encoding` is the
+ * request's: `json` or `protobuf`; a protobuf check-message body is a Buffer when the message carried
+ * bytes); WAMP hooks get `{caller, callerAuthid}`.
+ */
 export interface Hooks {
   /** throw HookRejection to refuse the token */
   auth?: (input: AuthInput, context: any) => Maybe<AuthReply>;
   checkMessage?: (message: Message, context: any) => Maybe<CheckReply>;
   groupMembers?: (input: MembersInput, context: any) => Maybe<MembersReply>;
 }
+
+/** HTTP hook bodies: `json`, or `protobuf` (protos/mics/v1/hooks.proto) for tenants with hook_encoding "protobuf". */
+export type HookEncoding = 'json' | 'protobuf';
+/** A hook by its SDK name or the Python codec's name. */
+export type HookName = 'auth' | 'checkMessage' | 'groupMembers' | 'check_message' | 'group_members';
+export const CONTENT_TYPES: { json: 'application/json'; protobuf: 'application/x-protobuf' };
+/** `protobuf` for an application/x-protobuf Content-Type, else `json`. */
+export function encodingOf(contentType?: string | null): HookEncoding;
+/** The router's side (handy in tests): request fields -> [body, content type]. */
+export function encodeRequest(hook: HookName, fields: Record<string, unknown>, encoding?: HookEncoding): [Buffer, string];
+/** A request body -> the object the hook gets (the same for JSON and protobuf); throws on a bad body. */
+export function decodeRequest(hook: HookName, body: Uint8Array, contentType?: string): Record<string, any>;
+/** A hook's reply -> [body, content type] in `encoding`. */
+export function encodeResponse(hook: HookName, reply: Record<string, any>, encoding?: HookEncoding): [Buffer, string];
+/** The router's side: a reply body -> the reply object (protobuf: empty device_id/reason become null). */
+export function decodeResponse(hook: HookName, body: Uint8Array, contentType?: string): any;
+/** A Message object -> a mics.v1.Message (protobufjs message; bytes bodies as body_bytes). */
+export function messageToProto(message: Record<string, any>): any;
+/** A decoded mics.v1.Message -> a Message object (body: JSON value, or a Buffer for body_bytes). */
+export function messageFromProto(pb: any): Message;
 
 /** Thrown by an auth hook: WAMP `mics.error.invalid_token`, HTTP 401. */
 export class HookRejection extends MicsError {}

@@ -1,8 +1,11 @@
 // The tenant side of MICS in Node (protocol.md sections 5-7): a backend WAMP session that serves
 // the hooks and the backend procedures, and a signed HTTP hook server on node:http.
-// HTTP hook bodies are JSON; the protobuf encoding (`hook_encoding: "protobuf"`) is not supported here.
+// HTTP hook bodies are JSON or, for tenants with `hook_encoding: "protobuf"`, protobuf
+// (protos/mics/v1/hooks.proto); the server answers in the encoding of the request.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import protobuf from 'protobufjs/light.js';
 import autobahn from './autobahn.js';
 import { Emitter } from './emitter.js';
 import { fromWampError, InvalidTokenError, MicsError } from './errors.js';
@@ -256,12 +259,201 @@ export class SignatureVerifier {
   }
 }
 
+// -- HTTP hook bodies: JSON or protobuf ---------------------------------------------------------------
+// The same field mapping as the Python codec (sdk/python/mics_client/hooks/codec.py), which the node
+// uses: router and hook servers can never disagree on a field.
+export const CONTENT_TYPES = { json: 'application/json', protobuf: 'application/x-protobuf' };
+const HOOK_NAMES = { auth: 'auth', checkMessage: 'checkMessage', check_message: 'checkMessage',
+  groupMembers: 'groupMembers', group_members: 'groupMembers' };
+const MESSAGE_STR_FIELDS = ['msg_id', 'type', 'tenant_id', 'from_user_id', 'from_device_id', 'to_user_id',
+  'group_id', 'content_type', 'client_msg_id', 'trace_id'];
+
+let protoTypes = null;
+/** The mics.v1 types, from the descriptor sdk/js/scripts/gen-protos.mjs generates (loaded on first use). */
+function types() {
+  if (!protoTypes) {
+    const root = protobuf.Root.fromJSON(JSON.parse(readFileSync(new URL('./protos.json', import.meta.url), 'utf8')));
+    const t = (name) => root.lookupType(name);
+    protoTypes = {
+      Message: t('mics.v1.Message'),
+      auth: [t('mics.v1.AuthRequest'), t('mics.v1.AuthResponse')],
+      checkMessage: [t('mics.v1.CheckMessageRequest'), t('mics.v1.CheckMessageResponse')],
+      groupMembers: [t('mics.v1.GroupMembersRequest'), t('mics.v1.GroupMembersResponse')],
+    };
+  }
+  return protoTypes;
+}
+
+function hookName(hook) {
+  const name = HOOK_NAMES[hook];
+  if (!name) throw new TypeError(`unknown hook ${hook}`);
+  return name;
+}
+
+const isBytes = (value) => value instanceof Uint8Array; // Buffer included
+const toNumber = (value) => (typeof value === 'number' ? value : value ? Number(value.toString()) : 0); // int64: Long
+
+/** A JSON value -> google.protobuf.Value (as json_format.ParseDict does). */
+function toValue(value) {
+  if (value === null || value === undefined) return { nullValue: 0 };
+  if (typeof value === 'boolean') return { boolValue: value };
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new TypeError('a JSON body cannot hold NaN or Infinity');
+    return { numberValue: value };
+  }
+  if (typeof value === 'string') return { stringValue: value };
+  if (Array.isArray(value)) return { listValue: { values: value.map(toValue) } };
+  if (typeof value === 'object') return { structValue: toStruct(value) };
+  throw new TypeError(`not a JSON value: ${typeof value}`);
+}
+
+function toStruct(obj) {
+  const fields = {};
+  for (const [key, value] of Object.entries(obj)) if (value !== undefined) fields[key] = toValue(value);
+  return { fields };
+}
+
+/** google.protobuf.Value -> a JSON value (as json_format.MessageToDict does; no kind = null). */
+function fromValue(pb) {
+  switch (pb?.kind) { // the oneof: which member the decoded Value holds
+    case 'boolValue':
+      return pb.boolValue;
+    case 'numberValue':
+      return pb.numberValue;
+    case 'stringValue':
+      return pb.stringValue;
+    case 'listValue':
+      return (pb.listValue.values || []).map(fromValue);
+    case 'structValue':
+      return fromStruct(pb.structValue);
+    default:
+      return null;
+  }
+}
+
+function fromStruct(pb) {
+  const out = {};
+  for (const [key, value] of Object.entries(pb?.fields || {})) out[key] = fromValue(value);
+  return out;
+}
+
+/** A Message object -> the fields of a mics.v1.Message (body as body_bytes for bytes, else body_json). */
+export function messageToProto(message) {
+  const pb = {};
+  for (const name of MESSAGE_STR_FIELDS) {
+    const value = message[name];
+    if (value !== null && value !== undefined && value !== '') pb[name] = String(value);
+  }
+  if (message.seq) pb.seq = message.seq;
+  if (message.ts) pb.ts = message.ts;
+  if (isBytes(message.body)) pb.body_bytes = message.body;
+  else pb.body_json = toValue(message.body);
+  return types().Message.fromObject(pb);
+}
+
+/**
+ * A decoded mics.v1.Message -> the Message object hooks get: empty strings are left out (but
+ * from_device_id is null), `ts` is a number, `seq` only when set, body a JSON value or a Buffer.
+ */
+export function messageFromProto(pb) {
+  const out = {};
+  for (const name of MESSAGE_STR_FIELDS) {
+    if (pb[name]) out[name] = pb[name];
+    else if (name === 'from_device_id') out[name] = null;
+  }
+  out.ts = toNumber(pb.ts);
+  const seq = toNumber(pb.seq);
+  if (seq) out.seq = seq;
+  out.body = pb.body === 'body_bytes' ? Buffer.from(pb.body_bytes) : fromValue(pb.body_json);
+  return out;
+}
+
+/** Compact UTF-8 JSON; bytes become base64 strings. */
+function dumps(value) {
+  return Buffer.from(
+    JSON.stringify(value, function (key, v) {
+      const raw = this[key];
+      return isBytes(raw) ? Buffer.from(raw).toString('base64') : v;
+    }),
+    'utf8',
+  );
+}
+
+/** Every field of a flat request, unset strings as "" (like MessageToDict with all fields). */
+function allFields(type, pb) {
+  return Object.fromEntries(type.fieldsArray.map((field) => [field.name, pb[field.name]]));
+}
+
+/** `encoding` of a request from its Content-Type: `protobuf` for application/x-protobuf, else `json`. */
+export function encodingOf(contentType) {
+  return String(contentType || '').toLowerCase().startsWith(CONTENT_TYPES.protobuf) ? 'protobuf' : 'json';
+}
+
+/** Router side (and tests): a request's fields -> [body, content type]. */
+export function encodeRequest(hook, fields, encoding = 'json') {
+  const name = hookName(hook);
+  if (encoding !== 'protobuf') return [dumps(fields), CONTENT_TYPES.json];
+  const [Request] = types()[name];
+  const pb = name === 'checkMessage' ? Request.create({ message: messageToProto(fields) }) : Request.fromObject(fields);
+  return [Buffer.from(Request.encode(pb).finish()), CONTENT_TYPES.protobuf];
+}
+
+/** Hook-server side: a request body -> the plain object the hook gets (throws on a bad body). */
+export function decodeRequest(hook, body, contentType = CONTENT_TYPES.json) {
+  const name = hookName(hook);
+  if (encodingOf(contentType) !== 'protobuf') {
+    const value = JSON.parse(Buffer.from(body).toString('utf8'));
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      throw new TypeError('hook request body is not a JSON object');
+    }
+    return value;
+  }
+  const [Request] = types()[name];
+  const pb = Request.decode(body);
+  if (name === 'checkMessage') return messageFromProto(pb.message || types().Message.create());
+  return allFields(Request, pb);
+}
+
+/** Hook-server side: the hook's reply -> [body, content type]. */
+export function encodeResponse(hook, reply, encoding = 'json') {
+  const name = hookName(hook);
+  if (encoding !== 'protobuf') return [dumps(reply), CONTENT_TYPES.json];
+  const [, Response] = types()[name];
+  const r = reply || {};
+  let pb;
+  if (name === 'auth') {
+    pb = { user_id: r.user_id ?? '', device_id: r.device_id || '' };
+    if (r.config && Object.keys(r.config).length) pb.config = toStruct(r.config);
+  } else if (name === 'checkMessage') {
+    pb = { allow: Boolean(r.allow), reason: r.reason ? String(r.reason) : '' };
+  } else {
+    pb = { members: Array.from(r.members || [], String) };
+  }
+  return [Buffer.from(Response.encode(Response.fromObject(pb)).finish()), CONTENT_TYPES.protobuf];
+}
+
+/** Router side (and tests): a reply body -> the reply object (device_id/reason null when empty). */
+export function decodeResponse(hook, body, contentType = CONTENT_TYPES.json) {
+  const name = hookName(hook);
+  if (encodingOf(contentType) !== 'protobuf') return JSON.parse(Buffer.from(body).toString('utf8'));
+  const [, Response] = types()[name];
+  const pb = Response.decode(body);
+  if (name === 'auth') {
+    const out = { user_id: pb.user_id, device_id: pb.device_id || null };
+    if (pb.config != null) out.config = fromStruct(pb.config); // Struct numbers are doubles: whole ones are ints in JS
+    return out;
+  }
+  if (name === 'checkMessage') return { allow: pb.allow, reason: pb.reason || null };
+  return { members: [...pb.members] };
+}
+
 // -- HTTP hook server ---------------------------------------------------------------------------------
 /**
  * A node:http request handler for `POST /auth`, `/check-message`, `/get-group-members` (any path
- * prefix: the last segment decides). Verifies the signature, parses JSON, calls your hook, answers JSON.
+ * prefix: the last segment decides). Verifies the signature, decodes the body (JSON, or protobuf when
+ * the Content-Type is application/x-protobuf), calls your hook, answers in the request's encoding.
  * Status: 200 answer; 401 bad signature or auth refused (throw HookRejection); 404 unknown hook;
- * 400 bad body; 500 hook threw (the router then degrades: allow for check-message).
+ * 400 bad body; 500 hook threw (the router then degrades: allow for check-message). Error bodies are JSON.
  */
 export function createHookHandler({ secret, hooks = {}, verifier, tenantId, onError } = {}) {
   if (typeof secret !== 'string' || !secret) throw new TypeError('createHookHandler: secret is required');
@@ -287,14 +479,19 @@ export function createHookHandler({ secret, hooks = {}, verifier, tenantId, onEr
     } catch (err) {
       return reply(401, { error: err.message });
     }
+    const contentType = req.headers['content-type'];
+    const encoding = encodingOf(contentType);
     let fields;
     try {
-      fields = JSON.parse(body.toString('utf8'));
+      fields = decodeRequest(name, body, contentType);
     } catch {
-      return reply(400, { error: 'body is not JSON' });
+      return reply(400, { error: encoding === 'protobuf' ? 'body is not a valid protobuf request' : 'body is not JSON' });
     }
     try {
-      return reply(200, await hooks[name](fields, { tenantId: req.headers['x-mics-tenant'] }));
+      const answer = await hooks[name](fields, { tenantId: req.headers['x-mics-tenant'], encoding });
+      const [data, type] = encodeResponse(name, answer, encoding);
+      res.writeHead(200, { 'Content-Type': type, 'Content-Length': data.length });
+      return res.end(data);
     } catch (err) {
       if (name === 'auth' && err instanceof MicsError && err.uri === InvalidTokenError.uri) {
         return reply(401, { error: err.message });
