@@ -19,7 +19,7 @@ import {
   ReplacedError,
   connect,
 } from '../../sdk/js/src/index.js';
-import { makeHooks, makeTenant, next, startNode } from './helpers.mjs';
+import { makeHooks, next, startNode, withTenant as withTenantOf } from './helpers.mjs';
 
 let node;
 before(async () => {
@@ -29,15 +29,8 @@ after(async () => {
   await node?.stop();
 });
 
-/** Run `fn(tenant)` on a fresh tenant and close everything it opened. */
-async function withTenant(options, fn) {
-  const tenant = await makeTenant(node, options);
-  try {
-    await fn(tenant);
-  } finally {
-    await tenant.close();
-  }
-}
+/** A fresh tenant on this file's node for `fn`, closed afterwards. */
+const withTenant = (options, fn) => withTenantOf(node, options, fn);
 
 function isError(cls, code) {
   return (err) => {

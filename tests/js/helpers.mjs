@@ -129,6 +129,16 @@ export async function makeTenant(node, { transport = 'wamp', hooks = makeHooks()
 }
 
 /** Resolve with the next `event` from `emitter` that satisfies `pred`. */
+/** Run `fn(tenant)` on a fresh tenant of `node` and close everything it opened. */
+export async function withTenant(node, options, fn) {
+  const tenant = await makeTenant(node, options);
+  try {
+    await fn(tenant);
+  } finally {
+    await tenant.close();
+  }
+}
+
 export function next(emitter, event, pred = () => true) {
   return new Promise((resolve) => {
     const off = emitter.on(event, (value, meta) => {

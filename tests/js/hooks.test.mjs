@@ -11,7 +11,7 @@ import {
   signHeaders,
   signature,
 } from '../../sdk/js/src/hooks.js';
-import { makeHooks, makeTenant, next, startNode, tokenAuth } from './helpers.mjs';
+import { makeHooks, next, startNode, tokenAuth, withTenant as withTenantOf } from './helpers.mjs';
 
 let node;
 before(async () => {
@@ -21,14 +21,8 @@ after(async () => {
   await node?.stop();
 });
 
-async function withTenant(options, fn) {
-  const tenant = await makeTenant(node, options);
-  try {
-    await fn(tenant);
-  } finally {
-    await tenant.close();
-  }
-}
+/** A fresh tenant on this file's node for `fn`, closed afterwards. */
+const withTenant = (options, fn) => withTenantOf(node, options, fn);
 
 describe('HTTP hooks', () => {
   test('users of an HTTP-hook tenant join, chat and are checked through the signed hook server', () =>
