@@ -5,8 +5,7 @@
 // Then connect users of tenant "acme" with tokens "secret-<user>" (e.g. from the quickstart).
 // Env: MICS_URL, MICS_ADMIN_SECRET (the embedded default's dev-admin-secret), TENANT (acme),
 //      TENANT_SECRET, HOOK_HOST (127.0.0.1), HOOK_PORT (9090; 0 = any free port)
-import autobahn from '../sdk/js/src/autobahn.js';
-import { HookRejection, createHookServer } from '../sdk/js/src/hooks.js';
+import { HookRejection, connectAdmin, createHookServer } from '../sdk/js/src/hooks.js';
 
 const url = process.env.MICS_URL || 'ws://localhost:8080/ws';
 const tenantId = process.env.TENANT || 'acme';
@@ -46,29 +45,17 @@ const server = createHookServer({
 const baseUrl = await server.listenAsync(port, host);
 
 // Point the tenant at this server (admin API, realm mics.control); upsert merges a partial config.
-const admin = new autobahn.Connection({
-  url,
-  realm: 'mics.control',
-  authmethods: ['wampcra'],
-  authid: 'admin',
-  onchallenge: (session, method, extra) => autobahn.auth_cra.sign(adminSecret, extra.challenge),
-  max_retries: 0,
-  retry_if_unreachable: false,
-});
-admin.onopen = async (session) => {
-  const config = { secret, hook_transport: 'http', hook_base_url: baseUrl, hook_encoding: encoding };
-  const result = await session.call('mics.admin.tenant.upsert', [], { tenant_id: tenantId, config });
-  admin.close();
-  console.log(`hooks for tenant "${tenantId}" at ${baseUrl} (${result.created ? 'created' : 'updated'}); ` +
-    `${encoding} bodies; users sign in with tokens "secret-<name>"; groups: ${Object.keys(GROUPS).join(', ')}`);
-};
-admin.onclose = (reason, details) => {
-  if (details?.reason && details.reason !== 'wamp.close.normal') {
-    console.error(`admin join failed: ${details.reason} ${details.message || ''}`);
-    process.exit(1);
-  }
-  return true;
-};
-admin.open();
+let admin;
+try {
+  admin = await connectAdmin({ url, secret: adminSecret });
+} catch (err) {
+  console.error(err.message);
+  process.exit(1);
+}
+const config = { secret, hook_transport: 'http', hook_base_url: baseUrl, hook_encoding: encoding };
+const result = await admin.call('mics.admin.tenant.upsert', [], { tenant_id: tenantId, config });
+admin.connection.close();
+console.log(`hooks for tenant "${tenantId}" at ${baseUrl} (${result.created ? 'created' : 'updated'}); ` +
+  `${encoding} bodies; users sign in with tokens "secret-<name>"; groups: ${Object.keys(GROUPS).join(', ')}`);
 process.on('SIGINT', () => process.exit(0));
 process.on('SIGTERM', () => process.exit(0));

@@ -1,7 +1,7 @@
 // The client SDK against a real node: messages, groups, receipts, signals, presence, sync,
 // heartbeat, reconnect and one typed error per rejection in protocol.md sections 2-3.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   ConnectionLimitError,
   EmptyGroupError,
@@ -19,18 +19,10 @@ import {
   ReplacedError,
   connect,
 } from '../../sdk/js/src/index.js';
-import { makeHooks, next, startNode, withTenant as withTenantOf } from './helpers.mjs';
+import { makeHooks, next, nodeForFile } from './helpers.mjs';
 
-let node;
-before(async () => {
-  node = await startNode();
-});
-after(async () => {
-  await node?.stop();
-});
-
-/** A fresh tenant on this file's node for `fn`, closed afterwards. */
-const withTenant = (options, fn) => withTenantOf(node, options, fn);
+const file = nodeForFile();
+const { withTenant } = file;
 
 function isError(cls, code) {
   return (err) => {
@@ -150,7 +142,7 @@ describe('sync', () => {
       const second = await alice.send('bob', 'while you were out 2');
       assert.equal(first.delivered, 'buffered');
       const seen = [];
-      const bob = await connect({ url: node.url, tenant: tenant.id, token: 'tok-bob', deviceId: 'd1', autoSync: false });
+      const bob = await connect({ url: file.node.url, tenant: tenant.id, token: 'tok-bob', deviceId: 'd1', autoSync: false });
       tenant.clients.push(bob);
       bob.onMessage((m, meta) => seen.push([m.msg_id, meta.source]));
       const result = await bob.sync();
@@ -173,11 +165,11 @@ describe('sync', () => {
       await bob.close();
       const missed = await alice.send('bob', 'missed');
       const seen = [];
-      bob = await connect({ url: node.url, tenant: tenant.id, token: 'tok-bob', deviceId: 'd1', position: saved });
+      bob = await connect({ url: file.node.url, tenant: tenant.id, token: 'tok-bob', deviceId: 'd1', position: saved });
       tenant.clients.push(bob);
       // connect() resolves after the automatic sync; replay it through a fresh listener to check
       assert.equal(bob.position.lastSeq, saved.lastSeq + 1);
-      const later = await connect({ url: node.url, tenant: tenant.id, token: 'tok-bob', deviceId: 'd2', position: saved, autoSync: false });
+      const later = await connect({ url: file.node.url, tenant: tenant.id, token: 'tok-bob', deviceId: 'd2', position: saved, autoSync: false });
       tenant.clients.push(later);
       later.onMessage((m) => seen.push(m.msg_id));
       await later.sync();
@@ -188,7 +180,7 @@ describe('sync', () => {
     withTenant({}, async (tenant) => {
       await tenant.user('alice');
       const bob = await connect({
-        url: node.url, tenant: tenant.id, token: 'tok-bob', deviceId: 'd1', autoSync: false,
+        url: file.node.url, tenant: tenant.id, token: 'tok-bob', deviceId: 'd1', autoSync: false,
         position: { lastSeq: 5, epoch: 'not-the-epoch' },
       });
       tenant.clients.push(bob);
@@ -262,14 +254,14 @@ describe('typed errors', () => {
   test('a bad token is refused with InvalidTokenError', () =>
     withTenant({}, async (tenant) => {
       await assert.rejects(
-        connect({ url: node.url, tenant: tenant.id, token: 'nope', deviceId: 'd1' }),
+        connect({ url: file.node.url, tenant: tenant.id, token: 'nope', deviceId: 'd1' }),
         isError(InvalidTokenError, 4001),
       );
     }));
 
   test('an unknown tenant is refused with InvalidTenantError', async () => {
     await assert.rejects(
-      connect({ url: node.url, tenant: 'no-such-tenant', token: 'tok-a', deviceId: 'd1' }),
+      connect({ url: file.node.url, tenant: 'no-such-tenant', token: 'tok-a', deviceId: 'd1' }),
       isError(InvalidTenantError, 4002),
     );
   });

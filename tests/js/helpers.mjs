@@ -3,10 +3,10 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import autobahn from '../../sdk/js/src/autobahn.js';
 import { connect } from '../../sdk/js/src/index.js';
-import { HookRejection, TenantBackend, createHookServer } from '../../sdk/js/src/hooks.js';
+import { HookRejection, TenantBackend, connectAdmin, createHookServer } from '../../sdk/js/src/hooks.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let counter = 0;
@@ -27,7 +27,7 @@ export async function startNode() {
     }),
   ]);
   const info = JSON.parse(first);
-  const adminSession = await joinAdmin(info.url, info.admin_secret);
+  const adminSession = await connectAdmin({ url: info.url, secret: info.admin_secret });
   return {
     ...info,
     admin: adminSession,
@@ -43,27 +43,22 @@ export async function startNode() {
   };
 }
 
-function joinAdmin(url, secret) {
-  return new Promise((resolve, reject) => {
-    const connection = new autobahn.Connection({
-      url,
-      realm: 'mics.control',
-      authmethods: ['wampcra'],
-      authid: 'admin',
-      onchallenge: (session, method, extra) => autobahn.auth_cra.sign(secret, extra.challenge),
-      max_retries: 0,
-      retry_if_unreachable: false,
-    });
-    connection.onopen = (session) => {
-      session.connection = connection;
-      resolve(session);
-    };
-    connection.onclose = (reason, details) => {
-      reject(new Error(`admin join failed: ${reason} ${details?.reason}`));
-      return true;
-    };
-    connection.open();
+/** One node for the calling test file (started before its tests, stopped after). */
+export function nodeForFile() {
+  const ref = { node: undefined };
+  before(async () => {
+    ref.node = await startNode();
   });
+  after(async () => {
+    await ref.node?.stop();
+  });
+  return {
+    get node() {
+      return ref.node;
+    },
+    /** A fresh tenant on this file's node for `fn`, closed afterwards. */
+    withTenant: (options, fn) => withTenant(ref.node, options, fn),
+  };
 }
 
 /** Tokens are `tok-<user>`; anything else is refused. */

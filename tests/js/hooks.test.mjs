@@ -1,7 +1,7 @@
 // The Node hook SDK against a real node: HTTP hooks served by createHookServer (signed requests
 // from the router), signature checks, and a TenantBackend using the backend procedures.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { InvalidTokenError, RejectedError, connect } from '../../sdk/js/src/index.js';
 import {
   createHookServer,
@@ -11,18 +11,10 @@ import {
   signHeaders,
   signature,
 } from '../../sdk/js/src/hooks.js';
-import { makeHooks, next, startNode, tokenAuth, withTenant as withTenantOf } from './helpers.mjs';
+import { makeHooks, next, tokenAuth, nodeForFile } from './helpers.mjs';
 
-let node;
-before(async () => {
-  node = await startNode();
-});
-after(async () => {
-  await node?.stop();
-});
-
-/** A fresh tenant on this file's node for `fn`, closed afterwards. */
-const withTenant = (options, fn) => withTenantOf(node, options, fn);
+const file = nodeForFile();
+const { withTenant } = file;
 
 describe('HTTP hooks', () => {
   test('users of an HTTP-hook tenant join, chat and are checked through the signed hook server', () =>
@@ -37,7 +29,7 @@ describe('HTTP hooks', () => {
       assert.equal((await alice.sendGroup('pair', 'to the pair')).recipients, 2);
       assert.equal((await inGroup).group_id, 'pair');
       await assert.rejects(
-        connect({ url: node.url, tenant: tenant.id, token: 'wrong', deviceId: 'd1' }),
+        connect({ url: file.node.url, tenant: tenant.id, token: 'wrong', deviceId: 'd1' }),
         (err) => err instanceof InvalidTokenError,
       );
       assert.deepEqual(tenant.hookErrors, []);
@@ -126,7 +118,7 @@ describe('HTTP hooks', () => {
       assert.deepEqual(seen.members.at(-1), { group_id: 'pair', from_user_id: 'alice', tenant_id: tenant.id });
 
       await assert.rejects(
-        connect({ url: node.url, tenant: tenant.id, token: 'wrong', deviceId: 'd1' }),
+        connect({ url: file.node.url, tenant: tenant.id, token: 'wrong', deviceId: 'd1' }),
         (err) => err instanceof InvalidTokenError,
       );
       assert.deepEqual([...seen.encodings], ['protobuf']);

@@ -95,3 +95,6 @@ export interface HookServerOptions {
 }
 export function createHookHandler(options: HookServerOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 export function createHookServer(options: HookServerOptions): Server & { listenAsync(port?: number, host?: string): Promise<string> };
+
+/** Join `mics.control` as `admin` (WAMP-CRA); `session.connection.close()` ends it. */
+export function connectAdmin(options: { url: string; secret: string }): Promise<any>;

@@ -196,6 +196,33 @@ function wampEndpoint(fn, crashed) {
 
 // -- HTTP hook signatures -----------------------------------------------------------------------------
 /** Lowercase hex HMAC-SHA256(UTF-8 secret, timestamp + "." + nonce + "." + raw body). */
+/**
+ * Join the control realm `mics.control` as `admin` (WAMP-CRA with the admin secret): the admin API
+ * (`mics.admin.tenant.upsert`, ...). Resolves with the session; `session.connection.close()` ends it.
+ */
+export function connectAdmin({ url, secret }) {
+  return new Promise((resolve, reject) => {
+    const connection = new autobahn.Connection({
+      url,
+      realm: 'mics.control',
+      authmethods: ['wampcra'],
+      authid: 'admin',
+      onchallenge: (session, method, extra) => autobahn.auth_cra.sign(secret, extra.challenge),
+      max_retries: 0,
+      retry_if_unreachable: false,
+    });
+    connection.onopen = (session) => {
+      session.connection = connection;
+      resolve(session);
+    };
+    connection.onclose = (reason, details) => {
+      reject(new Error(`admin join failed: ${details?.reason || reason} ${details?.message || ''}`.trim()));
+      return true;
+    };
+    connection.open();
+  });
+}
+
 export function signature(secret, timestamp, nonce, body) {
   const mac = createHmac('sha256', Buffer.from(secret, 'utf8'));
   mac.update(`${timestamp}.${nonce}.`);
