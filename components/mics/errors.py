@@ -85,7 +85,6 @@ class ConfigError(ValueError):
         super().__init__(f"{where}: {message}")
         self.tenant_id = tenant_id
         self.field = field
-        self.detail = message
 
     def to_wamp(self) -> MicsError:
         return MicsError(INVALID_CONFIG, str(self), tenant_id=self.tenant_id, field=self.field)

@@ -359,7 +359,7 @@ class TenantComponent(ApplicationSession):
             await self._check(sender, payload, cmid)
             seq, copy_seq, delivered = self._deliver_inbox(sender, to_user_id, payload, size)
             self._messages[(message.type, delivered)].inc()
-            self._emit_message(events.SINGLE_CHAT_MSG, message, sender)
+            self._emit_message(events.SINGLE_CHAT_MSG, message, payload, sender)
             ack_seq = seq if sender.is_system else copy_seq
             return Ack(message.msg_id, message.ts, delivered, ack_seq, cmid).to_kwargs()
 
@@ -402,7 +402,7 @@ class TenantComponent(ApplicationSession):
             # nobody else online: held for them with group_buffering, otherwise gone (best effort)
             delivered = "online" if any_online else ("buffered" if tenant.config.group_buffering else "offline")
             self._messages[(message.type, delivered)].inc()
-            self._emit_message(events.GROUP_CHAT_MSG, message, sender)
+            self._emit_message(events.GROUP_CHAT_MSG, message, payload, sender)
             return Ack(message.msg_id, message.ts, delivered, None, cmid, recipients=len(members)).to_kwargs()
 
         return await self._once(sender, cmid, work)
@@ -438,14 +438,15 @@ class TenantComponent(ApplicationSession):
             if member != from_user_id and member not in by_user:
                 append(member, dict(payload), size + ENTRY_OVERHEAD, ttl)
 
-    def _emit_message(self, event_type: str, message: Message, sender: Sender) -> None:
+    def _emit_message(self, event_type: str, message: Message, payload: dict[str, Any], sender: Sender) -> None:
+        """`payload` is the message's kwargs, already built for delivery (never mutated after)."""
         self.tenant.events.put(
             events.Event(
                 tenant_id=self.tenant_id,
                 event_type=event_type,
                 timestamp=message.ts,
                 node_id=self.node_id,
-                data=message.to_kwargs(),
+                data=payload,
                 msg_id=message.msg_id,
                 user_id=message.from_user_id,
                 device_id=sender.device_id or "",

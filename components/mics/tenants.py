@@ -7,7 +7,7 @@ whole new TenantConfig, then swaps it in and rebuilds what depends on it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -152,7 +152,6 @@ class TenantRegistry:
         self._settings = settings
         self._reactor = reactor
         self._tenants: dict[str, TenantRuntime] = {}
-        self.on_disable: list[Callable[[TenantRuntime], Any]] = []
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(list(self._tenants.values()))

@@ -14,19 +14,8 @@ GROUP_CHAT = "group_chat"
 RECEIPT = "receipt"
 SIGNAL = "signal"
 SYSTEM = "system"
-MESSAGE_TYPES = (CHAT, GROUP_CHAT, RECEIPT, SIGNAL, SYSTEM)
 
 RECEIPT_KINDS = ("delivered", "read")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a joined session is: the authenticator's answer for one HELLO."""
-
-    tenant_id: str
-    user_id: str
-    device_id: str
-    role: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +95,10 @@ class SyncResult:
 
 @dataclass(frozen=True, slots=True)
 class CheckVerdict:
-    """The check-message hook's answer after policy: allowed, and whether that was degraded."""
+    """The check-message hook's answer after policy (trouble already turned into allow)."""
 
     allow: bool
     reason: str | None = None
-    degraded: bool = False
 
 
 def now_ms() -> int:

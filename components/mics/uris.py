@@ -53,7 +53,6 @@ HOOK_CHECK_MESSAGE = "mics.hook.check_message"
 HOOK_GROUP_MEMBERS = "mics.hook.group_members"
 
 # admin procedures (realm mics.control)
-ADMIN_PREFIX = "mics.admin."
 ADMIN_TENANT_LIST = "mics.admin.tenant.list"
 ADMIN_TENANT_GET = "mics.admin.tenant.get"
 ADMIN_TENANT_UPSERT = "mics.admin.tenant.upsert"

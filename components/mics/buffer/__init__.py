@@ -58,9 +58,7 @@ class CatchupBuffer(ABC):
         """Counters for admin stats and metrics."""
 
 
-def make_buffer(
-    tenant_id: str, max_per_user: int, max_bytes: int, clock: Callable[[], float], redis_url: str | None = None
-) -> CatchupBuffer:
+def make_buffer(tenant_id: str, max_per_user: int, max_bytes: int, clock: Callable[[], float]) -> CatchupBuffer:
     """Memory on one node; Redis is the cluster backend (not built yet, see docs/architecture.md)."""
     from mics.buffer.memory import MemoryBuffer
 

@@ -167,7 +167,7 @@ class GuardedHook:
             allow, reason = await self.check_guard.run(lambda: self.hook.check_message(message))
         except HookUnavailable as e:
             self._warn_degraded(e.cause, message)
-            return CheckVerdict(True, None, degraded=True)
+            return CheckVerdict(True, None)
         return CheckVerdict(allow, reason)
 
     def _warn_degraded(self, cause: str, message: dict[str, Any]) -> None:

@@ -16,7 +16,3 @@ class Presence(ABC):
     @abstractmethod
     def get(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
         """{user_id: {"online": bool, "devices": [device_id, ...]}} for each asked user."""
-
-    @abstractmethod
-    def is_online(self, user_id: str) -> bool:
-        """True if any device of the user is connected."""

@@ -18,6 +18,3 @@ class MemoryPresence(Presence):
             devices = sorted(self._sessions.devices(user_id))
             out[user_id] = {"online": bool(devices), "devices": devices}
         return out
-
-    def is_online(self, user_id: str) -> bool:
-        return self._sessions.is_online(user_id)
