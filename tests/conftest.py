@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Node, start_node
+from harness import Node, start_node, start_redis
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +18,14 @@ def mics_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     node = start_node(tmp_path_factory.mktemp("mics"))
     yield node
     node.process.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One redis-server per test session (each test uses its own tenant ids, so keys never meet)."""
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    proc.stop()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

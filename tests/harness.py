@@ -2,6 +2,7 @@
 
 - `mics_node`: one Crossbar node per test session, from the real router config (test admin secret,
   a temp data dir, a free port). Tests isolate themselves with a fresh tenant each.
+- `start_redis`: a throwaway redis-server for cluster mode and the Redis buffer tests.
 - `ManagedProcess`: spawn, probe, kill (SIGTERM, then SIGKILL), keep a log to print on failure.
 """
 
@@ -69,6 +70,25 @@ class ManagedProcess:
                 self.proc.wait(5)
         self._log.close()
         return self.proc.returncode
+
+
+def start_redis(tmp: Path) -> tuple[ManagedProcess, str]:
+    """A throwaway redis-server on a free loopback port, persistence off; returns it and its URL."""
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(tmp)]  # fmt: skip
+    proc = ManagedProcess("redis", argv, tmp / "redis.log")
+
+    def answers() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    proc.wait_ready(answers, timeout=10)
+    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:

@@ -91,45 +91,31 @@ class ControlComponent(ApplicationSession):
         if not is_valid_tenant_id(tenant_id):
             raise ConfigError("tenant_id", f"expected ^[A-Za-z][A-Za-z0-9_-]{{2,63}}$, got {tenant_id!r}").to_wamp()
         try:
-            tenant, created = NODE.tenants.upsert(tenant_id, config if config is not None else {})
+            _tenant, created = await NODE.upsert_tenant(tenant_id, config if config is not None else {})
         except ConfigError as e:
             raise e.to_wamp() from None
-        if tenant.enabled:
-            await NODE.realms.ensure(tenant_id)
-        else:
-            self._close_all(tenant)
         log.info("tenant upserted: tenant_id={tenant_id} created={created}", tenant_id=tenant_id, created=created)
         return {"tenant_id": tenant_id, "created": created}
 
     async def tenant_disable(self, tenant_id: Any = None) -> dict[str, Any]:
         tenant = self._tenant(tenant_id)
-        tenant.update(tenant.config.merged({"enabled": False}))
-        self._close_all(tenant)
+        await NODE.upsert_tenant(tenant.tenant_id, {"enabled": False})
         log.info("tenant disabled: tenant_id={tenant_id}", tenant_id=tenant.tenant_id)
         return {}
 
-    @staticmethod
-    def _close_all(tenant: TenantRuntime) -> None:
-        if tenant.component is None:
-            return
-        for info in list(tenant.sessions.by_id.values()):
-            tenant.component.close_session(info.session_id, errors.CLOSE_TENANT_DISABLED, "the tenant was disabled")
-
-    def session_list(self, tenant_id: Any = None, user_id: Any = None) -> dict[str, Any]:
+    async def session_list(self, tenant_id: Any = None, user_id: Any = None) -> dict[str, Any]:
         tenant = self._tenant(tenant_id)
         if user_id is not None and not is_valid_entity_id(user_id):
             raise MicsError(errors.INVALID_MESSAGE, "user_id is invalid")
-        if tenant.component is None:
-            return {"sessions": []}
-        return {"sessions": tenant.component.list_sessions(user_id)}
+        return {"sessions": await tenant.presence.sessions(user_id)}
 
-    def session_kick(self, tenant_id: Any = None, user_id: Any = None, device_id: Any = None) -> dict[str, Any]:
+    async def session_kick(self, tenant_id: Any = None, user_id: Any = None, device_id: Any = None) -> dict[str, Any]:
         tenant = self._tenant(tenant_id)
         if not is_valid_entity_id(user_id) or (device_id is not None and not is_valid_entity_id(device_id)):
             raise MicsError(errors.INVALID_MESSAGE, "user_id (and device_id, if given) must be valid ids")
         if tenant.component is None:
             return {"kicked": 0}
-        return {"kicked": tenant.component.kick(user_id, device_id)}
+        return {"kicked": await tenant.component.kick(user_id, device_id)}
 
     def stats(self, tenant_id: Any = None) -> dict[str, Any]:
         assert NODE.tenants is not None

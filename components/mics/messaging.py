@@ -8,7 +8,7 @@ session also registers the realm's authorizer and tracks joins and leaves from t
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from txaio import make_logger
 
 from mics import authz, errors, events, metrics, uris
+from mics.cluster import DELIVER, KICK
 from mics.config import is_valid_entity_id
 from mics.delivery import make_delivery
 from mics.errors import SendFailed
@@ -162,6 +163,7 @@ class TenantComponent(ApplicationSession):
         if info.session_id in sessions.by_id:
             return sessions.by_id[info.session_id]
         older = sessions.add(info)
+        self.tenant.presence.joined(info)
         self._connections.set(sessions.connections)
         if older is not None:
             self.close_session(older.session_id, errors.CLOSE_REPLACED, "the same device connected again")
@@ -172,6 +174,7 @@ class TenantComponent(ApplicationSession):
         info = self.tenant.sessions.remove(session_id)
         if info is None:
             return
+        self.tenant.presence.left(info)
         self._connections.set(self.tenant.sessions.connections)
         self._emit_connection(events.CONNECT_OFFLINE, info, None)
 
@@ -249,10 +252,6 @@ class TenantComponent(ApplicationSession):
         """Run a send once per (user, client_msg_id): a repeat gets the first Ack, even mid-flight."""
         if cmid is None:
             return await work()
-        buffer = self.tenant.buffer
-        ack = buffer.seen(sender.user_id, cmid)
-        if ack is not None:
-            return ack
         key = (sender.user_id, cmid)
         waiters = self._inflight.get(key)
         if waiters is not None:
@@ -260,15 +259,18 @@ class TenantComponent(ApplicationSession):
             waiters.append(waiter)
             return await waiter
         self._inflight[key] = waiters = []
+        buffer = self.tenant.buffer
         try:
-            ack = await work()
+            ack = await buffer.seen(sender.user_id, cmid)
+            if ack is None:
+                ack = await work()
+                await buffer.remember(sender.user_id, cmid, ack)
         except BaseException as e:
             for w in waiters:
                 w.errback(e)
             raise
         finally:
             del self._inflight[key]
-        buffer.remember(sender.user_id, cmid, ack)
         for w in waiters:
             w.callback(ack)
         return ack
@@ -298,34 +300,59 @@ class TenantComponent(ApplicationSession):
             metrics.SEND_FAILURES.labels(self.tenant_id, "rejected").inc()
             raise SendFailed(errors.REJECTED, verdict.reason or "rejected by the tenant", cmid)
 
-    def _deliver_inbox(
+    def _fanout(
+        self, topic: str, authids: Iterable[str], exclude: int | None, kwargs: dict[str, Any], nodes: Iterable[str]
+    ) -> None:
+        """Deliver on this node and forward to the other nodes where the users have devices."""
+        cluster = NODE.cluster
+        for node_id in set(nodes):
+            if node_id == self.node_id:
+                self._delivery.to_users(topic, authids, exclude, kwargs)
+            elif cluster is not None:
+                cluster.send_to(node_id, [DELIVER, self.tenant_id, topic, list(authids), kwargs])
+
+    def _to_group(self, topic: str, authids: list[str], exclude: int | None, kwargs: dict[str, Any]) -> None:
+        """Every node's router picks its own subscribers among the members: broadcast in a cluster."""
+        self._delivery.to_users(topic, authids, exclude, kwargs)
+        if NODE.cluster is not None:
+            NODE.cluster.broadcast([DELIVER, self.tenant_id, topic, authids, kwargs])
+
+    def deliver_forwarded(self, topic: str, authids: list[str], kwargs: dict[str, Any]) -> None:
+        """Another node's delivery to users on this node."""
+        self._delivery.to_users(topic, authids, None, kwargs)
+
+    async def _deliver_inbox(
         self, sender: Sender, to_user_id: str, payload: dict[str, Any], size: int
     ) -> tuple[int, int | None, str]:
-        """Hold and publish an inbox message for the recipient and the sender's other devices.
+        """Hold and deliver an inbox message for the recipient and the sender's other devices.
 
         Returns (recipient seq, sender copy seq, delivered).
         """
         tenant = self.tenant
         config = tenant.config
-        sessions = tenant.sessions
-        online = sessions.is_online(to_user_id)
+        where = await tenant.presence.where((to_user_id, sender.user_id))
+        to_devices = where[to_user_id]
+        online = bool(to_devices)
+        delivered = "online" if online else "buffered"
         cost = size + ENTRY_OVERHEAD
         entry = dict(payload)
-        seq = tenant.buffer.append(to_user_id, entry, cost, config.replay_window_s if online else config.offline_ttl_s)
-        deliver = self._delivery.to_users
+        hold = config.replay_window_s if online else config.offline_ttl_s
+        seq = await tenant.buffer.append(to_user_id, entry, cost, hold)
+        topic = uris.inbox_topic(to_user_id)
         if to_user_id == sender.user_id:  # a note to self: one stream, other devices only
-            if len(sessions.devices(to_user_id)) > (0 if sender.is_system else 1):
-                deliver(uris.inbox_topic(to_user_id), (to_user_id,), sender.own_session, entry)
-            return seq, seq, "online" if online else "buffered"
-        if online:
-            deliver(uris.inbox_topic(to_user_id), (to_user_id,), None, entry)
-        copy_seq = None
-        if not sender.is_system:
-            copy = dict(payload)
-            copy_seq = tenant.buffer.append(sender.user_id, copy, cost, config.replay_window_s)
-            if len(sessions.devices(sender.user_id)) > 1:
-                deliver(uris.inbox_topic(sender.user_id), (sender.user_id,), sender.own_session, copy)
-        return seq, copy_seq, "online" if online else "buffered"
+            if len(to_devices) > (0 if sender.is_system else 1):
+                self._fanout(topic, (to_user_id,), sender.own_session, entry, to_devices.values())
+            return seq, seq, delivered
+        self._fanout(topic, (to_user_id,), None, entry, to_devices.values())
+        if sender.is_system:
+            return seq, None, delivered
+        copy = dict(payload)
+        copy_seq = await tenant.buffer.append(sender.user_id, copy, cost, config.replay_window_s)
+        own_devices = where[sender.user_id]
+        if len(own_devices) > 1:
+            own_topic = uris.inbox_topic(sender.user_id)
+            self._fanout(own_topic, (sender.user_id,), sender.own_session, copy, own_devices.values())
+        return seq, copy_seq, delivered
 
     async def _prepare(
         self, details: CallDetails, from_user_id: Any, client_msg_id: Any, content_type: Any, body: Any
@@ -357,7 +384,7 @@ class TenantComponent(ApplicationSession):
             )
             payload = message.to_kwargs()
             await self._check(sender, payload, cmid)
-            seq, copy_seq, delivered = self._deliver_inbox(sender, to_user_id, payload, size)
+            seq, copy_seq, delivered = await self._deliver_inbox(sender, to_user_id, payload, size)
             self._messages[(message.type, delivered)].inc()
             self._emit_message(events.SINGLE_CHAT_MSG, message, payload, sender)
             ack_seq = seq if sender.is_system else copy_seq
@@ -394,11 +421,15 @@ class TenantComponent(ApplicationSession):
                 raise
             await checked
             eligible = members if sender.user_id in members or sender.is_system else [*members, sender.user_id]
-            self._delivery.to_users(uris.group_topic(group_id), eligible, sender.own_session, payload)
-            by_user = tenant.sessions.by_user
-            any_online = any(m in by_user for m in members if m != sender.user_id)
+            self._to_group(uris.group_topic(group_id), eligible, sender.own_session, payload)
+            others = [m for m in members if m != sender.user_id]
             if tenant.config.group_buffering:
-                self._hold_for_offline_members(members, sender.user_id, payload, size)
+                online = await tenant.presence.online_among(others)
+                await self._hold_for_offline_members(others, online, payload, size)
+                any_online = bool(online)
+            else:
+                by_user = tenant.sessions.by_user  # someone here is enough; else ask the cluster
+                any_online = any(m in by_user for m in others) or bool(await tenant.presence.online_among(others))
             # nobody else online: held for them with group_buffering, otherwise gone (best effort)
             delivered = "online" if any_online else ("buffered" if tenant.config.group_buffering else "offline")
             self._messages[(message.type, delivered)].inc()
@@ -426,17 +457,16 @@ class TenantComponent(ApplicationSession):
             raise SendFailed(errors.EMPTY_GROUP, f"group {group_id!r} has no members", cmid)
         return members
 
-    def _hold_for_offline_members(
-        self, members: list[str], from_user_id: str, payload: dict[str, Any], size: int
+    async def _hold_for_offline_members(
+        self, members: list[str], online: set[str], payload: dict[str, Any], size: int
     ) -> None:
         """group_buffering: offline members find the message with sync (costs one entry each)."""
         tenant = self.tenant
         ttl = tenant.config.offline_ttl_s
-        by_user = tenant.sessions.by_user
         append = tenant.buffer.append
         for member in members:
-            if member != from_user_id and member not in by_user:
-                append(member, dict(payload), size + ENTRY_OVERHEAD, ttl)
+            if member not in online:
+                await append(member, dict(payload), size + ENTRY_OVERHEAD, ttl)
 
     def _emit_message(self, event_type: str, message: Message, payload: dict[str, Any], sender: Sender) -> None:
         """`payload` is the message's kwargs, already built for delivery (never mutated after)."""
@@ -472,7 +502,8 @@ class TenantComponent(ApplicationSession):
             raise SendFailed(errors.INVALID_MESSAGE, "since_seq must be an integer >= 0")
         if epoch is not None and not isinstance(epoch, str):
             raise SendFailed(errors.INVALID_MESSAGE, "epoch must be a string")
-        return self.tenant.buffer.since(sender.user_id, since_seq, epoch).to_kwargs()
+        result = await self.tenant.buffer.since(sender.user_id, since_seq, epoch)
+        return result.to_kwargs()
 
     async def message_receipt(
         self,
@@ -495,7 +526,7 @@ class TenantComponent(ApplicationSession):
         self._take_rate(None)
         body = {"msg_ids": msg_ids, "kind": kind}
         message = self._new_message(sender, RECEIPT, body, to_user_id=to_user_id)
-        seq, copy_seq, delivered = self._deliver_inbox(sender, to_user_id, message.to_kwargs(), body_size(body))
+        seq, copy_seq, delivered = await self._deliver_inbox(sender, to_user_id, message.to_kwargs(), body_size(body))
         self._messages[(message.type, delivered)].inc()
         return Ack(message.msg_id, message.ts, delivered, copy_seq if copy_seq is not None else seq).to_kwargs()
 
@@ -511,10 +542,11 @@ class TenantComponent(ApplicationSession):
         self._admit(body, None)
         self._take_rate(None)
         message = self._new_message(sender, SIGNAL, body, to_user_id=to_user_id)
-        online = self.tenant.sessions.is_online(to_user_id)
+        devices = (await self.tenant.presence.where((to_user_id,)))[to_user_id]
+        online = bool(devices)
         if online:  # signals are live only: never held, no seq
             exclude = sender.own_session if to_user_id == sender.user_id else None
-            self._delivery.to_users(uris.inbox_topic(to_user_id), (to_user_id,), exclude, message.to_kwargs())
+            self._fanout(uris.inbox_topic(to_user_id), (to_user_id,), exclude, message.to_kwargs(), devices.values())
         delivered = "online" if online else "offline"
         self._messages[(message.type, delivered)].inc()
         return Ack(message.msg_id, message.ts, delivered).to_kwargs()
@@ -533,30 +565,44 @@ class TenantComponent(ApplicationSession):
             or not all(is_valid_entity_id(u) for u in user_ids)
         ):
             raise SendFailed(errors.INVALID_MESSAGE, f"user_ids must be a list of at most {MAX_PRESENCE_IDS} user ids")
-        return self.tenant.presence.get(user_ids)
+        return await self.tenant.presence.get(user_ids)
 
     # -- backend procedures ------------------------------------------------------------------------------
     def _require_backend(self, details: CallDetails) -> None:
         if details is None or details.caller_authrole != uris.ROLE_BACKEND:
             raise ApplicationError(errors.NOT_AUTHORIZED.uri, "backend sessions only")
 
-    def list_sessions(self, user_id: str | None) -> list[dict[str, Any]]:
-        sessions = self.tenant.sessions.by_id.values()
-        return [s.to_kwargs(self.node_id) for s in sessions if user_id is None or s.user_id == user_id]
+    async def list_sessions(self, user_id: str | None) -> list[dict[str, Any]]:
+        """Sessions of the tenant (or of one user) on every node."""
+        return await self.tenant.presence.sessions(user_id)
 
-    def kick(self, user_id: str, device_id: str | None) -> int:
+    async def kick(self, user_id: str, device_id: str | None) -> int:
+        """End the user's sessions (or one device's) here and, in a cluster, on the other nodes."""
+        kicked = self.kick_local(user_id, device_id)
+        cluster = NODE.cluster
+        if cluster is not None:
+            remote = [
+                s for s in await self.tenant.presence.sessions(user_id)
+                if s["node_id"] != self.node_id and (device_id is None or s["device_id"] == device_id)
+            ]  # fmt: skip
+            for node_id in {s["node_id"] for s in remote}:
+                cluster.send_to(node_id, [KICK, self.tenant_id, user_id, device_id])
+            kicked += len(remote)
+        return kicked
+
+    def kick_local(self, user_id: str, device_id: str | None) -> int:
         targets = self.tenant.sessions.sessions_of(user_id, device_id)
         for info in targets:
             self.close_session(info.session_id, errors.CLOSE_KICKED, "kicked")
         return len(targets)
 
-    def session_list(self, user_id: Any = None, details: CallDetails = None, **_ignored: Any) -> dict[str, Any]:  # type: ignore[assignment]
+    async def session_list(self, user_id: Any = None, details: CallDetails = None, **_ignored: Any) -> dict[str, Any]:  # type: ignore[assignment]
         self._require_backend(details)
         if user_id is not None:
             _entity("user_id", user_id)
-        return {"sessions": self.list_sessions(user_id)}
+        return {"sessions": await self.list_sessions(user_id)}
 
-    def session_kick(
+    async def session_kick(
         self,
         user_id: Any = None,
         device_id: Any = None,
@@ -567,7 +613,7 @@ class TenantComponent(ApplicationSession):
         user_id = _entity("user_id", user_id)
         if device_id is not None:
             _entity("device_id", device_id)
-        return {"kicked": self.kick(user_id, device_id)}
+        return {"kicked": await self.kick(user_id, device_id)}
 
     async def group_members_changed(
         self,
@@ -594,7 +640,7 @@ class TenantComponent(ApplicationSession):
         except HookUnavailable:
             members = []  # still tell those whose membership changed
         eligible = list(dict.fromkeys([*members, *added, *removed]))
-        self._delivery.to_users(uris.group_topic(group_id), eligible, None, message.to_kwargs())
+        self._to_group(uris.group_topic(group_id), eligible, None, message.to_kwargs())
         self.tenant.events.put(
             events.Event(
                 tenant_id=self.tenant_id,

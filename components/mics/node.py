@@ -6,19 +6,24 @@ process; they meet here. `NODE` is created on import and started by the control 
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet import reactor as default_reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
-from mics import heartbeat, metrics, speedups
-from mics.config import MicsConfig, NodeSettings
+from mics import errors, events, heartbeat, metrics, speedups
+from mics.cluster import DELIVER, KICK, TENANT, Cluster, Operation
+from mics.cluster import redis as cluster_keys
+from mics.config import MicsConfig, NodeSettings, TenantConfig
+from mics.errors import ConfigError
 from mics.realms import RealmManager
-from mics.tenants import TenantRegistry
-from mics.types import MsgIdFactory
+from mics.tenants import TenantRegistry, TenantRuntime
+from mics.types import MsgIdFactory, now_ms
 
 log = make_logger()
 
@@ -36,6 +41,7 @@ class Node:
         self.tenants: TenantRegistry | None = None
         self.realms: RealmManager | None = None
         self.msg_ids: MsgIdFactory | None = None
+        self.cluster: Cluster | None = None
         self.is_ready = False
         self.drained = 0  # user sessions closed with mics.close.shutdown
         self._waiters: list[Deferred[None]] = []
@@ -47,10 +53,17 @@ class Node:
         settings = config.node
         self.settings = settings
         self.msg_ids = MsgIdFactory(settings.node_id)
-        self.tenants = TenantRegistry(settings, self.reactor)
+        redis = None
+        if settings.redis_url:
+            self.cluster = Cluster(settings.node_id, settings.redis_url, self.reactor, self._on_operation, self._reap)
+            redis = self.cluster.redis
+        self.tenants = TenantRegistry(settings, self.reactor, redis)
         self.realms = RealmManager(controller, dict(settings.backend_components))
         for tenant_config in config.tenants.values():
             self.tenants.add(tenant_config)
+        if self.cluster is not None:
+            await self._load_cluster_tenants()
+            await self.cluster.start()
         for tenant in self.tenants:
             await self.realms.ensure(tenant.tenant_id)
         self.reactor.addSystemEventTrigger("before", "shutdown", self.drain)
@@ -97,14 +110,103 @@ class Node:
             if tenant.events.items:
                 tenant.events.drain()
 
+    # -- tenants ----------------------------------------------------------------------------------
+    async def upsert_tenant(self, tenant_id: str, changes: Mapping[str, Any]) -> tuple[TenantRuntime, bool]:
+        """Create or change a tenant (admin API); in a cluster every node takes the change."""
+        assert self.tenants is not None
+        tenant, created = self.tenants.upsert(tenant_id, changes)
+        await self._tenant_changed(tenant)
+        if self.cluster is not None:
+            await self.cluster.redis.hset(cluster_keys.TENANTS, tenant_id, json.dumps(tenant.config.to_dict()))
+            self.cluster.broadcast([TENANT, tenant_id])
+        return tenant, created
+
+    async def _tenant_changed(self, tenant: TenantRuntime) -> None:
+        assert self.realms is not None
+        if tenant.enabled:
+            await self.realms.ensure(tenant.tenant_id)
+        elif tenant.component is not None:
+            for info in list(tenant.sessions.by_id.values()):
+                tenant.component.close_session(info.session_id, errors.CLOSE_TENANT_DISABLED, "the tenant was disabled")
+
+    async def _load_cluster_tenants(self, only: str | None = None) -> None:
+        """Tenants upserted through the admin API on any node live in Redis, over the router config."""
+        assert self.cluster is not None and self.tenants is not None
+        redis = self.cluster.redis
+        if only is None:
+            flat = await redis.execute_command("HGETALL", cluster_keys.TENANTS)
+            stored = {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+        else:
+            stored = {only: await redis.hget(cluster_keys.TENANTS, only)}
+        for tenant_id, raw in stored.items():
+            if raw is None:
+                continue
+            try:
+                tenant = self.tenants.add(TenantConfig.parse(tenant_id, json.loads(raw)))
+            except (ConfigError, ValueError) as e:
+                log.error("tenant config in Redis refused: tenant_id={tenant_id} error={error}",
+                          tenant_id=tenant_id, error=str(e))  # fmt: skip
+                continue
+            if self.is_ready:
+                await self._tenant_changed(tenant)
+
+    # -- cluster ------------------------------------------------------------------------------------
+    def _on_operation(self, operation: Operation, origin: str) -> None:
+        """What another node asks of this one (see mics.cluster)."""
+        kind, tenant_id, *args = operation
+        if kind == TENANT:
+            Deferred.fromCoroutine(self._load_cluster_tenants(tenant_id)).addErrback(
+                lambda f: log.failure("tenant reload failed", failure=f)
+            )
+            return
+        tenant = self.tenants.get(tenant_id) if self.tenants else None
+        component = tenant.component if tenant else None
+        if component is None:
+            return
+        if kind == DELIVER:
+            component.deliver_forwarded(*args)
+        elif kind == KICK:
+            component.kick_local(*args)
+
+    async def _reap(self, node_id: str, announce: bool = True) -> None:
+        """A node died (or this node restarted): its sessions leave presence, with an offline event
+        (`announce`; a clean shutdown has sent those events already)."""
+        assert self.tenants is not None
+        for tenant in self.tenants:
+            lost = await tenant.presence.reap(node_id)
+            for entry in lost if announce else ():
+                tenant.events.put(
+                    events.Event(
+                        tenant_id=tenant.tenant_id,
+                        event_type=events.CONNECT_OFFLINE,
+                        timestamp=now_ms(),
+                        node_id=entry["node_id"],
+                        data={**entry, "reason": "node_lost"},
+                        user_id=entry["user_id"],
+                        device_id=entry["device_id"],
+                    )
+                )
+
     def drain(self) -> Deferred[None] | None:
-        """Before the worker's reactor stops: let the GOODBYEs of drained sessions reach the wire."""
-        if not self.drained:
-            return None
-        log.info("drained {count} user sessions", count=self.drained)
-        done: Deferred[None] = Deferred()
-        self.reactor.callLater(DRAIN_GRACE_S, done.callback, None)
-        return done
+        """Before the worker's reactor stops: let the GOODBYEs of drained sessions reach the wire,
+        and leave the cluster (our presence goes with us)."""
+        waits: list[Deferred[Any]] = []
+        if self.drained:
+            log.info("drained {count} user sessions", count=self.drained)
+            done: Deferred[None] = Deferred()
+            self.reactor.callLater(DRAIN_GRACE_S, done.callback, None)
+            waits.append(done)
+        if self.cluster is not None:
+            waits.append(Deferred.fromCoroutine(self._leave_cluster()))
+        return DeferredList(waits) if waits else None  # type: ignore[return-value]
+
+    async def _leave_cluster(self) -> None:
+        assert self.cluster is not None
+        try:
+            await self._reap(self.cluster.node_id, announce=False)
+        except Exception as e:
+            log.warn("could not remove this node's presence: {error}", error=str(e))
+        await self.cluster.stop()
 
     def stop(self) -> None:
         for timer in self._timers:

@@ -71,9 +71,6 @@ class SessionTable:
     def devices(self, user_id: str) -> dict[str, SessionInfo]:
         return self.by_user.get(user_id) or {}
 
-    def is_online(self, user_id: str) -> bool:
-        return user_id in self.by_user
-
     def sessions_of(self, user_id: str, device_id: str | None = None) -> list[SessionInfo]:
         """Every session of the user (or of one device), including ones being replaced."""
         return [

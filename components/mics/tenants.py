@@ -23,7 +23,9 @@ from mics.hooks.http import HttpHook
 from mics.hooks.policy import GuardedHook
 from mics.hooks.wamp import WampHook
 from mics.limits import TokenBucket
+from mics.presence import Presence
 from mics.presence.memory import MemoryPresence
+from mics.presence.redis import RedisPresence
 from mics.sessions import SessionTable
 
 if TYPE_CHECKING:
@@ -35,14 +37,18 @@ log = make_logger()
 class TenantRuntime:
     """One tenant on this node: its config and the live objects built from it."""
 
-    def __init__(self, config: TenantConfig, settings: NodeSettings, reactor: IReactorTime) -> None:
+    def __init__(self, config: TenantConfig, settings: NodeSettings, reactor: IReactorTime, redis: Any = None) -> None:
         self.tenant_id = config.tenant_id
         self._settings = settings
         self._reactor = reactor
         self.sessions = SessionTable()
-        self.presence = MemoryPresence(self.sessions)
+        self.presence: Presence = (
+            RedisPresence(self.tenant_id, settings.node_id, redis)
+            if redis is not None
+            else MemoryPresence(self.sessions, settings.node_id)
+        )
         self.buffer: CatchupBuffer = make_buffer(
-            self.tenant_id, config.offline_max_per_user, config.offline_max_bytes, reactor.seconds
+            self.tenant_id, config.offline_max_per_user, config.offline_max_bytes, reactor.seconds, redis
         )
         self.component: TenantComponent | None = None
         self.events = EventQueue(self.tenant_id, [])
@@ -148,9 +154,10 @@ class TenantRuntime:
 class TenantRegistry:
     """All tenants of this node, by id."""
 
-    def __init__(self, settings: NodeSettings, reactor: IReactorTime) -> None:
+    def __init__(self, settings: NodeSettings, reactor: IReactorTime, redis: Any = None) -> None:
         self._settings = settings
         self._reactor = reactor
+        self._redis = redis  # cluster mode: tenants keep presence and buffers in Redis
         self._tenants: dict[str, TenantRuntime] = {}
 
     def __iter__(self):  # type: ignore[no-untyped-def]
@@ -165,7 +172,9 @@ class TenantRegistry:
     def add(self, config: TenantConfig) -> TenantRuntime:
         runtime = self._tenants.get(config.tenant_id)
         if runtime is None:
-            runtime = self._tenants[config.tenant_id] = TenantRuntime(config, self._settings, self._reactor)
+            runtime = self._tenants[config.tenant_id] = TenantRuntime(
+                config, self._settings, self._reactor, self._redis
+            )
         else:
             runtime.update(config)
         return runtime

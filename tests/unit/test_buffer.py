@@ -1,6 +1,19 @@
-"""The in-memory catch-up buffer: seq, epoch, complete, TTLs, caps and dedup (fake clock)."""
+"""The catch-up buffer, in memory and in Redis: seq, epoch, complete, TTLs, caps and dedup (fake clock).
 
+Both implementations pass the same tests; the Redis one runs against a real redis-server.
+"""
+
+import itertools
+
+import pytest
+import pytest_twisted
+
+from mics.buffer import CatchupBuffer
 from mics.buffer.memory import DEDUP_WINDOW_S, MemoryBuffer
+from mics.buffer.redis import RedisBuffer
+from mics.cluster.redis import connect_pool, parse_url
+
+_tenants = itertools.count()
 
 
 class Clock:
@@ -11,113 +24,143 @@ class Clock:
         return self.now
 
 
-def make(per_user=100, max_bytes=10_000):
-    clock = Clock()
-    return MemoryBuffer("t", per_user, max_bytes, clock), clock
+@pytest.fixture(params=["memory", "redis"])
+def make(request):
+    """make(per_user, max_bytes) -> (buffer, clock); Redis buffers get a fresh tenant each."""
+    pools = []
+
+    def factory(per_user=100, max_bytes=10_000):
+        clock = Clock()
+        if request.param == "memory":
+            return MemoryBuffer("t", per_user, max_bytes, clock), clock
+        pool = connect_pool(parse_url(request.getfixturevalue("redis_url")), size=1)
+        pools.append(pool)
+        return RedisBuffer(f"unit{next(_tenants)}", per_user, max_bytes, clock, pool), clock
+
+    yield factory
+    for pool in pools:
+        pool.disconnect()
 
 
-def put(buffer, user, body, hold=60.0, size=10):
+async def put(buffer: CatchupBuffer, user, body, hold=60.0, size=10):
     entry = {"body": body}
-    buffer.append(user, entry, size, hold)
+    await buffer.append(user, entry, size, hold)
     return entry
 
 
-def test_seqs_start_at_one_and_are_consecutive_per_user():
+async def expire(buffer: CatchupBuffer) -> None:
+    done = buffer.expire()
+    if done is not None:
+        await done
+
+
+@pytest_twisted.ensureDeferred
+async def test_seqs_start_at_one_and_are_consecutive_per_user(make):
     buffer, _ = make()
-    assert [put(buffer, "bob", i)["seq"] for i in range(3)] == [1, 2, 3]
-    assert put(buffer, "carol", "x")["seq"] == 1
-    assert buffer.last_seq("bob") == 3 and buffer.last_seq("nobody") == 0
+    assert [(await put(buffer, "bob", i))["seq"] for i in range(3)] == [1, 2, 3]
+    assert (await put(buffer, "carol", "x"))["seq"] == 1
+    assert (await buffer.last_seq("bob")) == 3 and (await buffer.last_seq("nobody")) == 0
 
 
-def test_since_returns_newer_messages_oldest_first_and_complete():
+@pytest_twisted.ensureDeferred
+async def test_since_returns_newer_messages_oldest_first_and_complete(make):
     buffer, _ = make()
     for i in range(5):
-        put(buffer, "bob", i)
-    result = buffer.since("bob", 2, buffer.epoch)
+        await put(buffer, "bob", i)
+    result = await buffer.since("bob", 2, buffer.epoch)
     assert [m["body"] for m in result.messages] == [2, 3, 4]
     assert result.complete and result.last_seq == 5
 
 
-def test_unheld_messages_take_a_seq_but_are_not_returned():
+@pytest_twisted.ensureDeferred
+async def test_unheld_messages_take_a_seq_but_are_not_returned(make):
     buffer, _ = make()
-    put(buffer, "bob", "held")
-    put(buffer, "bob", "live only", hold=0)
-    result = buffer.since("bob", 0, None)
+    await put(buffer, "bob", "held")
+    await put(buffer, "bob", "live only", hold=0)
+    result = await buffer.since("bob", 0, None)
     assert [m["body"] for m in result.messages] == ["held"] and result.last_seq == 2 and not result.complete
 
 
-def test_expired_messages_are_skipped_and_make_sync_incomplete():
+@pytest_twisted.ensureDeferred
+async def test_expired_messages_are_skipped_and_make_sync_incomplete(make):
     buffer, clock = make()
-    put(buffer, "bob", "short", hold=10)
-    put(buffer, "bob", "long", hold=100)
+    await put(buffer, "bob", "short", hold=10)
+    await put(buffer, "bob", "long", hold=100)
     clock.now = 50
-    result = buffer.since("bob", 0, None)
+    result = await buffer.since("bob", 0, None)
     assert [m["body"] for m in result.messages] == ["long"] and not result.complete
-    assert buffer.since("bob", 1, None).complete
+    assert (await buffer.since("bob", 1, None)).complete
 
 
-def test_an_expired_message_behind_a_live_one_is_skipped_too():
+@pytest_twisted.ensureDeferred
+async def test_an_expired_message_behind_a_live_one_is_skipped_too(make):
     buffer, clock = make()
-    put(buffer, "bob", "offline", hold=300)
-    put(buffer, "bob", "replay", hold=60)
-    put(buffer, "bob", "offline2", hold=300)
+    await put(buffer, "bob", "offline", hold=300)
+    await put(buffer, "bob", "replay", hold=60)
+    await put(buffer, "bob", "offline2", hold=300)
     clock.now = 100
-    result = buffer.since("bob", 0, None)
+    result = await buffer.since("bob", 0, None)
     assert [m["body"] for m in result.messages] == ["offline", "offline2"] and not result.complete
 
 
-def test_per_user_cap_evicts_the_oldest():
+@pytest_twisted.ensureDeferred
+async def test_per_user_cap_evicts_the_oldest(make):
     buffer, _ = make(per_user=2)
     for i in range(4):
-        put(buffer, "bob", i)
-    result = buffer.since("bob", 0, None)
+        await put(buffer, "bob", i)
+    result = await buffer.since("bob", 0, None)
     assert [m["body"] for m in result.messages] == [2, 3] and not result.complete
     assert buffer.stats()["evicted"] == 2
 
 
-def test_tenant_byte_cap_evicts_the_oldest_across_users():
+@pytest_twisted.ensureDeferred
+async def test_tenant_byte_cap_evicts_the_oldest_across_users(make):
     buffer, _ = make(max_bytes=30)
-    put(buffer, "bob", "b1")
-    put(buffer, "carol", "c1")
-    put(buffer, "bob", "b2")
-    put(buffer, "carol", "c2")
+    await put(buffer, "bob", "b1")
+    await put(buffer, "carol", "c1")
+    await put(buffer, "bob", "b2")
+    await put(buffer, "carol", "c2")
     assert buffer.stats()["held_bytes"] == 30
-    assert [m["body"] for m in buffer.since("bob", 0, None).messages] == ["b2"]
-    assert [m["body"] for m in buffer.since("carol", 0, None).messages] == ["c1", "c2"]
+    assert [m["body"] for m in (await buffer.since("bob", 0, None)).messages] == ["b2"]
+    assert [m["body"] for m in (await buffer.since("carol", 0, None)).messages] == ["c1", "c2"]
 
 
-def test_another_epoch_gets_everything_held_as_incomplete():
+@pytest_twisted.ensureDeferred
+async def test_another_epoch_gets_everything_held_as_incomplete(make):
     buffer, _ = make()
-    put(buffer, "bob", 1)
-    result = buffer.since("bob", 1, "old-epoch")
+    await put(buffer, "bob", 1)
+    result = await buffer.since("bob", 1, "old-epoch")
     assert [m["body"] for m in result.messages] == [1] and not result.complete
 
 
-def test_flush_starts_a_new_epoch_and_old_clients_learn_it():
+@pytest_twisted.ensureDeferred
+async def test_flush_starts_a_new_epoch_and_old_clients_learn_it(make):
     buffer, _ = make()
-    put(buffer, "bob", 1)
+    await put(buffer, "bob", 1)
     old = buffer.epoch
-    buffer.flush()
+    await buffer.flush()
     assert buffer.epoch != old
-    result = buffer.since("bob", 1, old)
+    result = await buffer.since("bob", 1, old)
     assert result.messages == [] and not result.complete and result.epoch == buffer.epoch
 
 
-def test_expire_frees_memory_without_restarting_seqs():
+@pytest_twisted.ensureDeferred
+async def test_expire_frees_memory_without_restarting_seqs(make):
     buffer, clock = make()
-    put(buffer, "bob", 1, hold=10)
+    await put(buffer, "bob", 1, hold=10)
     clock.now = 20
-    buffer.expire()
+    await expire(buffer)
     assert buffer.stats()["held_messages"] == 0 and buffer.stats()["held_bytes"] == 0
-    assert put(buffer, "bob", 2)["seq"] == 2
+    assert (await put(buffer, "bob", 2))["seq"] == 2
 
 
-def test_dedup_remembers_acks_for_the_window():
+@pytest_twisted.ensureDeferred
+async def test_dedup_remembers_acks_for_the_window(make):
     buffer, clock = make()
-    buffer.remember("alice", "c1", {"msg_id": "m1"})
-    assert buffer.seen("alice", "c1") == {"msg_id": "m1"}
-    assert buffer.seen("bob", "c1") is None
+    await buffer.remember("alice", "c1", {"msg_id": "m1"})
+    assert (await buffer.seen("alice", "c1")) == {"msg_id": "m1"}
+    assert (await buffer.seen("bob", "c1")) is None
     clock.now = DEDUP_WINDOW_S + 1
-    assert buffer.seen("alice", "c1") is None
-    buffer.expire()
-    assert buffer.seen("alice", "c1") is None
+    assert (await buffer.seen("alice", "c1")) is None
+    await expire(buffer)
+    assert (await buffer.seen("alice", "c1")) is None

@@ -31,4 +31,4 @@ def test_remove_forgets_the_user_when_the_last_device_leaves():
     table = SessionTable()
     table.add(info(1))
     table.remove(1)
-    assert not table.is_online("alice") and table.connections == 0 and table.remove(1) is None
+    assert "alice" not in table.by_user and table.connections == 0 and table.remove(1) is None

@@ -10,56 +10,78 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred
+
 from mics.types import SyncResult
 
 
 class CatchupBuffer(ABC):
-    """Inbox streams of one tenant: seq allocation, held messages, dedup of client_msg_id."""
+    """Inbox streams of one tenant: seq allocation, held messages, dedup of client_msg_id.
 
-    @property
-    @abstractmethod
-    def epoch(self) -> str:
-        """Names the stream; changes whenever held messages were lost (restart, flush)."""
+    The stream operations are coroutines: in memory they finish at once, in Redis they take a
+    round trip. Housekeeping (configure, expire, stats) is synchronous.
+    """
 
     @abstractmethod
-    def append(self, user_id: str, entry: dict[str, Any], size: int, hold_s: float) -> int:
+    async def append(self, user_id: str, entry: dict[str, Any], size: int, hold_s: float) -> int:
         """Give `entry` the user's next seq (sets entry["seq"]), hold it for `hold_s`; return the seq."""
 
     @abstractmethod
-    def since(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
+    async def since(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
         """Every held message with seq > since_seq, oldest first; complete=False if any is gone."""
 
     @abstractmethod
-    def last_seq(self, user_id: str) -> int:
+    async def last_seq(self, user_id: str) -> int:
         """The highest seq given to this user (0 if none)."""
 
     @abstractmethod
-    def seen(self, user_id: str, client_msg_id: str) -> dict[str, Any] | None:
+    async def seen(self, user_id: str, client_msg_id: str) -> dict[str, Any] | None:
         """The Ack of an earlier send with this client_msg_id inside the dedup window."""
 
     @abstractmethod
-    def remember(self, user_id: str, client_msg_id: str, ack: dict[str, Any]) -> None:
+    async def remember(self, user_id: str, client_msg_id: str, ack: dict[str, Any]) -> None:
         """Record a send's Ack for dedup."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Drop everything held and start a new epoch."""
 
     @abstractmethod
     def configure(self, max_per_user: int, max_bytes: int) -> None:
         """Apply new caps (tenant config changed)."""
 
     @abstractmethod
-    def expire(self) -> None:
-        """Drop what has expired (called from the node's periodic timer)."""
-
-    @abstractmethod
-    def flush(self) -> None:
-        """Drop everything held and start a new epoch."""
+    def expire(self) -> Deferred[None] | None:
+        """Drop what has expired (called from the node's periodic timer; Redis: a Deferred)."""
 
     @abstractmethod
     def stats(self) -> dict[str, int]:
         """Counters for admin stats and metrics."""
 
 
-def make_buffer(tenant_id: str, max_per_user: int, max_bytes: int, clock: Callable[[], float]) -> CatchupBuffer:
-    """Memory on one node; Redis is the cluster backend (not built yet, see docs/architecture.md)."""
+def sync_result(
+    held: list[tuple[int, dict[str, Any]]], last: int, epoch: str, since_seq: int, client_epoch: str | None
+) -> SyncResult:
+    """What a sync returns, from the unexpired held (seq, entry) pairs of the user, in seq order.
+
+    Complete when every seq in (since_seq, last] is still held and the client's stream is ours; a
+    client with an old epoch gets everything held, incomplete.
+    """
+    same_epoch = client_epoch is None or client_epoch == epoch
+    start = since_seq if same_epoch else 0
+    messages = [entry for seq, entry in held if seq > start]
+    complete = same_epoch and since_seq <= last and len(messages) == last - start
+    return SyncResult(messages, last, epoch, complete)
+
+
+def make_buffer(
+    tenant_id: str, max_per_user: int, max_bytes: int, clock: Callable[[], float], redis: Any = None
+) -> CatchupBuffer:
+    """Memory on one node; Redis (shared by the nodes) in cluster mode."""
+    if redis is not None:
+        from mics.buffer.redis import RedisBuffer
+
+        return RedisBuffer(tenant_id, max_per_user, max_bytes, clock, redis)
     from mics.buffer.memory import MemoryBuffer
 
     return MemoryBuffer(tenant_id, max_per_user, max_bytes, clock)

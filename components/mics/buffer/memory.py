@@ -11,7 +11,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-from mics.buffer import CatchupBuffer
+from mics.buffer import CatchupBuffer, sync_result
 from mics.types import SyncResult
 
 DEDUP_WINDOW_S = 300.0
@@ -53,7 +53,7 @@ class MemoryBuffer(CatchupBuffer):
         self._max_per_user = max_per_user
         self._max_bytes = max_bytes
 
-    def append(self, user_id: str, entry: dict[str, Any], size: int, hold_s: float) -> int:
+    async def append(self, user_id: str, entry: dict[str, Any], size: int, hold_s: float) -> int:
         inbox = self._inboxes.get(user_id)
         if inbox is None:
             inbox = self._inboxes[user_id] = _Inbox()
@@ -88,32 +88,25 @@ class MemoryBuffer(CatchupBuffer):
                 self._drop_head(items)
                 self.evicted += 1
 
-    def last_seq(self, user_id: str) -> int:
+    async def last_seq(self, user_id: str) -> int:
         inbox = self._inboxes.get(user_id)
         return 0 if inbox is None else inbox.next_seq - 1
 
-    def since(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
+    async def since(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
         inbox = self._inboxes.get(user_id)
         if inbox is None:
-            return SyncResult([], 0, self._epoch, epoch in (None, self._epoch) and since_seq == 0)
+            return sync_result([], 0, self._epoch, since_seq, epoch)
         now = self._clock()
-        last = inbox.next_seq - 1
-        same_epoch = epoch is None or epoch == self._epoch
-        start = since_seq if same_epoch else 0
-        messages = [item[3] for item in inbox.items if item[0] > start and item[1] > now]
-        # complete when every seq in (start, last] is still here and the client's stream is ours
-        complete = same_epoch and since_seq <= last and len(messages) == last - start
-        if since_seq > last and same_epoch:
-            complete = False  # the client is ahead of us: our stream restarted without a new epoch
-        return SyncResult(messages, last, self._epoch, complete)
+        held = [(item[0], item[3]) for item in inbox.items if item[1] > now]
+        return sync_result(held, inbox.next_seq - 1, self._epoch, since_seq, epoch)
 
-    def seen(self, user_id: str, client_msg_id: str) -> dict[str, Any] | None:
+    async def seen(self, user_id: str, client_msg_id: str) -> dict[str, Any] | None:
         hit = self._dedup.get((user_id, client_msg_id))
         if hit is None or hit[0] < self._clock():
             return None
         return hit[1]
 
-    def remember(self, user_id: str, client_msg_id: str, ack: dict[str, Any]) -> None:
+    async def remember(self, user_id: str, client_msg_id: str, ack: dict[str, Any]) -> None:
         dedup = self._dedup
         dedup[(user_id, client_msg_id)] = (self._clock() + DEDUP_WINDOW_S, ack)
         if len(dedup) > DEDUP_MAX_ENTRIES:
@@ -142,7 +135,7 @@ class MemoryBuffer(CatchupBuffer):
                 break
             del dedup[key]
 
-    def flush(self) -> None:
+    async def flush(self) -> None:
         self._inboxes.clear()
         self._order.clear()
         self._bytes = 0

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mics.presence import Presence
-from mics.sessions import SessionTable
+from mics.sessions import SessionInfo, SessionTable
 
 
 class MemoryPresence(Presence):
-    def __init__(self, sessions: SessionTable) -> None:
+    def __init__(self, sessions: SessionTable, node_id: str) -> None:
         self._sessions = sessions
+        self._node_id = node_id
 
-    def get(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
-        out = {}
-        for user_id in user_ids:
-            devices = sorted(self._sessions.devices(user_id))
-            out[user_id] = {"online": bool(devices), "devices": devices}
-        return out
+    async def where(self, user_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        devices = self._sessions.devices
+        node_id = self._node_id
+        return {u: dict.fromkeys(devices(u), node_id) for u in user_ids}
+
+    async def online_among(self, user_ids: Sequence[str]) -> set[str]:
+        by_user = self._sessions.by_user
+        return {u for u in user_ids if u in by_user}
+
+    async def sessions(self, user_id: str | None) -> list[dict[str, Any]]:
+        found = self._sessions.by_id.values()
+        return [s.to_kwargs(self._node_id) for s in found if user_id is None or s.user_id == user_id]
+
+    def joined(self, info: SessionInfo) -> None:
+        """The session table is the presence."""
+
+    def left(self, info: SessionInfo) -> None:
+        """The session table is the presence."""

@@ -1,0 +1,142 @@
+"""Cluster mode: nodes that share Redis and forward to each other what happens elsewhere.
+
+Nodes are alike. Each keeps a heartbeat key with a short TTL and listens on its own channel
+(`mics:fwd:<node_id>`) and on the broadcast channel. A delivery for a user whose device sits on
+another node is published to that node's channel and delivered there through its router; a group
+delivery is broadcast, and each node's router fan-out picks its own subscribers. When a node's
+heartbeat key expires, one live node (holding a lock) removes the dead node's presence entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+from twisted.internet.task import LoopingCall
+from txaio import make_logger
+
+from mics.cluster import redis as keys
+from mics.cluster.redis import RedisAddress, SubscriberFactory, connect_pool, parse_url
+
+log = make_logger()
+
+HEARTBEAT_S = 1.0
+ALIVE_TTL_MS = 5000  # a node is dead when it missed this long of heartbeats
+REAP_EVERY_S = 2.0
+REAP_LOCK_MS = 30_000
+
+# operations one node asks of another
+DELIVER = "deliver"  # [tenant_id, topic, authids | None, kwargs]: local fan-out
+KICK = "kick"  # [tenant_id, user_id, device_id | None]
+TENANT = "tenant"  # [tenant_id]: its config changed in Redis
+
+Operation = list[Any]
+
+
+class Cluster:
+    """This node's membership: Redis connections, heartbeat, reaping and forwarding."""
+
+    def __init__(
+        self,
+        node_id: str,
+        redis_url: str,
+        reactor: Any,
+        on_operation: Callable[[Operation, str], None],
+        on_node_lost: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.node_id = node_id
+        self.address: RedisAddress = parse_url(redis_url)
+        self.reactor = reactor
+        self.redis: Any = connect_pool(self.address)
+        self._on_operation = on_operation
+        self._on_node_lost = on_node_lost
+        self._subscriber = SubscriberFactory(
+            self.address, [keys.node_channel(node_id), keys.BROADCAST], self._on_message
+        )
+        self._timers: list[LoopingCall] = []
+        self.forwarded = 0
+        self.received = 0
+
+    async def start(self) -> None:
+        """Wait for Redis (the node is not ready before), register, start listening and beating."""
+        await self.redis.ping()
+        await self.reap(self.node_id)  # sessions a crashed earlier run of this node left behind
+        self._subscriber.start(self.reactor, self.address)
+        await self._beat()
+        for fn, interval in ((self._beat, HEARTBEAT_S), (self._reap, REAP_EVERY_S)):
+            timer = LoopingCall(lambda fn=fn: _logged(fn(), fn.__name__))
+            timer.clock = self.reactor
+            timer.start(interval, now=False)
+            self._timers.append(timer)
+        log.info("cluster mode: node_id={node_id} redis={host}:{port}", node_id=self.node_id,
+                 host=self.address.host, port=self.address.port)  # fmt: skip
+
+    async def stop(self) -> None:
+        """Leave the cluster cleanly: other nodes stop counting on us at once."""
+        for timer in self._timers:
+            if timer.running:
+                timer.stop()
+        try:
+            await self.redis.delete(keys.node_alive(self.node_id))
+            await self.redis.srem(keys.NODES, self.node_id)
+        except Exception as e:  # Redis down at shutdown: the TTL and reaping clean up instead
+            log.warn("could not leave the cluster: {error}", error=str(e))
+        self._subscriber.disconnect()
+        await self.redis.disconnect()
+
+    # -- forwarding ---------------------------------------------------------------------------
+    def send_to(self, node_id: str, operation: Operation) -> None:
+        """Ask another node to do something (fire and forget: Redis pub/sub is at-most-once)."""
+        self._publish(keys.node_channel(node_id), operation)
+
+    def broadcast(self, operation: Operation) -> None:
+        self._publish(keys.BROADCAST, operation)
+
+    def _publish(self, channel: str, operation: Operation) -> None:
+        self.forwarded += 1
+        data = msgpack.packb([self.node_id, *operation], use_bin_type=True)
+        self.redis.publish(channel, data).addErrback(
+            lambda f: log.warn("forward to {channel} failed: {error}", channel=channel, error=f.getErrorMessage())
+        )
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        origin, *operation = msgpack.unpackb(data, raw=False)
+        if origin == self.node_id:
+            return  # our own broadcast
+        self.received += 1
+        self._on_operation(operation, origin)
+
+    # -- membership -----------------------------------------------------------------------------
+    async def _beat(self) -> None:
+        await self.redis.execute_command("SET", keys.node_alive(self.node_id), b"1", "PX", ALIVE_TTL_MS)
+        await self.redis.sadd(keys.NODES, self.node_id)
+
+    async def _reap(self) -> None:
+        """Clean up after nodes whose heartbeat expired (one reaper per dead node)."""
+        members = await self.redis.smembers(keys.NODES)
+        for raw in members:
+            node_id = raw.decode()
+            if node_id == self.node_id or await self.redis.exists(keys.node_alive(node_id)):
+                continue
+            got = await self.redis.execute_command(
+                "SET", keys.node_reaper(node_id), self.node_id, "NX", "PX", REAP_LOCK_MS
+            )
+            if got is None:
+                continue  # another node is on it
+            log.warn("node lost: node_id={lost}, removing its sessions from presence", lost=node_id)
+            await self.reap(node_id)
+
+    async def reap(self, node_id: str) -> None:
+        """Remove a node's presence (a dead node, or this node's own leftovers after a crash)."""
+        await self._on_node_lost(node_id)
+        await self.redis.srem(keys.NODES, node_id)
+
+
+def _logged(d: Any, what: str) -> Any:
+    """Timer work must never stop its LoopingCall: Redis trouble is logged and retried next tick."""
+    from twisted.internet.defer import Deferred
+
+    return Deferred.fromCoroutine(d).addErrback(
+        lambda f: log.warn("cluster {what} failed: {error}", what=what, error=f.getErrorMessage())
+    )

@@ -1,0 +1,180 @@
+"""Redis for cluster mode: connections, Lua scripts, key names.
+
+Every key of a tenant carries the hash tag `{tenant_id}`, so one tenant's keys live in one slot
+and the multi-key scripts below run unchanged on a single Redis or on a Redis Cluster. Node-wide
+keys (`mics:...`) hold the node registry and the tenant configs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import txredisapi
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint
+from txaio import make_logger
+
+from mics.errors import ConfigError
+
+log = make_logger()
+
+NODES = "mics:nodes"  # set of node ids that joined the cluster
+TENANTS = "mics:tenants"  # hash tenant_id -> JSON config (admin upserts)
+BROADCAST = "mics:all"  # channel every node listens on
+
+
+def node_alive(node_id: str) -> str:
+    """A key with a short TTL, refreshed while the node lives."""
+    return f"mics:node:{node_id}"
+
+
+def node_reaper(node_id: str) -> str:
+    """Lock held by the one node that cleans up after a dead node."""
+    return f"mics:reap:{node_id}"
+
+
+def node_channel(node_id: str) -> str:
+    """Where other nodes send what must happen on this node (deliveries, kicks)."""
+    return f"mics:fwd:{node_id}"
+
+
+class TenantKeys:
+    """Key names of one tenant (all in the tenant's hash slot)."""
+
+    __slots__ = ("bytes", "epoch", "held", "prefix")
+
+    def __init__(self, tenant_id: str) -> None:
+        self.prefix = "{" + tenant_id + "}:"
+        self.epoch = self.prefix + "epoch"
+        self.held = self.prefix + "held"  # zset "user\0seq\0size" by expiry time, tenant-wide
+        self.bytes = self.prefix + "bytes"
+
+    def presence(self, user_id: str) -> str:
+        return self.prefix + "presence:" + user_id
+
+    def node_sessions(self, node_id: str) -> str:
+        return self.prefix + "sessions:" + node_id
+
+    def seq(self, user_id: str) -> str:
+        return self.prefix + "seq:" + user_id
+
+    def inbox(self, user_id: str) -> str:
+        return self.prefix + "inbox:" + user_id
+
+    def dedup(self, user_id: str, client_msg_id: str) -> str:
+        return self.prefix + "dedup:" + user_id + ":" + client_msg_id
+
+
+@dataclass(frozen=True, slots=True)
+class RedisAddress:
+    host: str
+    port: int
+    db: int | None
+    password: str | None
+    username: str | None
+
+
+def parse_url(url: str) -> RedisAddress:
+    """`redis://[[user]:password@]host[:port][/db]`."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis" or not parts.hostname:
+        raise ConfigError("MICS_REDIS_URL", f"expected redis://host[:port][/db], got {url!r}")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ConfigError("MICS_REDIS_URL", f"the database must be a number, got {path!r}")
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise ConfigError("MICS_REDIS_URL", f"bad port in {url!r}") from None
+    return RedisAddress(
+        host=parts.hostname,
+        port=port,
+        db=int(path) if path else None,
+        password=unquote(parts.password) if parts.password else None,
+        username=unquote(parts.username) if parts.username else None,
+    )
+
+
+def connect_pool(address: RedisAddress, size: int = 4) -> Any:
+    """A reconnecting pool; replies are bytes (payloads are msgpack), numbers are not converted."""
+    return txredisapi.lazyConnectionPool(
+        address.host,
+        address.port,
+        dbid=address.db,
+        poolsize=size,
+        charset=None,
+        password=address.password,
+        username=address.username,
+        convertNumbers=False,
+        replyTimeout=5,
+    )
+
+
+class Script:
+    """A Lua script run by EVALSHA, loaded again by EVAL when Redis forgot it (restart)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source.encode()
+        self.sha = hashlib.sha1(self.source).hexdigest()
+
+    def __call__(self, redis: Any, keys: Sequence[str], args: Sequence[Any]) -> Deferred[Any]:
+        d: Deferred[Any] = redis.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+        def reload(failure: Any) -> Any:
+            failure.trap(txredisapi.ResponseError)
+            if not str(failure.value).startswith("NOSCRIPT"):
+                return failure
+            return redis.execute_command("EVAL", self.source, len(keys), *keys, *args)
+
+        d.addErrback(reload)
+        return d
+
+
+class Subscriber(txredisapi.SubscriberProtocol):
+    """The node's pub/sub connection: calls `on_message(channel, payload)`."""
+
+    on_message: Callable[[bytes, bytes], None]
+    channels: list[str]
+
+    def connectionMade(self) -> Any:
+        d = super().connectionMade()
+        self.whenConnected().addCallback(lambda _p: self.subscribe(self.channels))
+        return d
+
+    def messageReceived(self, pattern: Any, channel: bytes, message: bytes) -> None:
+        try:
+            self.on_message(channel, message)
+        except Exception:
+            log.failure("forwarded message failed: channel={channel}", channel=channel)
+
+
+class SubscriberFactory(txredisapi.SubscriberFactory):
+    """Reconnects with backoff and subscribes again after each connect."""
+
+    protocol = Subscriber
+
+    def __init__(self, address: RedisAddress, channels: list[str], on_message: Callable[[bytes, bytes], None]) -> None:
+        super().__init__()
+        self.charset = None
+        self.convertNumbers = False
+        self.password = address.password
+        self.username = address.username
+        self.dbid = address.db
+        self._channels = channels
+        self._on_message = on_message
+        self.connection: Subscriber | None = None
+
+    def start(self, reactor: Any, address: RedisAddress) -> None:
+        """Connect, and keep reconnecting (with backoff) until `disconnect()`."""
+        self.startConnecting(HostnameEndpoint(reactor, address.host, address.port, timeout=5))
+
+    def buildProtocol(self, addr: Any) -> Subscriber:
+        p: Subscriber = super().buildProtocol(addr)
+        p.channels = self._channels
+        p.on_message = self._on_message
+        self.connection = p
+        return p

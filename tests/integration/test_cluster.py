@@ -1,0 +1,249 @@
+"""Cluster mode: real nodes sharing a real redis-server, users spread over them, one node killed.
+
+The tenant uses HTTP hooks, so one hook server answers every node. Each test makes its own tenant
+(through the admin API of node A: node B learns it from Redis).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from harness import ADMIN_SECRET, Node, start_node
+from hook_servers import HookLogic, HttpHookServer
+from wamp_clients import TestSession, admin, backend, sleep, user
+
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[Node, Node]]:
+    tmp = tmp_path_factory.mktemp("cluster")
+    env = {"MICS_REDIS_URL": redis_url}
+    a = start_node(tmp, "ca", env=env)
+    try:
+        b = start_node(tmp, "cb", env=env)
+    except Exception:
+        a.process.stop()
+        raise
+    yield a, b
+    for n in (a, b):
+        n.process.stop()
+
+
+class ClusterTenant:
+    """A tenant created on one node; users join whichever node a test names."""
+
+    def __init__(self, tenant_id: str, secret: str, logic: HookLogic, hooks: HttpHookServer) -> None:
+        self.tenant_id = tenant_id
+        self.secret = secret
+        self.logic = logic
+        self.hooks = hooks
+        self.sessions: list[TestSession] = []
+
+    async def user(self, node: Node, user_id: str, device_id: str = "d1") -> TestSession:
+        session = await user(node.url, self.tenant_id, f"tok-{user_id}", device_id)
+        await session.listen(f"mics.inbox.{user_id}")
+        self.sessions.append(session)
+        return session
+
+    async def backend(self, node: Node) -> TestSession:
+        session = await backend(node.url, self.tenant_id, self.secret)
+        self.sessions.append(session)
+        return session
+
+    async def admin(self, node: Node) -> TestSession:
+        session = await admin(node.url, ADMIN_SECRET)
+        self.sessions.append(session)
+        return session
+
+
+@pytest_twisted.async_yield_fixture()
+async def tenant(nodes: tuple[Node, Node]) -> AsyncIterator[ClusterTenant]:
+    a, _b = nodes
+    tenant_id = f"cl{os.getpid() % 10000}x{next(_ids)}"
+    secret = f"secret-{tenant_id}-0123456789"
+    logic = HookLogic()
+    hooks = HttpHookServer(secret, logic, "json")
+    t = ClusterTenant(tenant_id, secret, logic, hooks)
+    adm = await t.admin(a)
+    config = {"secret": secret, "hook_transport": "http", "hook_base_url": hooks.base_url}
+    await adm.call("mics.admin.tenant.upsert", tenant_id=tenant_id, config=config)
+    yield t
+    for session in reversed(t.sessions):
+        await session.close()
+    await hooks.stop()
+
+
+async def eventually(probe: Any, timeout: float = 5.0) -> Any:
+    """Poll an async probe until it returns something truthy (cluster state settles through Redis)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value or time.monotonic() > deadline:
+            return value
+        await sleep(0.05)
+
+
+async def online(session: TestSession, user_id: str, want: bool = True) -> bool:
+    async def probe() -> bool:
+        got = await session.call("mics.presence.get", user_ids=[user_id])
+        return bool(got[user_id]["online"] == want)
+
+    return bool(await eventually(probe))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tenant_upserted_on_one_node_serves_on_the_other(nodes, tenant):
+    _a, b = nodes
+    bob = await tenant.user(b, "bob")
+    assert bob.welcome.authextra["node_id"] == b.node_id
+    adm_b = await tenant.admin(b)
+    got = await adm_b.call("mics.admin.tenant.get", tenant_id=tenant.tenant_id)
+    assert got["config"]["hook_base_url"] == tenant.hooks.base_url.rstrip("/")
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_to_one_across_nodes_with_presence(nodes, tenant):
+    a, b = nodes
+    alice = await tenant.user(a, "alice")
+    bob = await tenant.user(b, "bob")
+    assert await online(alice, "bob")
+    got = await alice.call("mics.presence.get", user_ids=["bob", "nobody"])
+    assert got == {"bob": {"online": True, "devices": ["d1"]}, "nobody": {"online": False, "devices": []}}
+    ack = await alice.call("mics.message.send", to_user_id="bob", body={"text": "hi from A"})
+    assert ack["delivered"] == "online"
+    event = await bob.next_event("mics.inbox.bob")
+    assert event["body"] == {"text": "hi from A"} and event["msg_id"] == ack["msg_id"] and event["seq"] == 1
+    # and back, the other way
+    await bob.call("mics.message.send", to_user_id="alice", body="hi from B")
+    assert (await alice.next_event("mics.inbox.alice"))["body"] == "hi from B"
+
+
+@pytest_twisted.ensureDeferred
+async def test_devices_of_one_user_on_two_nodes_share_one_inbox(nodes, tenant):
+    a, b = nodes
+    phone = await tenant.user(a, "alice", "phone")
+    laptop = await tenant.user(b, "alice", "laptop")
+    assert await eventually(lambda: _devices(phone, "alice", 2))
+    ack = await phone.call("mics.message.send", to_user_id="bob", body="while bob is away")
+    assert ack["delivered"] == "buffered"
+    copy = await laptop.next_event("mics.inbox.alice")
+    assert copy["msg_id"] == ack["msg_id"] and copy["seq"] == ack["seq"]
+    assert await phone.no_event("mics.inbox.alice")
+    # bob comes online on node B and catches up from the shared buffer
+    bob = await tenant.user(b, "bob")
+    synced = await bob.call("mics.inbox.sync", since_seq=0)
+    assert [m["msg_id"] for m in synced["messages"]] == [ack["msg_id"]] and synced["complete"]
+    # the laptop's stream (held copies) is the same on both nodes
+    on_a = await phone.call("mics.inbox.sync", since_seq=0)
+    on_b = await laptop.call("mics.inbox.sync", since_seq=0)
+    assert on_a == on_b and on_a["last_seq"] == 1
+
+
+async def _devices(session: TestSession, user_id: str, count: int) -> bool:
+    got = await session.call("mics.presence.get", user_ids=[user_id])
+    return len(got[user_id]["devices"]) == count
+
+
+@pytest_twisted.ensureDeferred
+async def test_group_send_reaches_members_on_every_node(nodes, tenant):
+    a, b = nodes
+    tenant.logic.groups["g1"] = ["alice", "bob", "carol", "dave"]
+    alice = await tenant.user(a, "alice")
+    bob = await tenant.user(b, "bob")
+    carol = await tenant.user(a, "carol")
+    for s in (bob, carol):
+        await s.listen("mics.group.g1")
+    ack = await alice.call("mics.group.send", group_id="g1", body="hello all")
+    assert ack["delivered"] == "online" and ack["recipients"] == 4
+    assert (await bob.next_event("mics.group.g1"))["msg_id"] == ack["msg_id"]
+    assert (await carol.next_event("mics.group.g1"))["msg_id"] == ack["msg_id"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_group_whose_only_online_member_is_on_another_node_counts_as_online(nodes, tenant):
+    a, b = nodes
+    tenant.logic.groups["g2"] = ["alice", "bob"]
+    alice = await tenant.user(a, "alice")
+    bob = await tenant.user(b, "bob")
+    await bob.listen("mics.group.g2")
+    assert await online(alice, "bob")
+    ack = await alice.call("mics.group.send", group_id="g2", body="x")
+    assert ack["delivered"] == "online"
+    assert (await bob.next_event("mics.group.g2"))["body"] == "x"
+
+
+@pytest_twisted.ensureDeferred
+async def test_backend_lists_and_kicks_sessions_on_another_node(nodes, tenant):
+    a, b = nodes
+    bob = await tenant.user(b, "bob")
+    be = await tenant.backend(a)
+    assert await online(await tenant.user(a, "alice"), "bob")
+    listed = await be.call("mics.session.list", user_id="bob")
+    assert [(s["user_id"], s["device_id"], s["node_id"]) for s in listed["sessions"]] == [("bob", "d1", b.node_id)]
+    assert await be.call("mics.session.kick", user_id="bob") == {"kicked": 1}
+    details = await bob.left
+    assert details.reason == "mics.close.kicked"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_device_that_moves_to_another_node_stays_online(nodes, tenant):
+    a, b = nodes
+    watcher = await tenant.user(a, "watcher")
+    first = await tenant.user(a, "bob")
+    assert await online(watcher, "bob")
+    await first.close()
+    await tenant.user(b, "bob")
+    await sleep(0.3)  # the old session's leave must not remove the new session's presence
+    listed = await watcher.call("mics.presence.get", user_ids=["bob"])
+    assert listed["bob"]["online"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigkilled_node_is_reaped_and_its_users_go_offline(nodes, tenant, tmp_path, redis_url):
+    a, b = nodes
+    doomed = start_node(tmp_path, "cdoomed", env={"MICS_REDIS_URL": redis_url})
+    try:
+        alice = await tenant.user(a, "alice")
+        await tenant.user(doomed, "bob")
+        assert await online(alice, "bob")
+        os.killpg(doomed.process.proc.pid, signal.SIGKILL)
+        doomed.process.proc.wait(5)
+        assert await eventually(lambda: _offline(alice, "bob"), timeout=15)
+        ack = await alice.call("mics.message.send", to_user_id="bob", body="are you there?")
+        assert ack["delivered"] == "buffered"
+        # whichever live node reaped the dead one reported bob's sessions offline
+        async def lost() -> list[tuple[str, str, str]]:
+            found = [e for n in (a, b) for e in _events(n.data_dir, tenant.tenant_id)]
+            offline = [e for e in found if e["event_type"] == "CONNECT_OFFLINE"]
+            return [(e["user_id"], e["event_data"]["reason"], e["node_id"]) for e in offline]
+
+        assert await eventually(lost) == [("bob", "node_lost", doomed.node_id)]
+        # bob comes back on node A and finds the message
+        bob = await tenant.user(a, "bob")
+        synced = await bob.call("mics.inbox.sync", since_seq=0)
+        assert [m["body"] for m in synced["messages"]] == ["are you there?"]
+    finally:
+        doomed.process.stop()
+
+
+async def _offline(session: TestSession, user_id: str) -> bool:
+    got = await session.call("mics.presence.get", user_ids=[user_id])
+    return not got[user_id]["online"]
+
+
+def _events(data_dir: Path, tenant_id: str) -> list[dict[str, Any]]:
+    path = data_dir / "events" / f"{tenant_id}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
