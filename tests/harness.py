@@ -72,12 +72,12 @@ class ManagedProcess:
         return self.proc.returncode
 
 
-def start_redis(tmp: Path) -> tuple[ManagedProcess, str]:
-    """A throwaway redis-server on a free loopback port, persistence off; returns it and its URL."""
-    port = free_port()
+def start_redis(tmp: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """A throwaway redis-server on a free loopback port (or `port`), persistence off; returns it and its URL."""
+    port = port or free_port()
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(tmp)]  # fmt: skip
-    proc = ManagedProcess("redis", argv, tmp / "redis.log")
+    proc = ManagedProcess("redis", argv, tmp / f"redis-{port}.log")
 
     def answers() -> bool:
         try:

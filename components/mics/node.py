@@ -55,7 +55,14 @@ class Node:
         self.msg_ids = MsgIdFactory(settings.node_id)
         redis = None
         if settings.redis_url:
-            self.cluster = Cluster(settings.node_id, settings.redis_url, self.reactor, self._on_operation, self._reap)
+            self.cluster = Cluster(
+                settings.node_id,
+                settings.redis_url,
+                self.reactor,
+                self._on_operation,
+                self._reap,
+                self._restore_presence,
+            )
             redis = self.cluster.redis
         self.tenants = TenantRegistry(settings, self.reactor, redis)
         self.realms = RealmManager(controller, dict(settings.backend_components))
@@ -167,6 +174,12 @@ class Node:
             component.deliver_forwarded(*args)
         elif kind == KICK:
             component.kick_local(*args)
+
+    def _restore_presence(self) -> None:
+        assert self.tenants is not None
+        for tenant in self.tenants:
+            for info in list(tenant.sessions.by_id.values()):
+                tenant.presence.joined(info)
 
     async def _reap(self, node_id: str, announce: bool = True) -> None:
         """A node died (or this node restarted): its sessions leave presence, with an offline event

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from autobahn.wamp.exception import ApplicationError
 
-from harness import ADMIN_SECRET, Node, start_node
+from harness import ADMIN_SECRET, Node, start_node, start_redis
 from hook_servers import HookLogic, HttpHookServer
 from wamp_clients import TestSession, admin, backend, sleep, user
 
@@ -222,6 +223,7 @@ async def test_sigkilled_node_is_reaped_and_its_users_go_offline(nodes, tenant, 
         assert await eventually(lambda: _offline(alice, "bob"), timeout=15)
         ack = await alice.call("mics.message.send", to_user_id="bob", body="are you there?")
         assert ack["delivered"] == "buffered"
+
         # whichever live node reaped the dead one reported bob's sessions offline
         async def lost() -> list[tuple[str, str, str]]:
             found = [e for n in (a, b) for e in _events(n.data_dir, tenant.tenant_id)]
@@ -235,6 +237,51 @@ async def test_sigkilled_node_is_reaped_and_its_users_go_offline(nodes, tenant, 
         assert [m["body"] for m in synced["messages"]] == ["are you there?"]
     finally:
         doomed.process.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_while_redis_is_down_sends_fail_clearly_and_recover_after(tmp_path):
+    """Redis restarts empty (no persistence): sends fail with mics.error.unavailable meanwhile, and
+    afterwards the node writes its sessions' presence again."""
+    redis, url = start_redis(tmp_path)
+    node = start_node(tmp_path, "cout", env={"MICS_REDIS_URL": url})
+    logic = HookLogic()
+    hooks = HttpHookServer("secret-outage-0123456789", logic, "json")
+    sessions: list[TestSession] = []
+    try:
+        adm = await admin(node.url, ADMIN_SECRET)
+        sessions.append(adm)
+        config = {"secret": "secret-outage-0123456789", "hook_transport": "http", "hook_base_url": hooks.base_url}
+        await adm.call("mics.admin.tenant.upsert", tenant_id="outage", config=config)
+        alice = await user(node.url, "outage", "tok-alice", "d1")
+        bob = await user(node.url, "outage", "tok-bob", "d1")
+        sessions += [alice, bob]
+        await bob.listen("mics.inbox.bob")
+        assert (await alice.call("mics.message.send", to_user_id="bob", body="1"))["delivered"] == "online"
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        redis.stop()
+        with pytest.raises(ApplicationError) as failed:
+            await alice.call("mics.message.send", to_user_id="bob", body="2", client_msg_id="c2")
+        assert failed.value.error == "mics.error.unavailable"
+        assert failed.value.kwargs["client_msg_id"] == "c2" and failed.value.kwargs["code"] == 503
+        redis, _ = start_redis(tmp_path, port)  # same address, empty
+
+        async def sent_online() -> bool:
+            try:
+                ack = await alice.call("mics.message.send", to_user_id="bob", body="3")
+            except ApplicationError:
+                return False
+            return bool(ack["delivered"] == "online")  # bob's presence is back
+
+        assert await eventually(sent_online, timeout=20)
+        assert (await bob.next_event("mics.inbox.bob"))["body"] == "1"
+        assert (await bob.next_event("mics.inbox.bob"))["body"] == "3"
+    finally:
+        for session in reversed(sessions):
+            await session.close()
+        await hooks.stop()
+        node.process.stop()
+        redis.stop()
 
 
 async def _offline(session: TestSession, user_id: str) -> bool:

@@ -44,6 +44,7 @@ class Cluster:
         reactor: Any,
         on_operation: Callable[[Operation, str], None],
         on_node_lost: Callable[[str], Awaitable[None]],
+        on_rejoin: Callable[[], None],
     ) -> None:
         self.node_id = node_id
         self.address: RedisAddress = parse_url(redis_url)
@@ -51,6 +52,8 @@ class Cluster:
         self.redis: Any = connect_pool(self.address)
         self._on_operation = on_operation
         self._on_node_lost = on_node_lost
+        self._on_rejoin = on_rejoin
+        self._registered = False
         self._subscriber = SubscriberFactory(
             self.address, [keys.node_channel(node_id), keys.BROADCAST], self._on_message
         )
@@ -109,8 +112,14 @@ class Cluster:
 
     # -- membership -----------------------------------------------------------------------------
     async def _beat(self) -> None:
-        await self.redis.execute_command("SET", keys.node_alive(self.node_id), b"1", "PX", ALIVE_TTL_MS)
+        """Refresh our heartbeat key. If it was gone while we ran (Redis restarted and lost its data,
+        or a long stall let another node reap us), write our sessions' presence again."""
+        was = await self.redis.execute_command("SET", keys.node_alive(self.node_id), b"1", "PX", ALIVE_TTL_MS, "GET")
         await self.redis.sadd(keys.NODES, self.node_id)
+        if was is None and self._registered:
+            log.warn("cluster state of this node was lost (Redis restart or reaped): restoring presence")
+            self._on_rejoin()
+        self._registered = True
 
     async def _reap(self) -> None:
         """Clean up after nodes whose heartbeat expired (one reaper per dead node)."""

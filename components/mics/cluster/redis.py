@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import txredisapi
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint
 from txaio import make_logger
 
@@ -99,19 +99,42 @@ def parse_url(url: str) -> RedisAddress:
     )
 
 
-def connect_pool(address: RedisAddress, size: int = 4) -> Any:
+class FailFastHandler(txredisapi.ConnectionHandler):
+    """Commands wait for the first connection, then fail at once while Redis is unreachable.
+
+    txredisapi's own handler queues every command until a connection is back, which would hang
+    sends for as long as Redis is down; we would rather answer `mics.error.unavailable`.
+    """
+
+    def __getattr__(self, method: str) -> Any:
+        factory = self._factory
+        if factory.deferred is None and factory.size == 0:  # was connected, now none is alive
+
+            def unreachable(*args: Any, **kwargs: Any) -> Deferred[Any]:
+                return fail(txredisapi.ConnectionError("Redis is unreachable"))
+
+            return unreachable
+        return super().__getattr__(method)
+
+
+def connect_pool(address: RedisAddress, size: int = 4, reactor: Any = None) -> Any:
     """A reconnecting pool; replies are bytes (payloads are msgpack), numbers are not converted."""
-    return txredisapi.lazyConnectionPool(
-        address.host,
-        address.port,
-        dbid=address.db,
-        poolsize=size,
+    from twisted.internet import reactor as default_reactor
+
+    factory = txredisapi.RedisFactory(
+        f"{address.host}:{address.port}",
+        address.db,
+        size,
+        isLazy=True,
+        handler=FailFastHandler,
         charset=None,
         password=address.password,
-        username=address.username,
-        convertNumbers=False,
         replyTimeout=5,
+        convertNumbers=False,
+        username=address.username,
     )
+    factory.startConnecting(HostnameEndpoint(reactor or default_reactor, address.host, address.port, timeout=5))
+    return factory.handler
 
 
 class Script:

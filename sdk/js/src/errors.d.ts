@@ -38,6 +38,8 @@ export const RateLimitedError: Typed<'mics.error.rate_limited', 429>;
 export const RejectedError: Typed<'mics.error.rejected', 403>;
 /** `mics.error.empty_group` (404): the group-members hook returned no members. */
 export const EmptyGroupError: Typed<'mics.error.empty_group', 404>;
+/** Cluster mode: the node could not reach Redis; retry later with the same client_msg_id. */
+export const UnavailableError: Typed<'mics.error.unavailable', 503>;
 /** `wamp.error.not_authorized` (403): the role may not do this. */
 export const NotAuthorizedError: Typed<'wamp.error.not_authorized', 403>;
 /** The WebSocket could not be opened (`mics.client.unreachable`) or was lost (`mics.client.lost`). */

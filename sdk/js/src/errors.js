@@ -51,6 +51,8 @@ export const PayloadTooLargeError = define('PayloadTooLargeError', 'mics.error.p
 export const RateLimitedError = define('RateLimitedError', 'mics.error.rate_limited', 429);
 export const RejectedError = define('RejectedError', 'mics.error.rejected', 403);
 export const EmptyGroupError = define('EmptyGroupError', 'mics.error.empty_group', 404);
+/** Cluster mode: the node could not reach Redis; retry later with the same client_msg_id. */
+export const UnavailableError = define('UnavailableError', 'mics.error.unavailable', 503);
 export const NotAuthorizedError = define('NotAuthorizedError', 'wamp.error.not_authorized', 403);
 
 // -- client-side conditions (no router URI)
@@ -62,7 +64,8 @@ export const NotConnectedError = define('NotConnectedError', 'mics.client.not_co
 export const ERROR_CLASSES = [
   InvalidTokenError, InvalidTenantError, ConnectionLimitError, HookUnavailableError,
   HeartbeatTimeoutError, KickedError, ReplacedError, ShutdownError, TenantDisabledError,
-  InvalidMessageError, PayloadTooLargeError, RateLimitedError, RejectedError, EmptyGroupError, NotAuthorizedError,
+  InvalidMessageError, PayloadTooLargeError, RateLimitedError, RejectedError, EmptyGroupError, UnavailableError,
+  NotAuthorizedError,
 ];
 const BY_URI = new Map(ERROR_CLASSES.map((cls) => [cls.uri, cls]));
 

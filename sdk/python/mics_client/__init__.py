@@ -21,6 +21,7 @@ from mics_client.errors import (
     Replaced,
     Shutdown,
     TenantDisabled,
+    Unavailable,
 )
 from mics_client.types import Ack, Message, Presence, SyncGap, SyncResult, Welcome
 
@@ -30,5 +31,5 @@ __all__ = [
     "Ack", "ConnectionClosed", "ConnectionLimit", "EmptyGroup", "HeartbeatTimeout", "HookUnavailable",
     "InvalidMessage", "InvalidTenant", "InvalidToken", "Kicked", "Message", "MicsError", "NotAuthorized",
     "NotConnected", "PayloadTooLarge", "Presence", "RateLimited", "Rejected", "Replaced", "Shutdown", "SyncGap",
-    "SyncResult", "TenantDisabled", "Welcome",
+    "SyncResult", "TenantDisabled", "Unavailable", "Welcome",
 ]  # fmt: skip

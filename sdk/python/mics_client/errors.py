@@ -98,6 +98,12 @@ class HookUnavailable(SendError, JoinError):
     uri, code = "mics.error.hook_unavailable", 503
 
 
+class Unavailable(SendError):
+    """Cluster mode: the node could not reach Redis; retry later with the same client_msg_id."""
+
+    uri, code = "mics.error.unavailable", 503
+
+
 class NotAuthorized(SendError):
     uri, code = "wamp.error.not_authorized", 403
 
@@ -147,7 +153,7 @@ ERRORS: dict[str, type[MicsError]] = {
     cls.uri: cls
     for cls in (
         InvalidToken, InvalidTenant, ConnectionLimit, HookUnavailable, AuthenticationFailed, NoSuchRealm,
-        InvalidMessage, PayloadTooLarge, RateLimited, Rejected, EmptyGroup, NotAuthorized,
+        InvalidMessage, PayloadTooLarge, RateLimited, Rejected, EmptyGroup, Unavailable, NotAuthorized,
         Kicked, Replaced, HeartbeatTimeout, Shutdown, TenantDisabled,
     )
 }  # fmt: skip
