@@ -33,6 +33,7 @@ class Generator:
         self.spec = spec
         self.system: str = spec["system"]  # "mics" | "raw"
         self.users: list[str] = spec["users"]
+        self.peers: list[str] = spec.get("peers") or []
         self.sessions: list[TestSession] = []
         self.step = -1
         self.lat_us: list[int] = []
@@ -112,7 +113,9 @@ class Generator:
 
     def _send_p2p(self, i: int) -> None:
         sessions = self.sessions
-        session, to = sessions[i % len(sessions)], self.users[(i + 1) % len(sessions)]
+        peers = self.peers  # cluster runs: recipients connected to another node
+        session = sessions[i % len(sessions)]
+        to = peers[i % len(peers)] if peers else self.users[(i + 1) % len(sessions)]
         if self.system == "mics":
             self.outstanding += 1
             session.call("mics.message.send", to_user_id=to, body=self._body()).addCallbacks(self._done, self._failed)

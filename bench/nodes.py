@@ -63,19 +63,20 @@ def _first_join(probe: subprocess.Popen[str], spawned: float) -> float | None:
         return None
 
 
-def start_mics(tmp: Path, tenants: dict[str, Any]) -> Router:
+def start_mics(tmp: Path, tenants: dict[str, Any], node_id: str = "bench", env: dict[str, str] | None = None) -> Router:
     """A MICS node from the real router config plus the bench tenants (like tests/harness.start_node,
-    but spawned here so a probe can time the first join, into the demo tenant, from the spawn)."""
+    but spawned here so a probe can time the first join, into the demo tenant, from the spawn).
+    `env` adds MICS_* settings (e.g. MICS_REDIS_URL for the cluster scenario)."""
     from mics.cli import crossbar_command, effective_config, write_node_dir
 
     base = json.loads((ROOT / "router/.crossbar/config.json").read_text())
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MICS_")}
-    settings = {"admin_secret": ADMIN_SECRET, "data_dir": str(tmp / "mics"), "port": port, "node_id": "bench"}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MICS_")}, **(env or {})}
+    settings = {"admin_secret": ADMIN_SECRET, "data_dir": str(tmp / node_id), "port": port, "node_id": node_id}
     cbdir = write_node_dir(effective_config(base, env, tenants=tenants, node=settings))
     url = f"ws://127.0.0.1:{port}/ws"
     spawned = time.time()
-    proc = ManagedProcess("mics", crossbar_command(cbdir, "warn"), tmp / "mics.log", env=env)
+    proc = ManagedProcess(node_id, crossbar_command(cbdir, "warn"), tmp / f"{node_id}.log", env=env)
     probe = _probe(url, "demo", "demo-alice", None)
     try:
         proc.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/ready", 0.5)[0] == 200)

@@ -135,6 +135,30 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _ratio(m["rss_per_connection_kb"], r["rss_per_connection_kb"]),
             )
         )
+    cluster = res.get("cluster")
+    if cluster:
+        steps = cluster["mics_2_nodes"]
+        half = at_half_load(steps)
+        ok = [s for s in steps if "cluster_us_per_msg" in s and s["delivered_per_s"] >= 0.85 * s["offered_per_s"]]
+        out.append(
+            (
+                "cluster 2 nodes, cross-node 1:1 msgpack: peak msg/s (MICS/raw column: vs one MICS node)",
+                _fmt(base),
+                _fmt(cluster["peak_per_s"]),
+                _ratio(cluster["peak_per_s"], cluster.get("one_node_peak_per_s")),
+            )
+        )
+        if half:
+            out.append(
+                (
+                    f"cluster: p50 / p99 ms at half load ({_fmt(half['offered_per_s'])} offered); "
+                    "both routers' CPU µs/msg",
+                    "-",
+                    f"{_fmt(half['p50_ms'])} / {_fmt(half['p99_ms'])}; "
+                    f"{_fmt(ok[-1]['cluster_us_per_msg']) if ok else '-'}",
+                    "-",
+                )
+            )
     start = res.get("startup")
     if start:
         r, m = start.get("raw", {}), start.get("mics", {})

@@ -4,8 +4,8 @@
 no speed assertions, just a complete report). Writes bench/results/<stamp>.json, latest.json and
 latest.png, and prints a table. Scenarios, each raw then MICS with the node in the same state:
 start-up, idle connections (+ joins/s), 1:1 json and msgpack, check-message hook (wamp, http),
-group send, sync of held messages; then a py-spy profile of the MICS router worker (full mode).
-Two-node cluster runs are not part of it yet: cross-node forwarding is not built.
+group send, sync of held messages, two-node cluster; then a py-spy profile of the MICS router worker (full mode).
+The cluster scenario runs two more MICS nodes sharing a redis-server, with every send crossing nodes.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ class Bench:
         n: int,
         subscribe: str | None,
         concurrency: int = 25,
+        peers: list[str] | None = None,
     ) -> Group:
         chunks = [users[i::n] for i in range(n)]
         children = []
@@ -119,6 +120,7 @@ class Bench:
                 "users": chunk,
                 "subscribe": subscribe,
                 "concurrency": concurrency,
+                "peers": peers,
             }
             children.append(Child("gen", spec, self.workdir / f"{self.scenario}-{router.system}-{i}.log"))
         group = Group(children)
@@ -131,9 +133,12 @@ class Bench:
         group.ready = readies  # type: ignore[attr-defined]
         return group
 
-    def measured(self, router: Router, group: Group, fn: Any) -> tuple[Any, dict[str, float]]:
-        """Run `fn` and split the CPU it cost between router worker, generators and hook backend."""
-        procs = {"node": router.worker, "hooks": self.hooks.ps if self.hooks else None}
+    def measured(
+        self, router: Router, group: Group, fn: Any, extra: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, float]]:
+        """Run `fn` and split the CPU it cost between router worker, generators and hook backend
+        (and `extra` processes: the second node and Redis of the cluster run)."""
+        procs = {"node": router.worker, "hooks": self.hooks.ps if self.hooks else None, **(extra or {})}
         before = {k: p.cpu_times() if p else None for k, p in procs.items()}
         g0, t0 = group.cpu(), time.time()
         out = fn()
@@ -194,22 +199,35 @@ class Bench:
         plan = self.plan
         users = [f"u{i}" for i in range(plan.p2p_users)]
         group = self.gens(router, realm, serializer, users, plan.generators, "inbox")
-        steps = []
         try:
-            for rate in plan.steps:
-                before = self._hook_stats() if count_hook else {}
-                steps.append(self._p2p_step(router, group, rate))
-                last = steps[-1]
-                if count_hook:
-                    checked = self._hook_stats().get("check_message", 0) - before.get("check_message", 0)
-                    last["hook_checked_share"] = round(checked / max(last["sent"], 1), 3)
-                if last["delivered_per_s"] < 0.85 * rate or (last["p99_ms"] or 0) > 2000:
-                    break  # saturated: a higher offer only grows the queue
+            return self._ramp(router, group, count_hook)
         finally:
             group.stop()
+
+    def _ramp(
+        self, router: Router, group: Group, count_hook: bool = False, extra: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Offer the plan's 1:1 rates one after the other, until the node saturates."""
+        steps: list[dict[str, Any]] = []
+        for rate in self.plan.steps:
+            before = self._hook_stats() if count_hook else {}
+            steps.append(self._p2p_step(router, group, rate, extra=extra))
+            last = steps[-1]
+            if count_hook:
+                checked = self._hook_stats().get("check_message", 0) - before.get("check_message", 0)
+                last["hook_checked_share"] = round(checked / max(last["sent"], 1), 3)
+            if last["delivered_per_s"] < 0.85 * rate or (last["p99_ms"] or 0) > 2000:
+                break  # saturated: a higher offer only grows the queue
         return steps
 
-    def _p2p_step(self, router: Router, group: Group, rate: float, duration: float | None = None) -> dict[str, Any]:
+    def _p2p_step(
+        self,
+        router: Router,
+        group: Group,
+        rate: float,
+        duration: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         plan, n = self.plan, len(group.children)
         self._step += 1
         duration = duration or plan.step_s
@@ -221,7 +239,7 @@ class Bench:
             "duration": duration,
             "drain": plan.drain_s,
         }
-        replies, cpu = self.measured(router, group, lambda: group.run(cmd, duration + plan.drain_s + 30))
+        replies, cpu = self.measured(router, group, lambda: group.run(cmd, duration + plan.drain_s + 30), extra)
         return self._merge(rate, duration, replies, cpu)
 
     @staticmethod
@@ -354,6 +372,51 @@ class Bench:
             "node_cpu_ms_per_sync": round(cpu.get("node_cpu_s", 0) * 1000 / len(times), 2),
         }
 
+    def cluster(self) -> None:
+        """Two MICS nodes sharing one Redis; every 1:1 send crosses nodes (senders on A write to users
+        on B and the other way round). Compared with this run's one-node MICS 1:1 msgpack peak."""
+        from harness import start_redis
+
+        half = max(self.plan.p2p_users // 2, 2)
+        users = {"a": [f"a{i}" for i in range(half)], "b": [f"b{i}" for i in range(half)]}
+        redis, url = start_redis(self.workdir)
+        nodes: list[Router] = []
+        backends: list[Child] = []
+        groups: list[Group] = []
+        try:
+            for name in ("a", "b"):
+                node = start_mics(self.workdir, {"bench": TENANTS["bench"]}, f"bench-{name}", {"MICS_REDIS_URL": url})
+                nodes.append(node)
+                spec = {"url": node.url, "groups": {}, "wamp_tenants": {"bench": SECRET}}
+                backends.append(Child("hooks", spec, self.workdir / f"cluster-hooks-{name}.log"))
+                backends[-1].reply(60)
+            other = {"a": users["b"], "b": users["a"]}
+            for node, name in zip(nodes, ("a", "b"), strict=True):
+                groups.append(self.gens(node, "bench", "msgpack", users[name], 1, "inbox", peers=other[name]))
+            both = Group([c for g in groups for c in g.children])
+            extra = {"node_b": nodes[1].worker, "redis": psutil.Process(redis.proc.pid)}
+            steps = self._ramp(nodes[0], both, extra=extra)
+            for step in steps:  # CPU of the whole cluster: both router workers and Redis
+                cluster_s = step.get("node_cpu_s", 0) + step.get("node_b_cpu_s", 0)
+                step["cluster_us_per_msg"] = round(cluster_s * 1e6 / max(step["received"], 1), 1)
+            one_node = max((s["delivered_per_s"] for s in self.results.get("p2p_msgpack", {}).get("mics", [])),
+                           default=None)  # fmt: skip
+            peak = max((s["delivered_per_s"] for s in steps), default=0)
+            self.results["cluster"] = {
+                "mics_2_nodes": steps,
+                "peak_per_s": peak,
+                "one_node_peak_per_s": one_node,
+                "ratio_to_one_node": round(peak / one_node, 2) if one_node else None,
+            }
+        finally:
+            for g in groups:
+                g.stop()
+            for b in backends:
+                b.stop()
+            for node in nodes:
+                node.stop()
+            redis.stop()
+
     def profile(self) -> None:
         """py-spy on the MICS router worker during 1:1 msgpack sends at ~60% of its measured saturation."""
         from bench import profile
@@ -399,6 +462,7 @@ class Bench:
                 ("hook_http", lambda: self.hooked("http")),
                 ("group", self.group_send),
                 ("sync", self.sync),
+                ("cluster", self.cluster),
                 ("profile", self.profile),
             ):
                 if only and name not in only:

@@ -22,7 +22,9 @@ from txaio import make_logger
 from txredisapi import RedisError
 
 from mics import authz, errors, events, metrics, uris
-from mics.cluster import DELIVER, KICK
+from mics.buffer.redis import RedisBuffer
+from mics.cluster import DELIVER, KICK, frame_header
+from mics.cluster.redis import node_channel
 from mics.config import is_valid_entity_id
 from mics.delivery import make_delivery
 from mics.errors import SendFailed
@@ -349,6 +351,8 @@ class TenantComponent(ApplicationSession):
 
         Returns (recipient seq, sender copy seq, delivered).
         """
+        if NODE.cluster is not None and to_user_id != sender.user_id:
+            return await self._deliver_routed(sender, to_user_id, payload, size)
         tenant = self.tenant
         config = tenant.config
         where = await tenant.presence.where((to_user_id, sender.user_id))
@@ -374,6 +378,36 @@ class TenantComponent(ApplicationSession):
             own_topic = uris.inbox_topic(sender.user_id)
             self._fanout(own_topic, (sender.user_id,), sender.own_session, copy, own_devices.values())
         return seq, copy_seq, delivered
+
+    async def _deliver_routed(
+        self, sender: Sender, to_user_id: str, payload: dict[str, Any], size: int
+    ) -> tuple[int, int | None, str]:
+        """Cluster mode: one Redis script looks both users up, holds, numbers and forwards to the
+        other nodes (RedisBuffer.append_routed); we deliver to the devices on this node."""
+        buffer = self.tenant.buffer
+        assert isinstance(buffer, RedisBuffer)
+        config = self.tenant.config
+        to_topic, from_topic = uris.inbox_topic(to_user_id), uris.inbox_topic(sender.user_id)
+        frames = (
+            frame_header(self.node_id, self.tenant_id, to_topic, to_user_id),
+            frame_header(self.node_id, self.tenant_id, from_topic, sender.user_id),
+        )
+        routed = await buffer.append_routed(
+            to_user_id,
+            None if sender.is_system else sender.user_id,
+            payload,
+            size + ENTRY_OVERHEAD,
+            (config.replay_window_s, config.offline_ttl_s, config.replay_window_s),
+            self.node_id,
+            frames,
+            node_channel(""),
+        )
+        deliver = self._delivery.to_users
+        if routed.to_local:
+            deliver(to_topic, (to_user_id,), None, {**payload, "seq": routed.seq_to})
+        if routed.from_local > 1:  # the sender's other devices here (remote ones were forwarded)
+            deliver(from_topic, (sender.user_id,), sender.own_session, {**payload, "seq": routed.seq_from})
+        return routed.seq_to, routed.seq_from, "online" if routed.to_online else "buffered"
 
     async def _prepare(
         self, details: CallDetails, from_user_id: Any, client_msg_id: Any, content_type: Any, body: Any

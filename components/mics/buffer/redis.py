@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -33,37 +34,115 @@ log = make_logger()
 SEQ_KEEP_MS = 86_400_000
 EXPIRE_BATCH = 1000
 
+# Lua shared by the append scripts. Keys are built from the tenant prefix (one hash slot).
+APPEND_LUA = """
+local function ensure_epoch(key, candidate)
+  local epoch = redis.call('GET', key)
+  if not epoch then epoch = candidate; redis.call('SET', key, epoch) end
+  return epoch
+end
+-- the user's next seq; held until `expires` (ms) unless it is '0'. Returns seq, evicted.
+local function append(prefix, user, expires, size, packed, max_per_user, max_bytes, seq_keep, inbox_ttl)
+  local seq_key, inbox = prefix .. 'seq:' .. user, prefix .. 'inbox:' .. user
+  local held, bytes_key = prefix .. 'held', prefix .. 'bytes'
+  local seq = redis.call('INCR', seq_key)
+  redis.call('PEXPIRE', seq_key, seq_keep)
+  if expires == '0' then return seq, 0 end
+  redis.call('ZADD', inbox, seq, expires .. ':' .. size .. ':' .. packed)
+  if redis.call('PTTL', inbox) < tonumber(inbox_ttl) then redis.call('PEXPIRE', inbox, inbox_ttl) end
+  redis.call('ZADD', held, expires, user .. '\\0' .. seq .. '\\0' .. size)
+  local bytes = redis.call('INCRBY', bytes_key, size)
+  local evicted = 0
+  while redis.call('ZCARD', inbox) > tonumber(max_per_user) do
+    local head = redis.call('ZPOPMIN', inbox)
+    local head_size = string.match(head[1], '^%d+:(%d+):')
+    redis.call('ZREM', held, user .. '\\0' .. head[2] .. '\\0' .. head_size)
+    bytes = redis.call('DECRBY', bytes_key, head_size)
+    evicted = evicted + 1
+  end
+  while bytes > tonumber(max_bytes) do
+    local oldest = redis.call('ZPOPMIN', held)
+    if #oldest == 0 then break end
+    local who, s, sz = string.match(oldest[1], '^(.*)%z(%d+)%z(%d+)$')
+    redis.call('ZREMRANGEBYSCORE', prefix .. 'inbox:' .. who, s, s)
+    bytes = redis.call('DECRBY', bytes_key, sz)
+    evicted = evicted + 1
+  end
+  return seq, evicted
+end
+local function held_stats(prefix)
+  return redis.call('ZCARD', prefix .. 'held'), tonumber(redis.call('GET', prefix .. 'bytes') or '0')
+end
+"""
+
+# KEYS: epoch; ARGV: prefix, epoch candidate, user, expires, size, packed, max_per_user, max_bytes, seq_keep, inbox_ttl
 _APPEND = Script(
-    """
-local epoch = redis.call('GET', KEYS[5])
-if not epoch then epoch = ARGV[11]; redis.call('SET', KEYS[5], epoch) end
-local seq = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-if ARGV[2] == '0' then return {seq, 0, epoch} end
-local user, size = ARGV[6], tonumber(ARGV[3])
-redis.call('ZADD', KEYS[2], seq, ARGV[2] .. ':' .. ARGV[3] .. ':' .. ARGV[8])
-if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[9]) then redis.call('PEXPIRE', KEYS[2], ARGV[9]) end
-redis.call('ZADD', KEYS[3], ARGV[2], user .. '\\0' .. seq .. '\\0' .. ARGV[3])
-local bytes = redis.call('INCRBY', KEYS[4], size)
-local evicted = 0
-while redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[4]) do
-  local head = redis.call('ZPOPMIN', KEYS[2])
-  local head_size = string.match(head[1], '^%d+:(%d+):')
-  redis.call('ZREM', KEYS[3], user .. '\\0' .. head[2] .. '\\0' .. head_size)
-  bytes = redis.call('DECRBY', KEYS[4], head_size)
-  evicted = evicted + 1
-end
-while bytes > tonumber(ARGV[5]) do
-  local oldest = redis.call('ZPOPMIN', KEYS[3])
-  if #oldest == 0 then break end
-  local who, s, sz = string.match(oldest[1], '^(.*)%z(%d+)%z(%d+)$')
-  redis.call('ZREMRANGEBYSCORE', ARGV[10] .. who, s, s)
-  bytes = redis.call('DECRBY', KEYS[4], sz)
-  evicted = evicted + 1
-end
-return {seq, evicted, epoch, redis.call('ZCARD', KEYS[3]), bytes}
+    APPEND_LUA
+    + """
+local epoch = ensure_epoch(KEYS[1], ARGV[2])
+local seq, evicted = append(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+local held, bytes = held_stats(ARGV[1])
+return {seq, evicted, epoch, held, bytes}
 """
 )
+
+# One 1:1 inbox message in one round trip: both users' presence, the recipient's append (held for the
+# online or the offline time), the sender's copy, and a publish to every other node with a device of
+# either user ("S" frames, see mics.cluster.pack_seq_frame).
+# KEYS: epoch. ARGV: 1 prefix, 2 epoch candidate, 3 to, 4 from ('' = no copy), 5 expires if online,
+# 6 expires if offline, 7 expires of the copy, 8 size, 9 packed, 10 max_per_user, 11 max_bytes,
+# 12 seq_keep, 13 inbox_ttl, 14 this node, 15 frame header to, 16 frame header from, 17 channel prefix
+_ROUTE = Script(
+    APPEND_LUA
+    + """
+local prefix, me = ARGV[1], ARGV[14]
+local epoch = ensure_epoch(KEYS[1], ARGV[2])
+local function devices(user)
+  local nodes, total = {}, 0
+  for _, v in ipairs(redis.call('HVALS', prefix .. 'presence:' .. user)) do
+    local node = cjson.decode(v).node
+    nodes[node] = (nodes[node] or 0) + 1
+    total = total + 1
+  end
+  return nodes, total
+end
+local function forward(nodes, header, seq)
+  for node, _ in pairs(nodes) do
+    if node ~= me then
+      redis.call('PUBLISH', ARGV[17] .. node,
+                 'S' .. string.format('%08d', #header) .. header .. string.format('%012d', seq) .. ARGV[9])
+    end
+  end
+end
+local to_nodes, to_total = devices(ARGV[3])
+local expires = ARGV[6]
+if to_total > 0 then expires = ARGV[5] end
+local seq_to, evicted = append(prefix, ARGV[3], expires, ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13])
+forward(to_nodes, ARGV[15], seq_to)
+local seq_from, local_from = 0, 0
+if ARGV[4] ~= '' then
+  local from_nodes = devices(ARGV[4])
+  local seq, ev = append(prefix, ARGV[4], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13])
+  seq_from, evicted = seq, evicted + ev
+  forward(from_nodes, ARGV[16], seq_from)
+  local_from = from_nodes[me] or 0
+end
+local held, bytes = held_stats(prefix)
+return {seq_to, evicted, epoch, held, bytes, seq_from, to_total, to_nodes[me] or 0, local_from}
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """What `append_routed` did: the seqs, and who is online where (remote nodes were told)."""
+
+    seq_to: int
+    seq_from: int | None
+    to_online: bool
+    to_local: int  # the recipient's devices on this node
+    from_local: int  # the sender's devices on this node (the sending one included)
+
 
 _EXPIRE = Script(
     """
@@ -132,28 +211,70 @@ class RedisBuffer(CatchupBuffer):
         packed = msgpack.packb(entry, use_bin_type=True) if hold_ms > 0 else b""
         result = await _APPEND(
             self._redis,
-            [keys.seq(user_id), keys.inbox(user_id), keys.held, keys.bytes, keys.epoch],
+            [keys.epoch],
             [
-                now_ms,
+                keys.prefix,
+                os.urandom(6).hex(),
+                user_id,
                 now_ms + hold_ms if hold_ms > 0 else 0,
                 size,
+                packed,
                 self._max_per_user,
                 self._max_bytes,
-                user_id,
                 SEQ_KEEP_MS,
-                packed,
                 hold_ms + 1000,  # the inbox key outlives its longest-held entry
-                keys.prefix + "inbox:",
-                os.urandom(6).hex(),
             ],
         )
-        seq = int(result[0])
-        self.evicted += int(result[1])
-        self._epoch = result[2].decode()
-        if len(result) > 3:
-            self._held, self._bytes = int(result[3]), int(result[4])
+        seq = self._appended(result)
         entry["seq"] = seq
         return seq
+
+    async def append_routed(
+        self,
+        to_user_id: str,
+        from_user_id: str | None,
+        payload: dict[str, Any],
+        size: int,
+        holds: tuple[float, float, float],
+        node_id: str,
+        frames: tuple[bytes, bytes],
+        channel_prefix: str,
+    ) -> Routed:
+        """Cluster mode 1:1: hold for the recipient (and a copy for the sender) and forward to the
+        other nodes, in one script run. `holds`: recipient online, recipient offline, sender copy (s)."""
+        now_ms = int(self._clock() * 1000)
+        expires = [now_ms + int(h * 1000) if h > 0 else 0 for h in holds]
+        result = await _ROUTE(
+            self._redis,
+            [self._keys.epoch],
+            [
+                self._keys.prefix,
+                os.urandom(6).hex(),
+                to_user_id,
+                from_user_id or "",
+                *expires,
+                size,
+                msgpack.packb(payload, use_bin_type=True),
+                self._max_per_user,
+                self._max_bytes,
+                SEQ_KEEP_MS,
+                int(max(holds) * 1000) + 1000,
+                node_id,
+                *frames,
+                channel_prefix,
+            ],
+        )
+        seq_to = self._appended(result)
+        return Routed(
+            seq_to, int(result[5]) if from_user_id else None, int(result[6]) > 0, int(result[7]), int(result[8])
+        )
+
+    def _appended(self, result: list[Any]) -> int:
+        """Book-keeping from an append script's reply {seq, evicted, epoch, held, bytes}."""
+        self.evicted += int(result[1])
+        self._epoch = result[2].decode()
+        self._held, self._bytes = int(result[3]), int(result[4])
+        return int(result[0])
 
     async def since(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
         keys = self._keys

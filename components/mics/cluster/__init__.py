@@ -33,6 +33,23 @@ TENANT = "tenant"  # [tenant_id]: its config changed in Redis
 
 Operation = list[Any]
 
+SEQ_FRAME = b"S"  # an inbox delivery built by a Redis script: header, seq, packed message
+
+
+def frame_header(origin: str, tenant_id: str, topic: str, authid: str) -> bytes:
+    """The fixed part of an "S" frame; the script adds the seq and the message."""
+    return msgpack.packb([origin, tenant_id, topic, authid], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack_seq_frame(data: bytes) -> tuple[str, Operation]:
+    """`S` + header length (8 digits) + header + seq (12 digits) + msgpack message -> (origin, DELIVER op)."""
+    size = int(data[1:9])
+    origin, tenant_id, topic, authid = msgpack.unpackb(data[9 : 9 + size], raw=False)
+    seq = int(data[9 + size : 21 + size])
+    message = msgpack.unpackb(data[21 + size :], raw=False)
+    message["seq"] = seq
+    return origin, [DELIVER, tenant_id, topic, [authid], message]
+
 
 class Cluster:
     """This node's membership: Redis connections, heartbeat, reaping and forwarding."""
@@ -104,7 +121,10 @@ class Cluster:
         )
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
-        origin, *operation = msgpack.unpackb(data, raw=False)
+        if data[:1] == SEQ_FRAME:
+            origin, operation = unpack_seq_frame(data)
+        else:
+            origin, *operation = msgpack.unpackb(data, raw=False)
         if origin == self.node_id:
             return  # our own broadcast
         self.received += 1
