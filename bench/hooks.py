@@ -1,5 +1,6 @@
 """The bench tenants' backend, in its own process: the test suite's hook logic (tokens `tok-<user>`,
-groups from a dict) served over WAMP for the wamp tenants and over signed HTTP for one http tenant.
+groups from a dict) served over WAMP (msgpack, like the SDKs' default) for the wamp tenants and over
+signed HTTP for one http tenant. Several such processes share the WAMP hooks with `invoke: roundrobin`.
 
 The http tenant is created through the admin API once the HTTP server has its port.
 One JSON line out when ready; then stdin commands `stats` (hook call counters) and `quit`.
@@ -38,7 +39,7 @@ class Control(LineReceiver):
         spec, out = self.spec, {}
         self._trim.start(1.0)
         for tenant_id, secret in spec["wamp_tenants"].items():
-            await wamp_backend(spec["url"], tenant_id, secret, self.logic)
+            await wamp_backend(spec["url"], tenant_id, secret, self.logic, "msgpack", spec.get("invoke"))
         http = spec.get("http_tenant")
         if http:
             server = HttpHookServer(http["config"]["secret"], self.logic)

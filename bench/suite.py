@@ -62,6 +62,7 @@ class Plan:
     sync_held: int
     sync_repeat: int
     profile_s: float
+    hook_backends: int  # processes serving the WAMP hooks (round-robin), so the hook is not the bottleneck
 
     @property
     def max_user(self) -> int:
@@ -81,9 +82,10 @@ FULL = Plan(
     1000,
     10,
     10.0,
+    2,
 )
 SHORT = Plan(
-    True, (300, 1000), 0.8, 1.0, 20, 2, 100, 2, ((100, 10, 20.0), (1000, 20, 10.0), (10000, 20, 5.0)), 1000, 2, 0.0
+    True, (300, 1000), 0.8, 1.0, 20, 2, 100, 2, ((100, 10, 20.0), (1000, 20, 10.0), (10000, 20, 5.0)), 1000, 2, 0.0, 2
 )
 
 
@@ -93,7 +95,7 @@ class Bench:
         self.workdir = workdir
         self.results: dict[str, Any] = {}
         self.routers: dict[str, Router] = {}
-        self.hooks: Child | None = None
+        self.hooks: list[Child] = []  # the tenants' hook backends (share the WAMP hooks round-robin)
         self._step = 0
         self.scenario = "start"
 
@@ -138,16 +140,20 @@ class Bench:
     ) -> tuple[Any, dict[str, float]]:
         """Run `fn` and split the CPU it cost between router worker, generators and hook backend
         (and `extra` processes: the second node and Redis of the cluster run)."""
-        procs = {"node": router.worker, "hooks": self.hooks.ps if self.hooks else None, **(extra or {})}
-        before = {k: p.cpu_times() if p else None for k, p in procs.items()}
+        procs = {"node": [router.worker], "hooks": [h.ps for h in self.hooks]}
+        procs.update((k, [p]) for k, p in (extra or {}).items())
+
+        def used(ps: list[Any]) -> float:
+            return sum(t.user + t.system for t in (p.cpu_times() for p in ps))
+
+        before = {k: used(ps) for k, ps in procs.items()}
         g0, t0 = group.cpu(), time.time()
         out = fn()
         dt = time.time() - t0
         cpu = {"wall_s": round(dt, 3), "generators_cores": round((group.cpu() - g0) / dt, 3)}
-        for k, p in procs.items():
-            if p is not None and before[k] is not None:
-                a, b = before[k], p.cpu_times()
-                cpu[f"{k}_cpu_s"] = round(b.user + b.system - a.user - a.system, 4)
+        for k, ps in procs.items():
+            if ps:
+                cpu[f"{k}_cpu_s"] = round(used(ps) - before[k], 4)
                 cpu[f"{k}_cores"] = round(cpu[f"{k}_cpu_s"] / dt, 3)
         return out, cpu
 
@@ -282,9 +288,12 @@ class Bench:
         }
 
     def _hook_stats(self) -> dict[str, int]:
-        assert self.hooks is not None
-        self.hooks.send({"cmd": "stats"})
-        return self.hooks.reply(10)
+        total: dict[str, int] = {}
+        for hooks in self.hooks:
+            hooks.send({"cmd": "stats"})
+            for name, n in hooks.reply(10).items():
+                total[name] = total.get(name, 0) + n
+        return total
 
     def _hook_outcomes(self, tenant: str) -> dict[str, float]:
         """check_message hook outcomes from the node's /metrics (ok, timeout, queue_full, ...)."""
@@ -451,8 +460,10 @@ class Bench:
                 "wamp_tenants": {t: c["secret"] for t, c in TENANTS.items()},
                 "http_tenant": HTTP_TENANT,
             }
-            self.hooks = Child("hooks", spec, self.workdir / "hooks.log")
-            self.hooks.reply(60)
+            for i in range(plan.hook_backends):  # the first one also serves the http tenant
+                backend_spec = {**spec, "invoke": "roundrobin", "http_tenant": HTTP_TENANT if i == 0 else None}
+                self.hooks.append(Child("hooks", backend_spec, self.workdir / f"hooks-{i}.log"))
+                self.hooks[-1].reply(60)
             for name, fn in (
                 ("startup", self.startup),
                 ("idle", self.idle),
@@ -476,8 +487,8 @@ class Bench:
                     print(f"bench: {name} FAILED: {str(e)[:1500]}", flush=True)
                 self.results.setdefault("scenario_seconds", {})[name] = round(time.time() - t, 1)
         finally:
-            if self.hooks is not None:
-                self.hooks.stop()
+            for hooks in self.hooks:
+                hooks.stop()
             for r in self.routers.values():
                 r.stop()
         return self.results

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import RegisterOptions
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred, maybeDeferred
 from twisted.web.resource import Resource
@@ -70,10 +71,13 @@ class HookLogic:
 
 
 async def wamp_backend(
-    url: str, tenant_id: str, secret: str, logic: HookLogic, serializer: str = "json"
+    url: str, tenant_id: str, secret: str, logic: HookLogic, serializer: str = "json", invoke: str | None = None
 ) -> TestSession:
-    """A tenant backend session registering mics.hook.* backed by `logic`."""
+    """A tenant backend session registering mics.hook.* backed by `logic`.
+
+    `invoke` (e.g. "roundrobin") shares the registrations among several backend processes."""
     session = await backend(url, tenant_id, secret, serializer=serializer)
+    options = RegisterOptions(invoke=invoke) if invoke else None
 
     async def auth(token: str = "", device_id: str = "", tenant_id: str = "", **_: Any) -> dict[str, Any]:
         reply = await logic.auth(token, device_id, tenant_id)
@@ -87,9 +91,9 @@ async def wamp_backend(
     async def members(group_id: str = "", from_user_id: str = "", tenant_id: str = "", **_: Any) -> dict[str, Any]:
         return await logic.group_members(group_id, from_user_id, tenant_id)
 
-    await session.register(auth, "mics.hook.auth")
-    await session.register(check, "mics.hook.check_message")
-    await session.register(members, "mics.hook.group_members")
+    await session.register(auth, "mics.hook.auth", options=options)
+    await session.register(check, "mics.hook.check_message", options=options)
+    await session.register(members, "mics.hook.group_members", options=options)
     return session
 
 
