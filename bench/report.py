@@ -200,6 +200,9 @@ def plot(report: dict[str, Any], path: Path) -> Path:
         steps = res.get(f"hook_{transport}", {}).get("mics")
         if steps:
             series.append((f"mics msgpack + {transport} check hook", steps, "--"))
+    cluster = res.get("cluster", {}).get("mics_2_nodes")
+    if cluster:
+        series.append(("mics msgpack, 2-node cluster, cross-node", cluster, "-."))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
     for label, steps, style in series:
         x = [s["offered_per_s"] for s in steps]

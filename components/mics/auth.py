@@ -41,7 +41,7 @@ class Authenticator:
         method = details.get("authmethod")
         if realm == uris.CONTROL_REALM:
             return self._admin(authid, method)
-        tenant = node.tenants.get(realm) if node.tenants else None
+        tenant = await node.find_tenant(realm)
         if tenant is None or not tenant.enabled:
             metrics.JOINS.labels("-", "invalid_tenant").inc()
             raise errors.JoinDenied(errors.INVALID_TENANT, f"tenant {realm!r} is unknown or disabled")

@@ -19,7 +19,7 @@ from txaio import make_logger
 from mics import errors, events, heartbeat, metrics, speedups
 from mics.cluster import DELIVER, KICK, TENANT, Cluster, Operation
 from mics.cluster import redis as cluster_keys
-from mics.config import MicsConfig, NodeSettings, TenantConfig
+from mics.config import MicsConfig, NodeSettings, TenantConfig, is_valid_tenant_id
 from mics.errors import ConfigError
 from mics.realms import RealmManager
 from mics.tenants import TenantRegistry, TenantRuntime
@@ -127,6 +127,14 @@ class Node:
             await self.cluster.redis.hset(cluster_keys.TENANTS, tenant_id, json.dumps(tenant.config.to_dict()))
             self.cluster.broadcast([TENANT, tenant_id])
         return tenant, created
+
+    async def find_tenant(self, tenant_id: str) -> TenantRuntime | None:
+        """This node's tenant, or in a cluster one just upserted on another node (not yet broadcast here)."""
+        tenant = self.tenants.get(tenant_id) if self.tenants else None
+        if tenant is None and self.cluster is not None and is_valid_tenant_id(tenant_id):
+            await self._load_cluster_tenants(tenant_id)
+            tenant = self.tenants.get(tenant_id) if self.tenants else None
+        return tenant
 
     async def _tenant_changed(self, tenant: TenantRuntime) -> None:
         assert self.realms is not None

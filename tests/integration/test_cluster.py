@@ -21,7 +21,8 @@ from autobahn.wamp.exception import ApplicationError
 
 from harness import ADMIN_SECRET, Node, start_node, start_redis
 from hook_servers import HookLogic, HttpHookServer
-from wamp_clients import TestSession, admin, backend, sleep, user
+from mics.cluster.redis import connect_pool, parse_url
+from wamp_clients import JoinRefused, TestSession, admin, backend, sleep, user
 
 _ids = itertools.count(1)
 
@@ -195,6 +196,46 @@ async def test_backend_lists_and_kicks_sessions_on_another_node(nodes, tenant):
     assert await be.call("mics.session.kick", user_id="bob") == {"kicked": 1}
     details = await bob.left
     assert details.reason == "mics.close.kicked"
+
+
+@pytest_twisted.ensureDeferred
+async def test_admin_sees_every_node_and_disabling_a_tenant_closes_its_sessions_everywhere(nodes, tenant):
+    a, b = nodes
+    alice = await tenant.user(a, "alice")
+    bob = await tenant.user(b, "bob")
+    assert await online(alice, "bob")
+    adm = await tenant.admin(a)
+    listed = await adm.call("mics.admin.session.list", tenant_id=tenant.tenant_id)
+    assert sorted((s["user_id"], s["node_id"]) for s in listed["sessions"]) == [
+        ("alice", a.node_id),
+        ("bob", b.node_id),
+    ]
+    await adm.call("mics.admin.tenant.disable", tenant_id=tenant.tenant_id)
+    for session in (alice, bob):
+        assert (await session.left).reason == "mics.close.tenant_disabled"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_node_finds_a_tenant_in_redis_that_it_was_not_told_about(nodes, redis_url):
+    """A join may overtake the upsert's broadcast: the node looks the tenant up in Redis."""
+    _a, b = nodes
+    pool = connect_pool(parse_url(redis_url), size=1)
+    tenant_id = f"quiet{os.getpid() % 10000}"
+    secret = f"secret-{tenant_id}-0123456789"
+    logic = HookLogic()
+    hooks = HttpHookServer(secret, logic, "json")
+    try:
+        config = {"secret": secret, "hook_transport": "http", "hook_base_url": hooks.base_url}
+        await pool.hset("mics:tenants", tenant_id, json.dumps(config))  # as another node's upsert would
+        carol = await user(b.url, tenant_id, "tok-carol", "d1")
+        assert carol.welcome.authid == "carol"
+        await carol.close()
+        with pytest.raises(JoinRefused) as refused:
+            await user(b.url, "nosuchtenant", "tok-carol", "d1")
+        assert refused.value.reason == "mics.error.invalid_tenant"
+    finally:
+        await hooks.stop()
+        await pool.disconnect()
 
 
 @pytest_twisted.ensureDeferred
