@@ -402,12 +402,15 @@ class TenantComponent(ApplicationSession):
             frames,
             node_channel(""),
         )
-        deliver = self._delivery.to_users
-        if routed.to_local:
+        # this node's devices from its own session table: exact even before a join's presence
+        # write has reached Redis (the script forwarded to the devices elsewhere)
+        deliver, local = self._delivery.to_users, self.tenant.sessions.devices
+        to_here = bool(local(to_user_id))
+        if to_here:
             deliver(to_topic, (to_user_id,), None, {**payload, "seq": routed.seq_to})
-        if routed.from_local > 1:  # the sender's other devices here (remote ones were forwarded)
+        if routed.seq_from is not None and len(local(sender.user_id)) > 1:
             deliver(from_topic, (sender.user_id,), sender.own_session, {**payload, "seq": routed.seq_from})
-        return routed.seq_to, routed.seq_from, "online" if routed.to_online else "buffered"
+        return routed.seq_to, routed.seq_from, "online" if routed.to_online or to_here else "buffered"
 
     async def _prepare(
         self, details: CallDetails, from_user_id: Any, client_msg_id: Any, content_type: Any, body: Any

@@ -43,7 +43,7 @@ class TenantRuntime:
         self._reactor = reactor
         self.sessions = SessionTable()
         self.presence: Presence = (
-            RedisPresence(self.tenant_id, settings.node_id, redis)
+            RedisPresence(self.tenant_id, settings.node_id, redis, self.sessions)
             if redis is not None
             else MemoryPresence(self.sessions, settings.node_id)
         )

@@ -16,7 +16,7 @@ from txaio import make_logger
 
 from mics.cluster.redis import Script, TenantKeys
 from mics.presence import Presence
-from mics.sessions import SessionInfo
+from mics.sessions import SessionInfo, SessionTable
 
 log = make_logger()
 
@@ -90,24 +90,33 @@ def _entry(value: bytes) -> dict[str, Any]:
 
 
 class RedisPresence(Presence):
-    def __init__(self, tenant_id: str, node_id: str, redis: Any) -> None:
+    """Redis for the other nodes; this node's own session table for its own devices, which is
+    exact even while a join's presence write is still on its way to Redis."""
+
+    def __init__(self, tenant_id: str, node_id: str, redis: Any, sessions: SessionTable) -> None:
         self._keys = TenantKeys(tenant_id)
         self._node_id = node_id
         self._redis = redis
+        self._sessions = sessions
         self._index = self._keys.node_sessions(node_id)
 
     async def where(self, user_ids: Sequence[str]) -> dict[str, dict[str, str]]:
         found = await _WHERE(self._redis, [self._keys.presence(u) for u in user_ids], [])
+        me, local = self._node_id, self._sessions.devices
         out: dict[str, dict[str, str]] = {}
         for user_id, flat in zip(user_ids, found, strict=True):
-            out[user_id] = {flat[i].decode(): json.loads(flat[i + 1])["node"] for i in range(0, len(flat), 2)}
+            devices = {flat[i].decode(): json.loads(flat[i + 1])["node"] for i in range(0, len(flat), 2)}
+            devices = {d: n for d, n in devices.items() if n != me}
+            devices.update(dict.fromkeys(local(user_id), me))
+            out[user_id] = devices
         return out
 
     async def online_among(self, user_ids: Sequence[str]) -> set[str]:
         if not user_ids:
             return set()
+        by_user = self._sessions.by_user
         hits = await _ONLINE(self._redis, [self._keys.presence(u) for u in user_ids], [])
-        return {user_ids[int(i) - 1] for i in hits}
+        return {user_ids[int(i) - 1] for i in hits}.union(u for u in user_ids if u in by_user)
 
     async def sessions(self, user_id: str | None) -> list[dict[str, Any]]:
         redis = self._redis
