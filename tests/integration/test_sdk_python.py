@@ -19,7 +19,7 @@ from harness import ROOT
 from mics_client import errors
 from mics_client.twisted import MicsClient
 from mics_client.types import Message, SyncGap
-from wamp_clients import JoinRefused
+from wamp_clients import JoinRefused, sleep
 
 TIMEOUT = 5.0
 
@@ -409,3 +409,55 @@ async def test_the_asyncio_flavour_connects_syncs_sends_and_receives(make_tenant
 def test_join_refused_helper_is_not_used_by_the_sdk() -> None:
     """The SDK raises its own typed errors, never the test helper's JoinRefused."""
     assert not issubclass(errors.InvalidToken, JoinRefused)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_live_message_lost_in_transit_is_fetched_by_a_gap_sync(make_tenant: Any, device: Devices) -> None:
+    """In a cluster a forwarded delivery can be lost: the next live message shows the skipped seq and
+    the SDK syncs it (here the client drops the first live event itself)."""
+    tenant = await make_tenant()
+    alice = await device(tenant, "alice")
+    client = MicsClient(device.url, tenant.tenant_id, "tok-bob", "d1", gap_wait_s=0.1)
+    live, dropped = client._on_inbox_event, []
+
+    def lossy(*args: Any, **kwargs: Any) -> None:
+        if not dropped:
+            dropped.append(kwargs["msg_id"])
+            return
+        live(*args, **kwargs)
+
+    client._on_inbox_event = lossy  # type: ignore[method-assign]
+    bob = Device(client)
+    await client.connect()
+    device.devices.append(bob)
+
+    first = await alice.client.send("bob", "lost on the way")
+    await alice.client.send("bob", "arrives")
+    got = [await bob.next_message(), await bob.next_message()]
+
+    assert dropped == [first.msg_id]
+    assert [(m.body, m.replayed) for m in got] == [("arrives", False), ("lost on the way", True)]
+    assert not bob.gaps and client.last_seq == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_devices_own_sends_take_inbox_seqs_without_looking_like_gaps(
+    make_tenant: Any, device: Devices
+) -> None:
+    tenant = await make_tenant()
+    alice = await device(tenant, "alice")
+    phone = await device(tenant, "bob", "phone", gap_wait_s=0.05)
+    await device(tenant, "bob", "laptop")
+    syncs: list[int | None] = []
+    original = phone.client.sync
+
+    async def counting(since: int | None = None) -> Any:
+        syncs.append(since)
+        return await original(since)
+
+    phone.client.sync = counting  # type: ignore[method-assign]
+    ack = await phone.client.send("alice", "from the phone")  # its copy's seq goes to the laptop only
+    await alice.client.send("bob", "reply")
+    reply = await phone.next_message()
+    await sleep(0.2)
+    assert reply.seq == (ack.seq or 0) + 1 and syncs == []

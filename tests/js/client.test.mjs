@@ -176,6 +176,46 @@ describe('sync', () => {
       assert.deepEqual(seen, [missed.msg_id]);
     }));
 
+  test('a live message that skips seqs makes the client fetch the skipped ones', () =>
+    withTenant({}, async (tenant) => {
+      const alice = await tenant.user('alice');
+      const phone = await tenant.user('bob', 'phone');
+      const first = next(phone, 'message');
+      const missed = await alice.send('bob', 'the laptop was not listening');
+      await first;
+      // the laptop resumes from a position before that message and does not sync on connect
+      const laptop = await connect({
+        url: file.node.url, tenant: tenant.id, token: 'tok-bob', deviceId: 'laptop', autoSync: false,
+        position: { lastSeq: 0, epoch: phone.position.epoch }, gapWaitMs: 100,
+      });
+      tenant.clients.push(laptop);
+      const seen = [];
+      laptop.onMessage((m, meta) => seen.push([m.body, meta.source]));
+      const filled = next(laptop, 'sync');
+      await alice.send('bob', 'live');
+      await filled;
+      assert.deepEqual(seen, [['live', 'live'], ['the laptop was not listening', 'sync']]);
+      assert.equal(laptop.position.lastSeq, 2);
+      assert.equal(missed.delivered, 'online');
+    }));
+
+  test('a device\'s own sends take seqs of its inbox without looking like gaps', () =>
+    withTenant({}, async (tenant) => {
+      const alice = await tenant.user('alice');
+      const phone = await tenant.user('bob', 'phone');
+      await tenant.user('bob', 'laptop');
+      let syncs = 0;
+      phone.on('sync', () => { syncs += 1; });
+      phone.gapWaitMs = 50;
+      const ack = await phone.send('alice', 'from the phone'); // the copy's seq: the laptop's, not the phone's
+      const got = next(phone, 'message');
+      await alice.send('bob', 'reply');
+      const reply = await got;
+      assert.equal(reply.seq, ack.seq + 1);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(syncs, 0);
+    }));
+
   test('a sync with an unknown epoch is reported as a gap', () =>
     withTenant({}, async (tenant) => {
       await tenant.user('alice');

@@ -13,6 +13,7 @@ import {
 
 const INBOX = 'mics.inbox.';
 const GROUP = 'mics.group.';
+const GAP_TRACK_MAX = 1000; // of a bigger jump in seqs, the newest this many are fetched
 const DEFAULT_RECONNECT = { initialDelayMs: 500, maxDelayMs: 30_000, factor: 2, jitter: 0.5, maxAttempts: Infinity };
 
 const SERIALIZERS = {
@@ -47,6 +48,7 @@ export class MicsClient extends Emitter {
     heartbeat = true,
     position = null,
     groups = null,
+    gapWaitMs = 500,
     onMessage,
     onReceipt,
     onSignal,
@@ -61,6 +63,7 @@ export class MicsClient extends Emitter {
     this.deviceId = deviceId;
     this.serializer = serializer;
     this.autoSync = autoSync;
+    this.gapWaitMs = gapWaitMs;
     this.heartbeatEnabled = heartbeat;
     this.reconnectPolicy = reconnect === false ? null : { ...DEFAULT_RECONNECT, ...(reconnect === true ? {} : reconnect) };
     this.userId = null;
@@ -87,6 +90,8 @@ export class MicsClient extends Emitter {
   #lastActivity = 0;
   #syncing = null;
   #opening = null;
+  #missing = new Set(); // inbox seqs live delivery skipped; a sync fetches them if still missing
+  #gapTimer = null;
 
   /** True while joined to the tenant realm. */
   get connected() {
@@ -119,6 +124,8 @@ export class MicsClient extends Emitter {
     this.#closed = true;
     this.#opening = null; // open() may start over
     clearTimeout(this.#retryTimer);
+    clearTimeout(this.#gapTimer);
+    this.#gapTimer = null;
     this.#stopHeartbeat();
     const connection = this.#connection;
     this.#connection = null;
@@ -151,19 +158,19 @@ export class MicsClient extends Emitter {
   send(toUserId, body, { clientMsgId = newClientMsgId(), contentType } = {}) {
     const kwargs = { to_user_id: toUserId, body, client_msg_id: clientMsgId };
     if (contentType) kwargs.content_type = contentType;
-    return this.call('mics.message.send', kwargs);
+    return this.call('mics.message.send', kwargs).then((ack) => this.#own(ack));
   }
 
   /** Send to a group; the Ack also carries `recipients` (member count). */
   sendGroup(groupId, body, { clientMsgId = newClientMsgId(), contentType } = {}) {
     const kwargs = { group_id: groupId, body, client_msg_id: clientMsgId };
     if (contentType) kwargs.content_type = contentType;
-    return this.call('mics.group.send', kwargs);
+    return this.call('mics.group.send', kwargs).then((ack) => this.#own(ack));
   }
 
   /** Tell `toUserId` that messages were `delivered` or `read`. */
   receipt(toUserId, msgIds, kind = 'read') {
-    return this.call('mics.message.receipt', { to_user_id: toUserId, msg_ids: msgIds, kind });
+    return this.call('mics.message.receipt', { to_user_id: toUserId, msg_ids: msgIds, kind }).then((ack) => this.#own(ack));
   }
 
   /** A live-only message (e.g. WebRTC offer/answer/ICE): never buffered, no seq. */
@@ -217,16 +224,20 @@ export class MicsClient extends Emitter {
    * Resolves with `{messages, complete, lastSeq, epoch}`; `complete: false` is also emitted as `gap`.
    */
   sync() {
+    return this.#sync(this.lastSeq);
+  }
+
+  #sync(since) {
     if (!this.#syncing) {
-      this.#syncing = this.#runSync().finally(() => {
+      this.#syncing = this.#runSync(since).finally(() => {
         this.#syncing = null;
       });
     }
     return this.#syncing;
   }
 
-  async #runSync() {
-    const kwargs = { since_seq: this.lastSeq };
+  async #runSync(since) {
+    const kwargs = { since_seq: Math.min(since, this.lastSeq) };
     if (this.epoch) kwargs.epoch = this.epoch;
     const result = await this.call('mics.inbox.sync', kwargs);
     if (this.epoch !== result.epoch) this.lastSeq = 0; // a new stream: its seqs start over
@@ -236,6 +247,7 @@ export class MicsClient extends Emitter {
       if (this.#dispatch(message, 'sync')) fresh.push(message);
     }
     if (result.last_seq > this.lastSeq) this.lastSeq = result.last_seq;
+    this.#missing.clear(); // fetched now, or lost for good (then complete is false)
     this.emit('position', this.position);
     const summary = { messages: fresh, complete: result.complete !== false, lastSeq: this.lastSeq, epoch: this.epoch };
     this.emit('sync', summary);
@@ -246,16 +258,41 @@ export class MicsClient extends Emitter {
   // -- delivery ---------------------------------------------------------------------------------
   /** Route one Message to its event; drops inbox repeats (seq already seen). True if delivered. */
   #dispatch(message, source) {
-    if (typeof message.seq === 'number') {
-      if (message.seq <= this.lastSeq) return false;
-      this.lastSeq = message.seq;
-      if (source === 'live') this.emit('position', this.position);
-    }
+    if (typeof message.seq === 'number' && !this.#advance(message.seq, source)) return false;
     const meta = { source };
     if (message.type === 'receipt') this.emit('receipt', message, meta);
     else if (message.type === 'signal') this.emit('signal', message, meta);
     else this.emit('message', message, meta);
     return true;
+  }
+
+  /** Track an inbox seq; false for a repeat (a seq at or below the position that filled no gap). */
+  #advance(seq, source) {
+    if (seq <= this.lastSeq) return this.#missing.delete(seq);
+    if (source !== 'sync' && this.epoch !== null && seq > this.lastSeq + 1) this.#noteGap(this.lastSeq + 1, seq);
+    this.lastSeq = seq;
+    if (source !== 'sync') this.emit('position', this.position);
+    return true;
+  }
+
+  /** Our own send's Ack: the seq of our inbox copy (which this device does not receive) is ours, not a gap. */
+  #own(ack) {
+    if (ack && typeof ack.seq === 'number') this.#advance(ack.seq, 'own');
+    return ack;
+  }
+
+  /**
+   * Live delivery skipped seqs [from, to): in a cluster a forwarded delivery can be lost or
+   * overtaken. If they have not arrived after `gapWaitMs`, a sync from just before them fetches them.
+   */
+  #noteGap(from, to) {
+    for (let seq = Math.max(from, to - GAP_TRACK_MAX); seq < to; seq++) this.#missing.add(seq);
+    if (this.#gapTimer) return;
+    this.#gapTimer = setTimeout(() => {
+      this.#gapTimer = null;
+      if (!this.#missing.size || !this.connected) return;
+      this.#sync(Math.min(...this.#missing) - 1).catch(() => {}); // the next reconnect's sync covers it
+    }, this.gapWaitMs);
   }
 
   #subscribeGroup(session, group) {

@@ -81,6 +81,11 @@ export interface ConnectOptions {
   heartbeat?: boolean;
   /** where a previous run stopped (persist `client.position`) */
   position?: Position | null;
+  /**
+   * when a live inbox message skips seqs (in a cluster a forwarded delivery can be lost or overtaken),
+   * wait this long for them, then fetch the missing ones with a sync; default 500
+   */
+  gapWaitMs?: number;
   /** group messages: `true` = all my groups (prefix), or a list of group ids */
   groups?: true | string[] | null;
   onMessage?: (message: Message, meta: EventMeta) => void;
@@ -123,6 +128,8 @@ export class MicsClient {
   readonly connected: boolean;
   readonly position: Position;
   readonly heartbeatTimeoutS: number | null;
+  /** how long a skipped inbox seq may take to arrive live before a sync fetches it (ms) */
+  gapWaitMs: number;
   open(): Promise<this>;
   close(): Promise<void>;
   on<E extends keyof ClientEvents>(event: E, handler: (...args: ClientEvents[E]) => void): () => void;

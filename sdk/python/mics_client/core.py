@@ -25,6 +25,7 @@ from mics_client.types import Ack, Message, Presence, SyncGap, SyncResult, Welco
 INBOX_PREFIX = "mics.inbox."
 GROUP_PREFIX = "mics.group."
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
+GAP_TRACK_MAX = 1000  # of a bigger jump in seqs, the newest this many are fetched
 NORMAL_CLOSE = "wamp.close.normal"
 
 # connection states
@@ -140,6 +141,7 @@ class ClientCore:
         join_timeout_s: float = 10.0,
         call_timeout_s: float | None = None,
         dedupe_limit: int = 10_000,
+        gap_wait_s: float = 0.5,
         on_message: Callback | None = None,
         on_gap: Callback | None = None,
         on_close: Callback | None = None,
@@ -165,6 +167,9 @@ class ClientCore:
         self._call_timeout_ms = int(call_timeout_s * 1000) if call_timeout_s else None
         self._seen = RecentIds(dedupe_limit)
         self._synced = False
+        self._missing: set[int] = set()  # inbox seqs skipped by live delivery, fetched by a sync if still missing
+        self._gap_timer: Any = None
+        self._gap_wait_s = gap_wait_s
         self._session: Any = None
         self._left: tuple[str, str | None] | None = None
         self._closing = False
@@ -389,6 +394,9 @@ class ClientCore:
         if self.state == CLOSED:
             return
         self._closing = True
+        if self._gap_timer is not None:
+            self._gap_timer.cancel()
+            self._gap_timer = None
         session = self._session
         if session is None:
             self._finish(NORMAL_CLOSE, "closed by the client")
@@ -407,15 +415,41 @@ class ClientCore:
 
     # -- receiving ------------------------------------------------------------------------------------
     def _on_inbox_event(self, *args: Any, **kwargs: Any) -> None:
-        self._accept(Message.from_kwargs(kwargs), in_inbox=True)
+        self._accept(Message.from_kwargs(kwargs), in_inbox=True, live=True)
+
+    def _advance(self, seq: int) -> None:
+        """A live inbox seq (or our own copy's). Skipped seqs (in a cluster a forwarded delivery can be
+        lost or overtaken) that have not arrived after `gap_wait_s` are fetched by a sync."""
+        self._missing.discard(seq)
+        if self._synced and seq > self.last_seq + 1:
+            self._missing.update(range(max(self.last_seq + 1, seq - GAP_TRACK_MAX), seq))
+            if self._gap_timer is None:
+                self._gap_timer = txaio.call_later(self._gap_wait_s, self._fill_gap)
+        self.last_seq = max(self.last_seq, seq)
+
+    def _fill_gap(self) -> None:
+        self._gap_timer = None
+        if self._missing and self.state == CONNECTED:
+            since = min(self._missing) - 1
+            self._missing.clear()
+            self._spawn(self._sync_quietly(since))
+
+    async def _sync_quietly(self, since: int) -> None:
+        try:
+            await self.sync(since)
+        except errors.MicsError as e:  # the next reconnect's sync covers it
+            self.log.info("gap sync failed: {error}", error=e)
 
     def _on_group_event(self, *args: Any, **kwargs: Any) -> None:
         self._accept(Message.from_kwargs(kwargs), in_inbox=False)
 
-    def _accept(self, message: Message, in_inbox: bool) -> bool:
+    def _accept(self, message: Message, in_inbox: bool, live: bool = False) -> bool:
         """Track the inbox position, drop repeats and this device's own sends; deliver the rest."""
         if in_inbox and message.seq:
-            self.last_seq = max(self.last_seq, message.seq)
+            if live:
+                self._advance(message.seq)
+            else:
+                self.last_seq = max(self.last_seq, message.seq)
         if not self._seen.add(message.msg_id):
             return False
         if message.from_device_id == self.device_id and message.from_user_id == self.user_id:
@@ -423,9 +457,11 @@ class ClientCore:
         self._fire("message", message)
         return True
 
-    async def sync(self) -> SyncResult:
-        """Fetch inbox messages after `last_seq` (runs by itself after every (re)connect)."""
-        since, epoch_before, initial = self.last_seq, self.epoch, not self._synced
+    async def sync(self, since: int | None = None) -> SyncResult:
+        """Fetch inbox messages after `last_seq` (runs by itself after every (re)connect, and when
+        live delivery skipped seqs); `since` starts earlier."""
+        since = self.last_seq if since is None else min(since, self.last_seq)
+        epoch_before, initial = self.epoch, not self._synced
         kwargs: dict[str, Any] = {"since_seq": since}
         if epoch_before is not None:
             kwargs["epoch"] = epoch_before
@@ -441,6 +477,7 @@ class ClientCore:
         # an incomplete answer resets our position to the router's (its stream may have restarted)
         self.last_seq = max(self.last_seq, last_seq) if complete else last_seq
         self._synced = True
+        self._missing = {m for m in self._missing if m > self.last_seq}
         if not complete:
             self._fire("gap", SyncGap(since, epoch_before, last_seq, self.epoch, initial))
         return SyncResult(fresh, self.last_seq, self.epoch, complete)
@@ -464,29 +501,31 @@ class ClientCore:
                    content_type: str | None = None) -> Ack:  # fmt: skip
         """Send a chat message to one user (all their devices and your other devices)."""
         kwargs = _optional(client_msg_id=client_msg_id, content_type=content_type)
-        ack = Ack.from_result(await self._call("mics.message.send", to_user_id=to_user_id, body=body, **kwargs))
-        self._seen.add(ack.msg_id)
-        return ack
+        return self._own(await self._call("mics.message.send", to_user_id=to_user_id, body=body, **kwargs))
 
     async def send_group(self, group_id: str, body: Any, client_msg_id: str | None = None,
                          content_type: str | None = None) -> Ack:  # fmt: skip
         """Send to a group; the tenant's group-members hook decides who gets it (`Ack.recipients`)."""
         kwargs = _optional(client_msg_id=client_msg_id, content_type=content_type)
-        ack = Ack.from_result(await self._call("mics.group.send", group_id=group_id, body=body, **kwargs))
-        self._seen.add(ack.msg_id)
-        return ack
+        return self._own(await self._call("mics.group.send", group_id=group_id, body=body, **kwargs))
 
     async def receipt(self, to_user_id: str, msg_ids: list[str], kind: str = "read") -> Ack:
         """Tell `to_user_id` that `msg_ids` were `delivered` or `read`."""
-        result = await self._call("mics.message.receipt", to_user_id=to_user_id, msg_ids=list(msg_ids), kind=kind)
-        ack = Ack.from_result(result)
-        self._seen.add(ack.msg_id)
-        return ack
+        return self._own(
+            await self._call("mics.message.receipt", to_user_id=to_user_id, msg_ids=list(msg_ids), kind=kind)
+        )
 
     async def signal(self, to_user_id: str, body: Any) -> Ack:
         """A signal (e.g. WebRTC offer/answer/ICE) to the user's online devices; never buffered."""
-        ack = Ack.from_result(await self._call("mics.signal.send", to_user_id=to_user_id, body=body))
+        return self._own(await self._call("mics.signal.send", to_user_id=to_user_id, body=body))
+
+    def _own(self, result: dict[str, Any]) -> Ack:
+        """Our own send's Ack: the message is never delivered back to us, and the seq of our inbox
+        copy (which this device does not receive) is ours, not a gap."""
+        ack = Ack.from_result(result)
         self._seen.add(ack.msg_id)
+        if ack.seq:
+            self._advance(ack.seq)
         return ack
 
     async def presence(self, user_ids: list[str]) -> dict[str, Presence]:
