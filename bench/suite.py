@@ -521,11 +521,14 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
     parser.add_argument("--profile", type=float, default=None, help="seconds of py-spy sampling (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (node and generator logs)")
+    parser.add_argument("--idle", type=int, default=None, help="idle connections to open (full: 10,000)")
     args = parser.parse_args()
     raise_fd_limit()
     plan = SHORT if args.short else FULL
     if args.profile is not None:
         plan = dataclasses.replace(plan, profile_s=args.profile)
+    if args.idle is not None:
+        plan = dataclasses.replace(plan, idle=args.idle)
     RESULTS.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="mics-bench-"))
     started = time.time()
