@@ -14,6 +14,7 @@ from autobahn.wamp.exception import ApplicationError
 from txaio import make_logger
 
 from mics import errors, uris
+from mics.cluster import unavailable_on_redis_failure
 from mics.config import MicsConfig, is_valid_entity_id, is_valid_tenant_id
 from mics.errors import ConfigError, MicsError
 from mics.events import dlq
@@ -61,7 +62,7 @@ class ControlComponent(ApplicationSession):
             uris.ADMIN_DLQ_REPUSH: self.dlq_repush,
         }
         for uri, fn in procedures.items():
-            await self.register(fn, uri)
+            await self.register(fn if NODE.cluster is None else unavailable_on_redis_failure(fn), uri)
 
     def onLeave(self, details: Any) -> None:
         NODE.stop()

@@ -245,11 +245,16 @@ class NodeSettings:
         if not isinstance(backends, Mapping) or not all(isinstance(v, str) for v in backends.values()):
             raise ConfigError("node.backend_components", "expected an object of tenant_id -> class name")
         node_id = _env_str(env, "MICS_NODE_ID", raw.get("node_id")) or f"{socket.gethostname()}-{port}"
+        redis_url = _env_str(env, "MICS_REDIS_URL", raw.get("redis_url"))
+        if redis_url is not None:
+            from mics.cluster.redis import parse_url
+
+            parse_url(redis_url)  # a bad URL stops the node at start, not at the first send
         return cls(
             node_id=node_id,
             port=port,
             admin_secret=_env_str(env, "MICS_ADMIN_SECRET", raw.get("admin_secret")),
-            redis_url=_env_str(env, "MICS_REDIS_URL", raw.get("redis_url")),
+            redis_url=redis_url,
             kafka_bootstrap=_env_str(env, "MICS_KAFKA_BOOTSTRAP", raw.get("kafka_bootstrap")),
             log_format=log_format,
             data_dir=_env_str(env, "MICS_DATA_DIR", raw.get("data_dir", "var")) or "var",

@@ -7,11 +7,9 @@ session also registers the realm's authorizer and tracks joins and leaves from t
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from inspect import isawaitable
 from typing import Any
 
 from autobahn.twisted.wamp import ApplicationSession
@@ -19,11 +17,10 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallDetails, RegisterOptions
 from twisted.internet.defer import Deferred
 from txaio import make_logger
-from txredisapi import RedisError
 
 from mics import authz, errors, events, metrics, uris
 from mics.buffer.redis import RedisBuffer
-from mics.cluster import DELIVER, KICK, frame_header
+from mics.cluster import DELIVER, KICK, frame_header, unavailable_on_redis_failure
 from mics.cluster.redis import node_channel
 from mics.config import is_valid_entity_id
 from mics.delivery import make_delivery
@@ -84,24 +81,6 @@ def _entity(name: str, value: Any, client_msg_id: str | None = None) -> str:
     return value  # type: ignore[no-any-return]
 
 
-def _redis_failures_as_unavailable(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Cluster mode: a call that could not reach Redis fails with a clear, retryable error."""
-
-    @functools.wraps(fn)
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            result = fn(*args, **kwargs)
-            return (await result) if isawaitable(result) else result
-        except RedisError as e:
-            log.warn("redis unreachable: {error}", error=str(e))
-            cmid = kwargs.get("client_msg_id")
-            raise SendFailed(
-                errors.UNAVAILABLE, "the cluster state is unreachable, retry", cmid if isinstance(cmid, str) else None
-            ) from None
-
-    return call
-
-
 class TenantComponent(ApplicationSession):
     """One per tenant realm, joined with the trusted `mics` role."""
 
@@ -139,11 +118,16 @@ class TenantComponent(ApplicationSession):
             uris.GROUP_MEMBERS_CHANGED: self.group_members_changed,
         }
         for uri, fn in procedures.items():
-            await self.register(fn if NODE.cluster is None else _redis_failures_as_unavailable(fn), uri, options=opts)
+            if NODE.cluster is not None:
+                fn = unavailable_on_redis_failure(fn, self._count_unavailable)
+            await self.register(fn, uri, options=opts)
         await self.register(self.authorize, uris.AUTHORIZE)
         await self.subscribe(self._on_session_join, uris.SESSION_ON_JOIN)
         await self.subscribe(self._on_session_leave, uris.SESSION_ON_LEAVE)
         tenant.attach(self)
+
+    def _count_unavailable(self) -> None:
+        metrics.SEND_FAILURES.labels(self.tenant_id, "unavailable").inc()
 
     def onLeave(self, details: Any) -> None:
         """The realm goes away only when the node stops: say goodbye to every user first."""

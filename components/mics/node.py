@@ -121,10 +121,12 @@ class Node:
     async def upsert_tenant(self, tenant_id: str, changes: Mapping[str, Any]) -> tuple[TenantRuntime, bool]:
         """Create or change a tenant (admin API); in a cluster every node takes the change."""
         assert self.tenants is not None
-        tenant, created = self.tenants.upsert(tenant_id, changes)
+        config, created = self.tenants.merged(tenant_id, changes)
+        if self.cluster is not None:  # Redis first: a failed write changes nothing anywhere
+            await self.cluster.redis.hset(cluster_keys.TENANTS, tenant_id, json.dumps(config.to_dict()))
+        tenant = self.tenants.add(config)
         await self._tenant_changed(tenant)
         if self.cluster is not None:
-            await self.cluster.redis.hset(cluster_keys.TENANTS, tenant_id, json.dumps(tenant.config.to_dict()))
             self.cluster.broadcast([TENANT, tenant_id])
         return tenant, created
 

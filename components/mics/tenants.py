@@ -52,7 +52,8 @@ class TenantRuntime:
         )
         self.component: TenantComponent | None = None
         self.events = EventQueue(self.tenant_id, [])
-        self.config = config
+        self.config = config  # in effect: base_config plus auth-hook overrides taken since
+        self.base_config = config  # from the router config or the admin API (what Redis holds)
         self.hook: GuardedHook | None = None
         self.bucket = TokenBucket(config.max_message_qps, reactor.seconds)
         self._apply(config)
@@ -73,7 +74,8 @@ class TenantRuntime:
         self._rebuild_sinks()
 
     def update(self, config: TenantConfig) -> None:
-        """Swap in a new validated config (admin upsert, auth hook overrides)."""
+        """Swap in a new validated config (router config, admin upsert): overrides start over."""
+        self.base_config = config
         self._apply(config)
 
     def apply_overrides(self, overrides: Mapping[str, Any]) -> None:
@@ -179,10 +181,10 @@ class TenantRegistry:
             runtime.update(config)
         return runtime
 
-    def upsert(self, tenant_id: str, changes: Mapping[str, Any]) -> tuple[TenantRuntime, bool]:
-        """Create or merge-update a tenant; raises ConfigError before anything changes."""
+    def merged(self, tenant_id: str, changes: Mapping[str, Any]) -> tuple[TenantConfig, bool]:
+        """The validated config an upsert would make (changes over the admin config, never over
+        auth-hook overrides), and whether it creates the tenant; changes nothing (ConfigError)."""
         runtime = self._tenants.get(tenant_id)
         if runtime is None:
-            return self.add(TenantConfig.parse(tenant_id, changes)), True
-        runtime.update(runtime.config.merged(changes))
-        return runtime, False
+            return TenantConfig.parse(tenant_id, changes), True
+        return runtime.base_config.merged(changes), False

@@ -239,6 +239,25 @@ async def test_a_node_finds_a_tenant_in_redis_that_it_was_not_told_about(nodes, 
 
 
 @pytest_twisted.ensureDeferred
+async def test_auth_hook_overrides_stay_on_their_node_and_out_of_redis(nodes, tenant):
+    a, b = nodes
+    tenant.logic.auth_config = {"heartbeat_timeout_s": 77}
+    alice = await tenant.user(a, "alice")
+    assert alice.welcome.authextra["heartbeat_timeout_s"] == 77
+    adm_a, adm_b = await tenant.admin(a), await tenant.admin(b)
+    await adm_a.call("mics.admin.tenant.upsert", tenant_id=tenant.tenant_id, config={"max_payload_bytes": 4096})
+
+    async def both_updated() -> bool:
+        got = [await adm.call("mics.admin.tenant.get", tenant_id=tenant.tenant_id) for adm in (adm_a, adm_b)]
+        return all(g["config"]["max_payload_bytes"] == 4096 for g in got)
+
+    assert await eventually(both_updated)
+    for adm in (adm_a, adm_b):  # the upsert starts from the admin config, not from A's overrides
+        got = await adm.call("mics.admin.tenant.get", tenant_id=tenant.tenant_id)
+        assert got["config"]["heartbeat_timeout_s"] == 30
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_device_that_moves_to_another_node_stays_online(nodes, tenant):
     a, b = nodes
     watcher = await tenant.user(a, "watcher")
@@ -305,6 +324,11 @@ async def test_while_redis_is_down_sends_fail_clearly_and_recover_after(tmp_path
             await alice.call("mics.message.send", to_user_id="bob", body="2", client_msg_id="c2")
         assert failed.value.error == "mics.error.unavailable"
         assert failed.value.kwargs["client_msg_id"] == "c2" and failed.value.kwargs["code"] == 503
+        with pytest.raises(ApplicationError) as refused:  # nothing changes anywhere
+            await adm.call("mics.admin.tenant.upsert", tenant_id="outage", config={"max_payload_bytes": 1000})
+        assert refused.value.error == "mics.error.unavailable"
+        got = await adm.call("mics.admin.tenant.get", tenant_id="outage")
+        assert got["config"]["max_payload_bytes"] == 65536
         redis, _ = start_redis(tmp_path, port)  # same address, empty
 
         async def sent_online() -> bool:

@@ -112,6 +112,9 @@ def test_node_defaults_without_environment():
         ({}, {"MICS_PORT": "x"}, "MICS_PORT"),
         ({"log_format": "xml"}, {}, "node.log_format"),
         ({"bogus": 1}, {}, "node.bogus"),
+        ({}, {"MICS_REDIS_URL": "http://r:6379"}, "MICS_REDIS_URL"),
+        ({"redis_url": "redis://r/zero"}, {}, "MICS_REDIS_URL"),
+        ({}, {"MICS_REDIS_URL": "redis://r:notaport"}, "MICS_REDIS_URL"),
     ],
 )
 def test_bad_node_settings_are_refused(raw, env, field):
