@@ -17,7 +17,7 @@ from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
 from mics import errors, events, heartbeat, metrics, speedups
-from mics.cluster import DELIVER, KICK, TENANT, Cluster, Operation
+from mics.cluster import DELIVER, KICK, REPLACE, TENANT, Cluster, Operation
 from mics.cluster import redis as cluster_keys
 from mics.config import MicsConfig, NodeSettings, TenantConfig, is_valid_tenant_id
 from mics.errors import ConfigError
@@ -53,7 +53,6 @@ class Node:
         settings = config.node
         self.settings = settings
         self.msg_ids = MsgIdFactory(settings.node_id)
-        redis = None
         if settings.redis_url:
             self.cluster = Cluster(
                 settings.node_id,
@@ -63,8 +62,7 @@ class Node:
                 self._reap,
                 self._restore_presence,
             )
-            redis = self.cluster.redis
-        self.tenants = TenantRegistry(settings, self.reactor, redis)
+        self.tenants = TenantRegistry(settings, self.reactor, self.cluster)
         self.realms = RealmManager(controller, dict(settings.backend_components))
         for tenant_config in config.tenants.values():
             self.tenants.add(tenant_config)
@@ -102,6 +100,9 @@ class Node:
         assert self.tenants is not None
         now = self.reactor.seconds()
         heartbeat.sweep(self.tenants, now)
+        if self.cluster is not None:
+            for tenant in self.tenants:
+                tenant.presence.retry()
         self._ticks += 1
         if self._ticks % EXPIRE_EVERY_TICKS == 0:
             for tenant in self.tenants:
@@ -184,6 +185,8 @@ class Node:
             component.deliver_forwarded(*args)
         elif kind == KICK:
             component.kick_local(*args)
+        elif kind == REPLACE:
+            component.close_session(args[0], errors.CLOSE_REPLACED, "the same device connected again")
 
     def _restore_presence(self) -> None:
         assert self.tenants is not None

@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IReactorTime
 from txaio import make_logger
 
 from mics.buffer import CatchupBuffer, make_buffer
+from mics.cluster import REPLACE, Cluster
 from mics.config import NodeSettings, TenantConfig
 from mics.errors import ConfigError
 from mics.events import EventQueue, EventSink
@@ -37,13 +38,17 @@ log = make_logger()
 class TenantRuntime:
     """One tenant on this node: its config and the live objects built from it."""
 
-    def __init__(self, config: TenantConfig, settings: NodeSettings, reactor: IReactorTime, redis: Any = None) -> None:
+    def __init__(
+        self, config: TenantConfig, settings: NodeSettings, reactor: IReactorTime, cluster: Cluster | None = None
+    ) -> None:
         self.tenant_id = config.tenant_id
         self._settings = settings
         self._reactor = reactor
+        self._cluster = cluster
+        redis = cluster.redis if cluster is not None else None
         self.sessions = SessionTable()
         self.presence: Presence = (
-            RedisPresence(self.tenant_id, settings.node_id, redis, self.sessions)
+            RedisPresence(self.tenant_id, settings.node_id, redis, self.sessions, self._replaced)
             if redis is not None
             else MemoryPresence(self.sessions, settings.node_id)
         )
@@ -57,6 +62,11 @@ class TenantRuntime:
         self.hook: GuardedHook | None = None
         self.bucket = TokenBucket(config.max_message_qps, reactor.seconds)
         self._apply(config)
+
+    def _replaced(self, node_id: str, session_id: int) -> None:
+        """This device connected here while its older session lives on another node: end that one."""
+        if self._cluster is not None:
+            self._cluster.send_to(node_id, [REPLACE, self.tenant_id, session_id])
 
     @property
     def enabled(self) -> bool:
@@ -156,10 +166,10 @@ class TenantRuntime:
 class TenantRegistry:
     """All tenants of this node, by id."""
 
-    def __init__(self, settings: NodeSettings, reactor: IReactorTime, redis: Any = None) -> None:
+    def __init__(self, settings: NodeSettings, reactor: IReactorTime, cluster: Cluster | None = None) -> None:
         self._settings = settings
         self._reactor = reactor
-        self._redis = redis  # cluster mode: tenants keep presence and buffers in Redis
+        self._cluster = cluster  # cluster mode: tenants keep presence and buffers in Redis
         self._tenants: dict[str, TenantRuntime] = {}
 
     def __iter__(self):  # type: ignore[no-untyped-def]
@@ -175,7 +185,7 @@ class TenantRegistry:
         runtime = self._tenants.get(config.tenant_id)
         if runtime is None:
             runtime = self._tenants[config.tenant_id] = TenantRuntime(
-                config, self._settings, self._reactor, self._redis
+                config, self._settings, self._reactor, self._cluster
             )
         else:
             runtime.update(config)

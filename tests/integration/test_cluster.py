@@ -258,6 +258,21 @@ async def test_auth_hook_overrides_stay_on_their_node_and_out_of_redis(nodes, te
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_same_device_joining_another_node_replaces_its_older_session(nodes, tenant):
+    a, b = nodes
+    watcher = await tenant.user(a, "watcher")
+    old = await tenant.user(a, "bob", "phone")
+    assert await online(watcher, "bob")
+    new = await tenant.user(b, "bob", "phone")
+    assert (await old.left).reason == "mics.close.replaced"
+    await sleep(0.3)  # the old session's leave must not take the new one's presence with it
+    got = await watcher.call("mics.presence.get", user_ids=["bob"])
+    assert got["bob"] == {"online": True, "devices": ["phone"]}
+    listed = await (await tenant.backend(a)).call("mics.session.list", user_id="bob")
+    assert [(s["node_id"], s["session_id"]) for s in listed["sessions"]] == [(b.node_id, new.session_id)]
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_device_that_moves_to_another_node_stays_online(nodes, tenant):
     a, b = nodes
     watcher = await tenant.user(a, "watcher")

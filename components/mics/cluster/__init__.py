@@ -34,6 +34,7 @@ REAP_LOCK_MS = 30_000
 DELIVER = "deliver"  # [tenant_id, topic, authids | None, kwargs]: local fan-out
 KICK = "kick"  # [tenant_id, user_id, device_id | None]
 TENANT = "tenant"  # [tenant_id]: its config changed in Redis
+REPLACE = "replace"  # [tenant_id, session_id]: that device connected again on another node
 
 Operation = list[Any]
 

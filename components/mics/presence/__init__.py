@@ -37,6 +37,9 @@ class Presence(ABC):
     def left(self, info: SessionInfo) -> None:
         """A session of this node left."""
 
+    def retry(self) -> None:  # noqa: B027 - optional
+        """Write again what failed to reach the shared store (called from the node's tick)."""
+
     async def reap(self, node_id: str) -> list[dict[str, Any]]:
         """Remove what a lost node left behind; returns the removed session entries."""
         return []

@@ -9,7 +9,7 @@ its own session (the device may have reconnected to another node meanwhile).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from txaio import make_logger
@@ -20,10 +20,13 @@ from mics.sessions import SessionInfo, SessionTable
 
 log = make_logger()
 
+# returns the device's previous entry (its older session, maybe on another node)
 _JOIN = Script(
     """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
+return old
 """
 )
 
@@ -93,11 +96,22 @@ class RedisPresence(Presence):
     """Redis for the other nodes; this node's own session table for its own devices, which is
     exact even while a join's presence write is still on its way to Redis."""
 
-    def __init__(self, tenant_id: str, node_id: str, redis: Any, sessions: SessionTable) -> None:
+    def __init__(
+        self,
+        tenant_id: str,
+        node_id: str,
+        redis: Any,
+        sessions: SessionTable,
+        on_replaced: Callable[[str, int], None] | None = None,
+    ) -> None:
         self._keys = TenantKeys(tenant_id)
         self._node_id = node_id
         self._redis = redis
         self._sessions = sessions
+        # (node_id, session_id) of a device's older session on another node, to be closed there
+        self._on_replaced = on_replaced
+        # writes that failed, by session: retried on the next tick, a later write replaces one
+        self._failed: dict[int, tuple[Script, SessionInfo, list[Any]]] = {}
         self._index = self._keys.node_sessions(node_id)
 
     async def where(self, user_ids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -151,10 +165,32 @@ class RedisPresence(Presence):
     def left(self, info: SessionInfo) -> None:
         self._write(_LEAVE, info, [info.device_id, str(info.session_id), _member(info)])
 
+    def retry(self) -> None:
+        """Write again what failed (called from the node's tick)."""
+        failed, self._failed = self._failed, {}
+        for script, info, args in failed.values():
+            self._write(script, info, args)
+
     def _write(self, script: Script, info: SessionInfo, args: list[Any]) -> None:
+        self._failed.pop(info.session_id, None)
         d = script(self._redis, [self._keys.presence(info.user_id), self._index], args)
-        d.addErrback(lambda f: log.warn("presence write failed: user_id={user_id} error={error}",
-                                        user_id=info.user_id, error=f.getErrorMessage()))  # fmt: skip
+        if script is _JOIN:
+            d.addCallback(self._replaced, info)
+
+        def failed(f: Any) -> None:
+            log.warn("presence write failed: user_id={user_id} error={error}",
+                     user_id=info.user_id, error=f.getErrorMessage())  # fmt: skip
+            self._failed.setdefault(info.session_id, (script, info, args))
+
+        d.addErrback(failed)
+
+    def _replaced(self, old: bytes | None, info: SessionInfo) -> None:
+        """The device was connected elsewhere: that session ends (mics.close.replaced)."""
+        if old is None or self._on_replaced is None:
+            return
+        data = json.loads(old)
+        if data["node"] != self._node_id and int(data["session"]) != info.session_id:
+            self._on_replaced(data["node"], int(data["session"]))
 
     async def reap(self, node_id: str) -> list[dict[str, Any]]:
         index = self._keys.node_sessions(node_id)
