@@ -58,6 +58,12 @@ class ClusterTenant:
         self.sessions.append(session)
         return session
 
+    async def pair(self, a: Node, b: Node) -> tuple[TestSession, TestSession]:
+        """alice on node A and bob on node B, once A sees bob online."""
+        alice, bob = await self.user(a, "alice"), await self.user(b, "bob")
+        assert await online(alice, "bob")
+        return alice, bob
+
     async def backend(self, node: Node) -> TestSession:
         session = await backend(node.url, self.tenant_id, self.secret)
         self.sessions.append(session)
@@ -117,9 +123,7 @@ async def test_a_tenant_upserted_on_one_node_serves_on_the_other(nodes, tenant):
 @pytest_twisted.ensureDeferred
 async def test_one_to_one_across_nodes_with_presence(nodes, tenant):
     a, b = nodes
-    alice = await tenant.user(a, "alice")
-    bob = await tenant.user(b, "bob")
-    assert await online(alice, "bob")
+    alice, bob = await tenant.pair(a, b)
     got = await alice.call("mics.presence.get", user_ids=["bob", "nobody"])
     assert got == {"bob": {"online": True, "devices": ["d1"]}, "nobody": {"online": False, "devices": []}}
     ack = await alice.call("mics.message.send", to_user_id="bob", body={"text": "hi from A"})
@@ -176,10 +180,8 @@ async def test_group_send_reaches_members_on_every_node(nodes, tenant):
 async def test_a_group_whose_only_online_member_is_on_another_node_counts_as_online(nodes, tenant):
     a, b = nodes
     tenant.logic.groups["g2"] = ["alice", "bob"]
-    alice = await tenant.user(a, "alice")
-    bob = await tenant.user(b, "bob")
+    alice, bob = await tenant.pair(a, b)
     await bob.listen("mics.group.g2")
-    assert await online(alice, "bob")
     ack = await alice.call("mics.group.send", group_id="g2", body="x")
     assert ack["delivered"] == "online"
     assert (await bob.next_event("mics.group.g2"))["body"] == "x"
@@ -201,9 +203,7 @@ async def test_backend_lists_and_kicks_sessions_on_another_node(nodes, tenant):
 @pytest_twisted.ensureDeferred
 async def test_admin_sees_every_node_and_disabling_a_tenant_closes_its_sessions_everywhere(nodes, tenant):
     a, b = nodes
-    alice = await tenant.user(a, "alice")
-    bob = await tenant.user(b, "bob")
-    assert await online(alice, "bob")
+    alice, bob = await tenant.pair(a, b)
     adm = await tenant.admin(a)
     listed = await adm.call("mics.admin.session.list", tenant_id=tenant.tenant_id)
     assert sorted((s["user_id"], s["node_id"]) for s in listed["sessions"]) == [

@@ -22,6 +22,25 @@ class CatchupBuffer(ABC):
     round trip. Housekeeping (configure, expire, stats) is synchronous.
     """
 
+    def __init__(self, tenant_id: str, max_per_user: int, max_bytes: int, clock: Callable[[], float]) -> None:
+        self.tenant_id = tenant_id
+        self._clock = clock
+        self._max_per_user = max_per_user
+        self._max_bytes = max_bytes
+        self._epoch = ""
+        self.evicted = 0  # held messages dropped by a cap (counted by this node)
+        self.expired = 0
+
+    @property
+    def epoch(self) -> str:
+        """Names the stream; changes whenever held messages were lost (restart, flush)."""
+        return self._epoch
+
+    def configure(self, max_per_user: int, max_bytes: int) -> None:
+        """Apply new caps (tenant config changed)."""
+        self._max_per_user = max_per_user
+        self._max_bytes = max_bytes
+
     @abstractmethod
     async def append(self, user_id: str, entry: dict[str, Any], size: int, hold_s: float) -> int:
         """Give `entry` the user's next seq (sets entry["seq"]), hold it for `hold_s`; return the seq."""
@@ -45,10 +64,6 @@ class CatchupBuffer(ABC):
     @abstractmethod
     async def flush(self) -> None:
         """Drop everything held and start a new epoch."""
-
-    @abstractmethod
-    def configure(self, max_per_user: int, max_bytes: int) -> None:
-        """Apply new caps (tenant config changed)."""
 
     @abstractmethod
     def expire(self) -> Deferred[None] | None:

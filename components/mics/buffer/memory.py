@@ -32,26 +32,13 @@ class MemoryBuffer(CatchupBuffer):
     """Held inbox messages of one tenant, in process memory, with TTLs and two caps."""
 
     def __init__(self, tenant_id: str, max_per_user: int, max_bytes: int, clock: Callable[[], float]) -> None:
-        self.tenant_id = tenant_id
-        self._clock = clock
-        self._max_per_user = max_per_user
-        self._max_bytes = max_bytes
+        super().__init__(tenant_id, max_per_user, max_bytes, clock)
         self._epoch = os.urandom(6).hex()
         self._inboxes: dict[str, _Inbox] = {}
         # append order across the tenant, for evicting the oldest when the byte cap is hit
         self._order: deque[tuple[str, int, int]] = deque()
         self._bytes = 0
         self._dedup: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
-        self.evicted = 0
-        self.expired = 0
-
-    @property
-    def epoch(self) -> str:
-        return self._epoch
-
-    def configure(self, max_per_user: int, max_bytes: int) -> None:
-        self._max_per_user = max_per_user
-        self._max_bytes = max_bytes
 
     async def append(self, user_id: str, entry: dict[str, Any], size: int, hold_s: float) -> int:
         inbox = self._inboxes.get(user_id)

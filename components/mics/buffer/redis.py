@@ -178,25 +178,11 @@ class RedisBuffer(CatchupBuffer):
     def __init__(
         self, tenant_id: str, max_per_user: int, max_bytes: int, clock: Callable[[], float], redis: Any
     ) -> None:
-        self.tenant_id = tenant_id
-        self._clock = clock
+        super().__init__(tenant_id, max_per_user, max_bytes, clock)
         self._redis = redis
         self._keys = TenantKeys(tenant_id)
-        self._max_per_user = max_per_user
-        self._max_bytes = max_bytes
-        self._epoch = ""
-        self._held = 0
+        self._held = 0  # tenant-wide, as of the last append or expiry
         self._bytes = 0
-        self.evicted = 0
-        self.expired = 0
-
-    @property
-    def epoch(self) -> str:
-        return self._epoch
-
-    def configure(self, max_per_user: int, max_bytes: int) -> None:
-        self._max_per_user = max_per_user
-        self._max_bytes = max_bytes
 
     async def _ensure_epoch(self) -> str:
         if not self._epoch:
