@@ -59,11 +59,32 @@ def effective_config(
     extra_node["port"] = settings.port
     extra_node["node_id"] = settings.node_id
     extra_node["data_dir"] = str(Path(settings.data_dir).resolve())
+    extra_node["router_workers"] = settings.router_workers
     for transport in _router_worker(config).get("transports", []):
         endpoint = transport.get("endpoint", {})
         if endpoint.get("type") == "tcp":
             endpoint["port"] = settings.port
+            if settings.router_workers > 1:
+                endpoint["shared"] = True  # SO_REUSEPORT: the kernel spreads connections over the workers
+    if settings.router_workers > 1:
+        _split_router(config, settings.router_workers)
     return config
+
+
+def _split_router(config: dict[str, Any], count: int) -> None:
+    """One router worker becomes `count` alike ones on the same port, each its own cluster member
+    (`<node_id>-w<n>`, sharing Redis), so a node uses `count` cores."""
+    worker = _router_worker(config)
+    copies = []
+    for n in range(1, count + 1):
+        copy_ = copy.deepcopy(worker)
+        copy_["id"] = f"{worker.get('id', 'router')}_w{n}"
+        for component in copy_.get("components", []):
+            if component.get("classname") == CONTROL_CLASS:
+                component["extra"]["node"]["worker"] = n
+        copies.append(copy_)
+    at = config["workers"].index(worker)
+    config["workers"][at : at + 1] = copies
 
 
 def write_node_dir(config: dict[str, Any]) -> Path:

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from mics.errors import ConfigError
 
@@ -200,6 +201,36 @@ def _env_str(env: Mapping[str, str], name: str, default: str | None) -> str | No
 
 
 @dataclass(frozen=True, slots=True)
+class RedisAddress:
+    host: str
+    port: int
+    db: int | None
+    password: str | None
+    username: str | None
+
+
+def parse_url(url: str) -> RedisAddress:
+    """`redis://[[user]:password@]host[:port][/db]`."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis" or not parts.hostname:
+        raise ConfigError("MICS_REDIS_URL", f"expected redis://host[:port][/db], got {url!r}")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ConfigError("MICS_REDIS_URL", f"the database must be a number, got {path!r}")
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise ConfigError("MICS_REDIS_URL", f"bad port in {url!r}") from None
+    return RedisAddress(
+        host=parts.hostname,
+        port=port,
+        db=int(path) if path else None,
+        password=unquote(parts.password) if parts.password else None,
+        username=unquote(parts.username) if parts.username else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class NodeSettings:
     """Node-wide settings: router config `extra.node`, overridden by MICS_* environment variables."""
 
@@ -214,6 +245,10 @@ class NodeSettings:
     dev_mode: bool = False  # embedded default: print the development admin secret
     speedups: bool = True  # mics.speedups: skip eager debug formatting, tune the GC
     backend_components: Mapping[str, str] = field(default_factory=dict)
+    # several router workers on one port, each a cluster member (needs redis_url); `worker` is set
+    # by `mics node` on each copy and suffixes the node id (`<node_id>-w<n>`)
+    router_workers: int = 1
+    worker: int | None = None
 
     @property
     def default_event_sinks(self) -> tuple[str, ...]:
@@ -245,11 +280,22 @@ class NodeSettings:
         if not isinstance(backends, Mapping) or not all(isinstance(v, str) for v in backends.values()):
             raise ConfigError("node.backend_components", "expected an object of tenant_id -> class name")
         node_id = _env_str(env, "MICS_NODE_ID", raw.get("node_id")) or f"{socket.gethostname()}-{port}"
+        workers = raw.get("router_workers", 1)
+        env_workers = _env_str(env, "MICS_ROUTER_WORKERS", None)
+        if env_workers is not None:
+            workers = int(env_workers) if env_workers.isdigit() else env_workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+            raise ConfigError("node.router_workers", f"expected int 1..64, got {workers!r}")
+        worker = raw.get("worker")
+        if worker is not None:
+            if isinstance(worker, bool) or not isinstance(worker, int) or not 1 <= worker <= workers:
+                raise ConfigError("node.worker", f"expected int 1..{workers}, got {worker!r}")
+            node_id = f"{node_id}-w{worker}"
         redis_url = _env_str(env, "MICS_REDIS_URL", raw.get("redis_url"))
         if redis_url is not None:
-            from mics.cluster.redis import parse_url
-
             parse_url(redis_url)  # a bad URL stops the node at start, not at the first send
+        elif workers > 1:
+            raise ConfigError("node.router_workers", "more than one router worker needs cluster mode (MICS_REDIS_URL)")
         return cls(
             node_id=node_id,
             port=port,
@@ -262,6 +308,8 @@ class NodeSettings:
             dev_mode=bool(raw.get("dev_mode", False)),
             speedups=bool(raw.get("speedups", True)),
             backend_components=dict(backends),
+            router_workers=workers,
+            worker=worker,
         )
 
 

@@ -19,9 +19,10 @@ import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
 
-from harness import ADMIN_SECRET, Node, start_node, start_redis
+from harness import ADMIN_SECRET, Node, http_get, start_node, start_redis
 from hook_servers import HookLogic, HttpHookServer
-from mics.cluster.redis import connect_pool, parse_url
+from mics.cluster.redis import connect_pool
+from mics.config import parse_url
 from wamp_clients import JoinRefused, TestSession, admin, backend, sleep, user
 
 _ids = itertools.count(1)
@@ -374,3 +375,43 @@ def _events(data_dir: Path, tenant_id: str) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_node_with_two_router_workers_spreads_users_and_acts_as_one(tmp_path, redis_url):
+    """MICS_ROUTER_WORKERS=2: two router workers on one port (SO_REUSEPORT), each a cluster member."""
+    node = start_node(tmp_path, "multi", env={"MICS_REDIS_URL": redis_url, "MICS_ROUTER_WORKERS": "2"})
+    workers = {f"{node.node_id}-w1", f"{node.node_id}-w2"}
+    # Crossbar starts the workers one after the other: /ready answered by one says nothing of the other
+    answered: set[str] = set()
+    deadline = time.monotonic() + 30
+    while answered != workers and time.monotonic() < deadline:
+        status, body = http_get(node.http + "/health", 0.5)
+        if status == 200:
+            answered.add(json.loads(body)["node_id"])
+        await sleep(0.05)
+    assert answered == workers
+    secret = "secret-multi-0123456789"
+    hooks = HttpHookServer(secret, HookLogic(), "json")
+    sessions: list[TestSession] = []
+    try:
+        adm = await admin(node.url, ADMIN_SECRET)
+        sessions.append(adm)
+        config = {"secret": secret, "hook_transport": "http", "hook_base_url": hooks.base_url}
+        await adm.call("mics.admin.tenant.upsert", tenant_id="multi", config=config)
+        users: list[TestSession] = []
+        while {u.welcome.authextra["node_id"] for u in users} != workers:
+            assert len(users) < 40, "the kernel put every connection on one worker"
+            users.append(await user(node.url, "multi", f"tok-u{len(users)}", "d1"))
+            await users[-1].listen(f"mics.inbox.u{len(users) - 1}")
+        sessions += users
+        for i, sender in enumerate(users):  # every user writes to the next, across workers or not
+            await sender.call("mics.message.send", to_user_id=f"u{(i + 1) % len(users)}", body=f"from u{i}")
+        for i, receiver in enumerate(users):
+            got = await receiver.next_event(f"mics.inbox.u{i}")
+            assert got["body"] == f"from u{(i - 1) % len(users)}"
+    finally:
+        for session in reversed(sessions):
+            await session.close()
+        await hooks.stop()
+        node.process.stop()

@@ -77,6 +77,20 @@ def test_a_bad_environment_override_is_refused(tmp_path):
     assert result.returncode == 2 and "MICS_PORT" in result.stderr
 
 
+def test_config_check_validates_cluster_settings(tmp_path):
+    """The CLI checks MICS_REDIS_URL and MICS_ROUTER_WORKERS before anything starts."""
+
+    def check(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([MICS, "config", "check", "--config", str(write_config(tmp_path))],
+                              env=clean_env(**env), capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    assert check(MICS_REDIS_URL="redis://redis:6379/0", MICS_ROUTER_WORKERS="2").returncode == 0
+    bad_url = check(MICS_REDIS_URL="http://redis:6379")
+    assert bad_url.returncode == 2 and "MICS_REDIS_URL" in bad_url.stderr
+    alone = check(MICS_ROUTER_WORKERS="2")
+    assert alone.returncode == 2 and "needs cluster mode" in alone.stderr
+
+
 def test_metrics_count_joins_and_messages(mics_node):
     status, body = http_get(f"{mics_node.http}/metrics")
     assert status == 200

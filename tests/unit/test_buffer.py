@@ -11,7 +11,8 @@ import pytest_twisted
 from mics.buffer import CatchupBuffer
 from mics.buffer.memory import DEDUP_WINDOW_S, MemoryBuffer
 from mics.buffer.redis import RedisBuffer
-from mics.cluster.redis import connect_pool, parse_url
+from mics.cluster.redis import connect_pool
+from mics.config import parse_url
 
 _tenants = itertools.count()
 

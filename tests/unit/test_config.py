@@ -115,6 +115,9 @@ def test_node_defaults_without_environment():
         ({}, {"MICS_REDIS_URL": "http://r:6379"}, "MICS_REDIS_URL"),
         ({"redis_url": "redis://r/zero"}, {}, "MICS_REDIS_URL"),
         ({}, {"MICS_REDIS_URL": "redis://r:notaport"}, "MICS_REDIS_URL"),
+        ({"router_workers": 0}, {}, "node.router_workers"),
+        ({}, {"MICS_ROUTER_WORKERS": "two"}, "node.router_workers"),
+        ({}, {"MICS_ROUTER_WORKERS": "2"}, "node.router_workers"),  # without Redis
     ],
 )
 def test_bad_node_settings_are_refused(raw, env, field):

@@ -20,7 +20,8 @@ from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
 from mics.cluster import redis as keys
-from mics.cluster.redis import RedisAddress, SubscriberFactory, connect_pool, parse_url
+from mics.cluster.redis import SubscriberFactory, connect_pool
+from mics.config import RedisAddress, parse_url
 from mics.errors import UNAVAILABLE, SendFailed
 
 log = make_logger()

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import txredisapi
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint
 from txaio import make_logger
 
-from mics.errors import ConfigError
+from mics.config import RedisAddress
 
 log = make_logger()
 
@@ -67,36 +65,6 @@ class TenantKeys:
 
     def dedup(self, user_id: str, client_msg_id: str) -> str:
         return self.prefix + "dedup:" + user_id + ":" + client_msg_id
-
-
-@dataclass(frozen=True, slots=True)
-class RedisAddress:
-    host: str
-    port: int
-    db: int | None
-    password: str | None
-    username: str | None
-
-
-def parse_url(url: str) -> RedisAddress:
-    """`redis://[[user]:password@]host[:port][/db]`."""
-    parts = urlsplit(url)
-    if parts.scheme != "redis" or not parts.hostname:
-        raise ConfigError("MICS_REDIS_URL", f"expected redis://host[:port][/db], got {url!r}")
-    path = parts.path.strip("/")
-    if path and not path.isdigit():
-        raise ConfigError("MICS_REDIS_URL", f"the database must be a number, got {path!r}")
-    try:
-        port = parts.port or 6379
-    except ValueError:
-        raise ConfigError("MICS_REDIS_URL", f"bad port in {url!r}") from None
-    return RedisAddress(
-        host=parts.hostname,
-        port=port,
-        db=int(path) if path else None,
-        password=unquote(parts.password) if parts.password else None,
-        username=unquote(parts.username) if parts.username else None,
-    )
 
 
 class FailFastHandler(txredisapi.ConnectionHandler):
