@@ -40,6 +40,36 @@ def _fmt(v: Any, unit: str = "") -> str:
     return f"{v}{unit}"
 
 
+def _two_router_rows(
+    result: dict[str, Any] | None, steps_key: str, what: str, raw_peak: float
+) -> list[tuple[str, str, str, str]]:
+    """Rows for a run over two cluster members (nodes or router workers), against one MICS node."""
+    if not result:
+        return []
+    steps = result[steps_key]
+    half = at_half_load(steps)
+    ok = [s for s in steps if "cluster_us_per_msg" in s and s["delivered_per_s"] >= 0.85 * s["offered_per_s"]]
+    out = [
+        (
+            f"{what} 1:1 msgpack: peak msg/s (MICS/raw column: vs one MICS node)",
+            _fmt(raw_peak),
+            _fmt(result["peak_per_s"]),
+            _ratio(result["peak_per_s"], result.get("one_node_peak_per_s")),
+        )
+    ]
+    if half:
+        usage = f"{_fmt(ok[-1]['cluster_us_per_msg']) if ok else '-'}"
+        out.append(
+            (
+                f"{what}: p50 / p99 ms at half load ({_fmt(half['offered_per_s'])} offered); both routers' CPU µs/msg",
+                "-",
+                f"{_fmt(half['p50_ms'])} / {_fmt(half['p99_ms'])}; {usage}",
+                "-",
+            )
+        )
+    return out
+
+
 def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(what, raw Crossbar, MICS, MICS/raw) rows."""
     res = report["results"]
@@ -135,30 +165,11 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _ratio(m["rss_per_connection_kb"], r["rss_per_connection_kb"]),
             )
         )
-    cluster = res.get("cluster")
-    if cluster:
-        steps = cluster["mics_2_nodes"]
-        half = at_half_load(steps)
-        ok = [s for s in steps if "cluster_us_per_msg" in s and s["delivered_per_s"] >= 0.85 * s["offered_per_s"]]
-        out.append(
-            (
-                "cluster 2 nodes, cross-node 1:1 msgpack: peak msg/s (MICS/raw column: vs one MICS node)",
-                _fmt(base),
-                _fmt(cluster["peak_per_s"]),
-                _ratio(cluster["peak_per_s"], cluster.get("one_node_peak_per_s")),
-            )
-        )
-        if half:
-            out.append(
-                (
-                    f"cluster: p50 / p99 ms at half load ({_fmt(half['offered_per_s'])} offered); "
-                    "both routers' CPU µs/msg",
-                    "-",
-                    f"{_fmt(half['p50_ms'])} / {_fmt(half['p99_ms'])}; "
-                    f"{_fmt(ok[-1]['cluster_us_per_msg']) if ok else '-'}",
-                    "-",
-                )
-            )
+    for key, steps_key, what in (
+        ("cluster", "mics_2_nodes", "cluster 2 nodes, cross-node"),
+        ("workers", "mics_2_workers", "1 node, 2 router workers"),
+    ):
+        out.extend(_two_router_rows(res.get(key), steps_key, what, base))
     start = res.get("startup")
     if start:
         r, m = start.get("raw", {}), start.get("mics", {})
@@ -200,9 +211,13 @@ def plot(report: dict[str, Any], path: Path) -> Path:
         steps = res.get(f"hook_{transport}", {}).get("mics")
         if steps:
             series.append((f"mics msgpack + {transport} check hook", steps, "--"))
-    cluster = res.get("cluster", {}).get("mics_2_nodes")
-    if cluster:
-        series.append(("mics msgpack, 2-node cluster, cross-node", cluster, "-."))
+    for key, steps_key, label in (
+        ("cluster", "mics_2_nodes", "mics msgpack, 2-node cluster, cross-node"),
+        ("workers", "mics_2_workers", "mics msgpack, 1 node with 2 router workers"),
+    ):
+        steps = res.get(key, {}).get(steps_key)
+        if steps:
+            series.append((label, steps, "-."))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
     for label, steps, style in series:
         x = [s["offered_per_s"] for s in steps]

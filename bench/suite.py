@@ -4,8 +4,9 @@
 no speed assertions, just a complete report). Writes bench/results/<stamp>.json, latest.json and
 latest.png, and prints a table. Scenarios, each raw then MICS with the node in the same state:
 start-up, idle connections (+ joins/s), 1:1 json and msgpack, check-message hook (wamp, http),
-group send, sync of held messages, two-node cluster; then a py-spy profile of the MICS router worker (full mode).
-The cluster scenario runs two more MICS nodes sharing a redis-server, with every send crossing nodes.
+group send, sync of held messages, two-node cluster, two-worker node; then a py-spy profile of
+the MICS router worker (full mode). The cluster scenario runs two more MICS nodes sharing a
+redis-server, with every send crossing nodes; the workers scenario one node with two router workers.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class Bench:
         self.results: dict[str, Any] = {}
         self.routers: dict[str, Router] = {}
         self.hooks: list[Child] = []  # the tenants' hook backends (share the WAMP hooks round-robin)
+        self.hook_base_url: str | None = None  # the first backend's signed HTTP hook server
         self._step = 0
         self.scenario = "start"
 
@@ -404,25 +406,60 @@ class Bench:
                 groups.append(self.gens(node, "bench", "msgpack", users[name], 1, "inbox", peers=other[name]))
             both = Group([c for g in groups for c in g.children])
             extra = {"node_b": nodes[1].worker, "redis": psutil.Process(redis.proc.pid)}
-            steps = self._ramp(nodes[0], both, extra=extra)
-            for step in steps:  # CPU of the whole cluster: both router workers and Redis
-                cluster_s = step.get("node_cpu_s", 0) + step.get("node_b_cpu_s", 0)
-                step["cluster_us_per_msg"] = round(cluster_s * 1e6 / max(step["received"], 1), 1)
-            one_node = max((s["delivered_per_s"] for s in self.results.get("p2p_msgpack", {}).get("mics", [])),
-                           default=None)  # fmt: skip
-            peak = max((s["delivered_per_s"] for s in steps), default=0)
-            self.results["cluster"] = {
-                "mics_2_nodes": steps,
-                "peak_per_s": peak,
-                "one_node_peak_per_s": one_node,
-                "ratio_to_one_node": round(peak / one_node, 2) if one_node else None,
-            }
+            self.results["cluster"] = self._two_routers(nodes[0], both, extra, "mics_2_nodes")
         finally:
             for g in groups:
                 g.stop()
             for b in backends:
                 b.stop()
             for node in nodes:
+                node.stop()
+            redis.stop()
+
+    def _two_routers(self, first: Router, group: Group, extra: dict[str, Any], key: str) -> dict[str, Any]:
+        """Ramp 1:1 over two cluster members (nodes or workers); CPU per message over both routers."""
+        steps = self._ramp(first, group, extra=extra)
+        for step in steps:
+            both_s = step.get("node_cpu_s", 0) + step.get("node_b_cpu_s", 0)
+            step["cluster_us_per_msg"] = round(both_s * 1e6 / max(step["received"], 1), 1)
+        one_node = max((s["delivered_per_s"] for s in self.results.get("p2p_msgpack", {}).get("mics", [])),
+                       default=None)  # fmt: skip
+        peak = max((s["delivered_per_s"] for s in steps), default=0)
+        return {
+            key: steps,
+            "peak_per_s": peak,
+            "one_node_peak_per_s": one_node,
+            "ratio_to_one_node": round(peak / one_node, 2) if one_node else None,
+        }
+
+    def workers(self) -> None:
+        """One node with two router workers (MICS_ROUTER_WORKERS=2: cluster members on one port,
+        sharing a redis-server); the kernel spreads the users, so about half the sends cross workers.
+        Its tenant uses the HTTP hooks: a WAMP backend session would reach one worker only."""
+        from harness import start_redis
+
+        redis, url = start_redis(self.workdir)
+        tenant = {**TENANT_DEFAULTS, "hook_transport": "http", "hook_base_url": self.hook_base_url,
+                  "check_message_hook": False}  # fmt: skip
+        env = {"MICS_REDIS_URL": url, "MICS_ROUTER_WORKERS": "2"}
+        node: Router | None = None
+        group: Group | None = None
+        try:
+            node = start_mics(self.workdir, {"bench_mw": tenant}, "bench-mw", env)
+            deadline = time.monotonic() + 60  # Crossbar starts the second worker after the first is up
+            while len(_answering(node)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            controller = psutil.Process(node.process.proc.pid)
+            workers = controller.children()  # the router workers (their process titles are changed)
+            node._worker = workers[0]
+            users = [f"u{i}" for i in range(self.plan.p2p_users)]
+            group = self.gens(node, "bench_mw", "msgpack", users, self.plan.generators, "inbox")
+            extra = {"node_b": workers[1], "redis": psutil.Process(redis.proc.pid)}
+            self.results["workers"] = self._two_routers(node, group, extra, "mics_2_workers")
+        finally:
+            if group is not None:
+                group.stop()
+            if node is not None:
                 node.stop()
             redis.stop()
 
@@ -463,7 +500,7 @@ class Bench:
             for i in range(plan.hook_backends):  # the first one also serves the http tenant
                 backend_spec = {**spec, "invoke": "roundrobin", "http_tenant": HTTP_TENANT if i == 0 else None}
                 self.hooks.append(Child("hooks", backend_spec, self.workdir / f"hooks-{i}.log"))
-                self.hooks[-1].reply(60)
+                self.hook_base_url = self.hooks[-1].reply(60).get("hook_base_url") or self.hook_base_url
             for name, fn in (
                 ("startup", self.startup),
                 ("idle", self.idle),
@@ -474,6 +511,7 @@ class Bench:
                 ("group", self.group_send),
                 ("sync", self.sync),
                 ("cluster", self.cluster),
+                ("workers", self.workers),
                 ("profile", self.profile),
             ):
                 if only and name not in only:
@@ -492,6 +530,18 @@ class Bench:
             for r in self.routers.values():
                 r.stop()
         return self.results
+
+
+def _answering(node: Router) -> set[str]:
+    """The node ids that answered /health (each request may land on another worker)."""
+    seen = set()
+    for _ in range(8):
+        try:
+            with urllib.request.urlopen(node.http + "/health", timeout=1) as r:
+                seen.add(json.loads(r.read())["node_id"])
+        except OSError:
+            pass
+    return seen
 
 
 def _git(*args: str) -> str:
