@@ -33,6 +33,22 @@ BUFFER_BYTES = Gauge("mics_buffer_held_bytes", "Bytes held for catch-up", ["tena
 EVENTS = Counter("mics_events_total", "Events by sink and outcome", ["tenant", "sink", "outcome"], registry=REGISTRY)
 EVENT_QUEUE = Gauge("mics_event_queue_length", "Events waiting for a sink", ["tenant"], registry=REGISTRY)
 EVENT_DLQ = Gauge("mics_event_dlq_size", "Dead letters held for re-push", ["tenant"], registry=REGISTRY)
+CLUSTER_SENT = Counter(
+    "mics_cluster_sent_total",
+    "Operations this node asked of other nodes (1:1 deliveries are published by the Redis send script instead)",
+    ["op"],
+    registry=REGISTRY,
+)
+CLUSTER_RECEIVED = Counter(
+    "mics_cluster_received_total", "Operations other nodes asked of this node", ["op"], registry=REGISTRY
+)
+CLUSTER_MEMBERS = Gauge(
+    "mics_cluster_members", "Cluster members alive, this one included, as of the last check", registry=REGISTRY
+)
+CLUSTER_REAPED = Counter("mics_cluster_reaped_total", "Dead members this node cleaned up after", registry=REGISTRY)
+REDIS_FAILURES = Counter(
+    "mics_redis_failures_total", "Redis commands that failed, by what they were for", ["what"], registry=REGISTRY
+)
 GC_PAUSE = Histogram(
     "mics_gc_pause_seconds",
     "Garbage-collector pauses of the router worker (they stall every session)",

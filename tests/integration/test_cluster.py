@@ -134,6 +134,10 @@ async def test_one_to_one_across_nodes_with_presence(nodes, tenant):
     # and back, the other way
     await bob.call("mics.message.send", to_user_id="alice", body="hi from B")
     assert (await alice.next_event("mics.inbox.alice"))["body"] == "hi from B"
+    # the forwarded deliveries and both members show in node B's metrics
+    status, metrics = http_get(b.http + "/metrics")
+    assert status == 200 and b'mics_cluster_received_total{op="deliver"}' in metrics
+    assert await eventually(lambda: _members(b, 2))
 
 
 @pytest_twisted.ensureDeferred
@@ -363,6 +367,11 @@ async def test_while_redis_is_down_sends_fail_clearly_and_recover_after(tmp_path
         await hooks.stop()
         node.process.stop()
         redis.stop()
+
+
+async def _members(node: Node, count: int) -> bool:
+    _status, metrics = http_get(node.http + "/metrics")
+    return f"mics_cluster_members {float(count)}".encode() in metrics
 
 
 async def _offline(session: TestSession, user_id: str) -> bool:

@@ -441,9 +441,7 @@ async def test_a_live_message_lost_in_transit_is_fetched_by_a_gap_sync(make_tena
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_devices_own_sends_take_inbox_seqs_without_looking_like_gaps(
-    make_tenant: Any, device: Devices
-) -> None:
+async def test_a_devices_own_sends_take_inbox_seqs_without_looking_like_gaps(make_tenant: Any, device: Devices) -> None:
     tenant = await make_tenant()
     alice = await device(tenant, "alice")
     phone = await device(tenant, "bob", "phone", gap_wait_s=0.05)

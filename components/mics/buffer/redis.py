@@ -24,6 +24,7 @@ import msgpack
 from twisted.internet.defer import Deferred
 from txaio import make_logger
 
+from mics import metrics
 from mics.buffer import CatchupBuffer, sync_result
 from mics.buffer.memory import DEDUP_WINDOW_S
 from mics.cluster.redis import Script, TenantKeys
@@ -300,13 +301,12 @@ class RedisBuffer(CatchupBuffer):
         await self._redis.execute_command("SET", key, value, "PX", int(DEDUP_WINDOW_S * 1000))
 
     def expire(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._expire()).addErrback(
-            lambda f: log.warn(
-                "buffer expiry failed: tenant_id={tenant_id} error={error}",
-                tenant_id=self.tenant_id,
-                error=f.getErrorMessage(),
-            )
-        )
+        def failed(f: Any) -> None:
+            metrics.REDIS_FAILURES.labels("expiry").inc()
+            log.warn("buffer expiry failed: tenant_id={tenant_id} error={error}",
+                     tenant_id=self.tenant_id, error=f.getErrorMessage())  # fmt: skip
+
+        return Deferred.fromCoroutine(self._expire()).addErrback(failed)
 
     async def _expire(self) -> None:
         keys = self._keys

@@ -19,6 +19,7 @@ import txredisapi
 from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
+from mics import metrics
 from mics.cluster import redis as keys
 from mics.cluster.redis import SubscriberFactory, connect_pool
 from mics.config import RedisAddress, parse_url
@@ -81,8 +82,6 @@ class Cluster:
             self.address, [keys.node_channel(node_id), keys.BROADCAST], self._on_message
         )
         self._timers: list[LoopingCall] = []
-        self.forwarded = 0
-        self.received = 0
 
     async def start(self) -> None:
         """Wait for Redis (the node is not ready before), register, start listening and beating."""
@@ -120,11 +119,14 @@ class Cluster:
         self._publish(keys.BROADCAST, operation)
 
     def _publish(self, channel: str, operation: Operation) -> None:
-        self.forwarded += 1
+        metrics.CLUSTER_SENT.labels(operation[0]).inc()
         data = msgpack.packb([self.node_id, *operation], use_bin_type=True)
-        self.redis.publish(channel, data).addErrback(
-            lambda f: log.warn("forward to {channel} failed: {error}", channel=channel, error=f.getErrorMessage())
-        )
+
+        def failed(f: Any) -> None:
+            metrics.REDIS_FAILURES.labels("forward").inc()
+            log.warn("forward to {channel} failed: {error}", channel=channel, error=f.getErrorMessage())
+
+        self.redis.publish(channel, data).addErrback(failed)
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         if data[:1] == SEQ_FRAME:
@@ -133,7 +135,7 @@ class Cluster:
             origin, *operation = msgpack.unpackb(data, raw=False)
         if origin == self.node_id:
             return  # our own broadcast
-        self.received += 1
+        metrics.CLUSTER_RECEIVED.labels(operation[0]).inc()
         self._on_operation(operation, origin)
 
     # -- membership -----------------------------------------------------------------------------
@@ -150,9 +152,13 @@ class Cluster:
     async def _reap(self) -> None:
         """Clean up after nodes whose heartbeat expired (one reaper per dead node)."""
         members = await self.redis.smembers(keys.NODES)
+        alive = 1
         for raw in members:
             node_id = raw.decode()
-            if node_id == self.node_id or await self.redis.exists(keys.node_alive(node_id)):
+            if node_id == self.node_id:
+                continue
+            if await self.redis.exists(keys.node_alive(node_id)):
+                alive += 1
                 continue
             got = await self.redis.execute_command(
                 "SET", keys.node_reaper(node_id), self.node_id, "NX", "PX", REAP_LOCK_MS
@@ -161,6 +167,8 @@ class Cluster:
                 continue  # another node is on it
             log.warn("node lost: node_id={lost}, removing its sessions from presence", lost=node_id)
             await self.reap(node_id)
+            metrics.CLUSTER_REAPED.inc()
+        metrics.CLUSTER_MEMBERS.set(alive)
 
     async def reap(self, node_id: str) -> None:
         """Remove a node's presence (a dead node, or this node's own leftovers after a crash)."""
@@ -179,6 +187,7 @@ def unavailable_on_redis_failure(fn: Callable[..., Any], count: Callable[[], Non
             return (await result) if isawaitable(result) else result
         except txredisapi.RedisError as e:
             log.warn("redis unreachable: {error}", error=str(e))
+            metrics.REDIS_FAILURES.labels("call").inc()
             if count is not None:
                 count()
             cmid = kwargs.get("client_msg_id")
@@ -193,6 +202,8 @@ def _logged(d: Any, what: str) -> Any:
     """Timer work must never stop its LoopingCall: Redis trouble is logged and retried next tick."""
     from twisted.internet.defer import Deferred
 
-    return Deferred.fromCoroutine(d).addErrback(
-        lambda f: log.warn("cluster {what} failed: {error}", what=what, error=f.getErrorMessage())
-    )
+    def failed(f: Any) -> None:
+        metrics.REDIS_FAILURES.labels("membership").inc()
+        log.warn("cluster {what} failed: {error}", what=what, error=f.getErrorMessage())
+
+    return Deferred.fromCoroutine(d).addErrback(failed)

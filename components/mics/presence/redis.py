@@ -14,6 +14,7 @@ from typing import Any
 
 from txaio import make_logger
 
+from mics import metrics
 from mics.cluster.redis import Script, TenantKeys
 from mics.presence import Presence
 from mics.sessions import SessionInfo, SessionTable
@@ -178,6 +179,7 @@ class RedisPresence(Presence):
             d.addCallback(self._replaced, info)
 
         def failed(f: Any) -> None:
+            metrics.REDIS_FAILURES.labels("presence").inc()
             log.warn("presence write failed: user_id={user_id} error={error}",
                      user_id=info.user_id, error=f.getErrorMessage())  # fmt: skip
             self._failed.setdefault(info.session_id, (script, info, args))
