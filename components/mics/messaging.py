@@ -373,8 +373,8 @@ class TenantComponent(ApplicationSession):
         config = self.tenant.config
         to_topic, from_topic = uris.inbox_topic(to_user_id), uris.inbox_topic(sender.user_id)
         frames = (
-            frame_header(self.node_id, self.tenant_id, to_topic, to_user_id),
-            frame_header(self.node_id, self.tenant_id, from_topic, sender.user_id),
+            frame_header(self.node_id, self.tenant_id, to_user_id),
+            frame_header(self.node_id, self.tenant_id, sender.user_id),
         )
         routed = await buffer.append_routed(
             to_user_id,
@@ -465,13 +465,13 @@ class TenantComponent(ApplicationSession):
             eligible = members if sender.user_id in members or sender.is_system else [*members, sender.user_id]
             self._to_group(uris.group_topic(group_id), eligible, sender.own_session, payload)
             others = [m for m in members if m != sender.user_id]
-            if tenant.config.group_buffering:
+            if tenant.config.group_buffering:  # offline members find it with sync (an entry each)
                 online = await tenant.presence.online_among(others)
-                await self._hold_for_offline_members(others, online, payload, size)
+                offline = [m for m in others if m not in online]
+                await tenant.buffer.append_many(offline, payload, size + ENTRY_OVERHEAD, tenant.config.offline_ttl_s)
                 any_online = bool(online)
             else:
-                by_user = tenant.sessions.by_user  # someone here is enough; else ask the cluster
-                any_online = any(m in by_user for m in others) or bool(await tenant.presence.online_among(others))
+                any_online = await tenant.presence.any_online(others)
             # nobody else online: held for them with group_buffering, otherwise gone (best effort)
             delivered = "online" if any_online else ("buffered" if tenant.config.group_buffering else "offline")
             self._messages[(message.type, delivered)].inc()
@@ -498,17 +498,6 @@ class TenantComponent(ApplicationSession):
             metrics.SEND_FAILURES.labels(self.tenant_id, "empty_group").inc()
             raise SendFailed(errors.EMPTY_GROUP, f"group {group_id!r} has no members", cmid)
         return members
-
-    async def _hold_for_offline_members(
-        self, members: list[str], online: set[str], payload: dict[str, Any], size: int
-    ) -> None:
-        """group_buffering: offline members find the message with sync (costs one entry each)."""
-        tenant = self.tenant
-        ttl = tenant.config.offline_ttl_s
-        append = tenant.buffer.append
-        for member in members:
-            if member not in online:
-                await append(member, dict(payload), size + ENTRY_OVERHEAD, ttl)
 
     def _emit_message(self, event_type: str, message: Message, payload: dict[str, Any], sender: Sender) -> None:
         """`payload` is the message's kwargs, already built for delivery (never mutated after)."""

@@ -100,9 +100,8 @@ class Node:
         assert self.tenants is not None
         now = self.reactor.seconds()
         heartbeat.sweep(self.tenants, now)
-        if self.cluster is not None:
-            for tenant in self.tenants:
-                tenant.presence.retry()
+        for tenant in self.tenants:
+            tenant.presence.retry()
         self._ticks += 1
         if self._ticks % EXPIRE_EVERY_TICKS == 0:
             for tenant in self.tenants:

@@ -182,6 +182,21 @@ async def test_group_send_reaches_members_on_every_node(nodes, tenant):
 
 
 @pytest_twisted.ensureDeferred
+async def test_group_buffering_holds_for_members_offline_on_every_node(nodes, tenant):
+    a, b = nodes
+    adm = await tenant.admin(a)
+    await adm.call("mics.admin.tenant.upsert", tenant_id=tenant.tenant_id, config={"group_buffering": True})
+    tenant.logic.groups["g3"] = ["alice", "bob", "carol"]
+    alice, bob = await tenant.pair(a, b)
+    ack = await alice.call("mics.group.send", group_id="g3", body="for everyone")
+    assert ack["delivered"] == "online"
+    carol = await tenant.user(b, "carol")
+    held = await carol.call("mics.inbox.sync", since_seq=0)
+    assert [m["msg_id"] for m in held["messages"]] == [ack["msg_id"]] and held["complete"]
+    assert (await bob.call("mics.inbox.sync", since_seq=0))["messages"] == []  # bob was online
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_group_whose_only_online_member_is_on_another_node_counts_as_online(nodes, tenant):
     a, b = nodes
     tenant.logic.groups["g2"] = ["alice", "bob"]

@@ -165,3 +165,16 @@ async def test_dedup_remembers_acks_for_the_window(make):
     assert (await buffer.seen("alice", "c1")) is None
     await expire(buffer)
     assert (await buffer.seen("alice", "c1")) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_append_many_gives_each_user_a_held_copy_with_their_own_seq(make):
+    buffer, _ = make()
+    await put(buffer, "bob", "earlier")
+    await buffer.append_many(["bob", "carol", "dave"], {"body": "group"}, 10, 60.0)
+    got = {u: (await buffer.since(u, 0, None)).messages for u in ("bob", "carol", "dave")}
+    assert [(m["body"], m["seq"]) for m in got["bob"]] == [("earlier", 1), ("group", 2)]
+    assert (
+        [(m["body"], m["seq"]) for m in got["carol"]] == [("group", 1)] == [(m["body"], m["seq"]) for m in got["dave"]]
+    )
+    assert buffer.stats()["held_messages"] == 4

@@ -45,6 +45,11 @@ class CatchupBuffer(ABC):
     async def append(self, user_id: str, entry: dict[str, Any], size: int, hold_s: float) -> int:
         """Give `entry` the user's next seq (sets entry["seq"]), hold it for `hold_s`; return the seq."""
 
+    async def append_many(self, user_ids: list[str], entry: dict[str, Any], size: int, hold_s: float) -> None:
+        """Hold a copy of `entry` for each user (each takes that user's next seq)."""
+        for user_id in user_ids:
+            await self.append(user_id, dict(entry), size, hold_s)
+
     @abstractmethod
     async def since(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
         """Every held message with seq > since_seq, oldest first; complete=False if any is gone."""

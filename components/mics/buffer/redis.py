@@ -34,6 +34,7 @@ log = make_logger()
 
 SEQ_KEEP_MS = 86_400_000
 EXPIRE_BATCH = 1000
+APPEND_MANY_BATCH = 500
 
 # Lua shared by the append scripts. Keys are built from the tenant prefix (one hash slot).
 APPEND_LUA = """
@@ -87,9 +88,26 @@ return {seq, evicted, epoch, held, bytes}
 """
 )
 
+# The same message for many users (group_buffering: a group's offline members), one script run.
+# KEYS: epoch; ARGV: prefix, epoch candidate, expires, size, packed, max_per_user, max_bytes, seq_keep,
+# inbox_ttl, then the user ids
+_APPEND_MANY = Script(
+    APPEND_LUA
+    + """
+local epoch = ensure_epoch(KEYS[1], ARGV[2])
+local evicted = 0
+for i = 10, #ARGV do
+  local _, ev = append(ARGV[1], ARGV[i], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+  evicted = evicted + ev
+end
+local held, bytes = held_stats(ARGV[1])
+return {0, evicted, epoch, held, bytes}
+"""
+)
+
 # One 1:1 inbox message in one round trip: both users' presence, the recipient's append (held for the
 # online or the offline time), the sender's copy, and a publish to every other node with a device of
-# either user ("S" frames, see mics.cluster.pack_seq_frame).
+# either user ("S" frames, see mics.cluster.unpack_seq_frame).
 # KEYS: epoch. ARGV: 1 prefix, 2 epoch candidate, 3 to, 4 from ('' = no copy), 5 expires if online,
 # 6 expires if offline, 7 expires of the copy, 8 size, 9 packed, 10 max_per_user, 11 max_bytes,
 # 12 seq_keep, 13 inbox_ttl, 14 this node, 15 frame header to, 16 frame header from, 17 channel prefix
@@ -120,29 +138,26 @@ local expires = ARGV[6]
 if to_total > 0 then expires = ARGV[5] end
 local seq_to, evicted = append(prefix, ARGV[3], expires, ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13])
 forward(to_nodes, ARGV[15], seq_to)
-local seq_from, local_from = 0, 0
+local seq_from = 0
 if ARGV[4] ~= '' then
-  local from_nodes = devices(ARGV[4])
   local seq, ev = append(prefix, ARGV[4], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13])
   seq_from, evicted = seq, evicted + ev
-  forward(from_nodes, ARGV[16], seq_from)
-  local_from = from_nodes[me] or 0
+  forward(devices(ARGV[4]), ARGV[16], seq_from)
 end
 local held, bytes = held_stats(prefix)
-return {seq_to, evicted, epoch, held, bytes, seq_from, to_total, to_nodes[me] or 0, local_from}
+return {seq_to, evicted, epoch, held, bytes, seq_from, to_total}
 """
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """What `append_routed` did: the seqs, and who is online where (remote nodes were told)."""
+    """What `append_routed` did: the seqs, and whether the recipient is online on some node (the
+    other nodes were told; this node delivers to its own devices from its session table)."""
 
     seq_to: int
     seq_from: int | None
     to_online: bool
-    to_local: int  # the recipient's devices on this node
-    from_local: int  # the sender's devices on this node (the sending one included)
 
 
 _EXPIRE = Script(
@@ -165,12 +180,7 @@ return {redis.call('GET', KEYS[3]) or false, tonumber(redis.call('GET', KEYS[2])
 """
 )
 
-_EPOCH = Script(
-    """
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
-return redis.call('GET', KEYS[1])
-"""
-)
+_EPOCH = Script(APPEND_LUA + "return ensure_epoch(KEYS[1], ARGV[1])")
 
 
 class RedisBuffer(CatchupBuffer):
@@ -184,10 +194,12 @@ class RedisBuffer(CatchupBuffer):
         self._keys = TenantKeys(tenant_id)
         self._held = 0  # tenant-wide, as of the last append or expiry
         self._bytes = 0
+        # the epoch the scripts set when Redis has none (first use, or Redis came back empty)
+        self._candidate = os.urandom(6).hex()
 
     async def _ensure_epoch(self) -> str:
         if not self._epoch:
-            epoch = await _EPOCH(self._redis, [self._keys.epoch], [os.urandom(6).hex()])
+            epoch = await _EPOCH(self._redis, [self._keys.epoch], [self._candidate])
             self._epoch = epoch.decode()
         return self._epoch
 
@@ -201,7 +213,7 @@ class RedisBuffer(CatchupBuffer):
             [keys.epoch],
             [
                 keys.prefix,
-                os.urandom(6).hex(),
+                self._candidate,
                 user_id,
                 now_ms + hold_ms if hold_ms > 0 else 0,
                 size,
@@ -236,7 +248,7 @@ class RedisBuffer(CatchupBuffer):
             [self._keys.epoch],
             [
                 self._keys.prefix,
-                os.urandom(6).hex(),
+                self._candidate,
                 to_user_id,
                 from_user_id or "",
                 *expires,
@@ -252,9 +264,19 @@ class RedisBuffer(CatchupBuffer):
             ],
         )
         seq_to = self._appended(result)
-        return Routed(
-            seq_to, int(result[5]) if from_user_id else None, int(result[6]) > 0, int(result[7]), int(result[8])
-        )
+        return Routed(seq_to, int(result[5]) if from_user_id else None, int(result[6]) > 0)
+
+    async def append_many(self, user_ids: list[str], entry: dict[str, Any], size: int, hold_s: float) -> None:
+        keys = self._keys
+        hold_ms = int(hold_s * 1000)
+        expires = int(self._clock() * 1000) + hold_ms
+        packed = msgpack.packb(entry, use_bin_type=True)
+        fixed = [keys.prefix, self._candidate, expires, size, packed, self._max_per_user, self._max_bytes,
+                 SEQ_KEEP_MS, hold_ms + 1000]  # fmt: skip
+        for at in range(0, len(user_ids), APPEND_MANY_BATCH):  # bounded script runs: Redis serves others between
+            self._appended(
+                await _APPEND_MANY(self._redis, [keys.epoch], [*fixed, *user_ids[at : at + APPEND_MANY_BATCH]])
+            )
 
     def _appended(self, result: list[Any]) -> int:
         """Book-keeping from an append script's reply {seq, evicted, epoch, held, bytes}."""
@@ -322,7 +344,8 @@ class RedisBuffer(CatchupBuffer):
         """A new epoch, then every held message, seq counter and dedup record of the tenant goes."""
         redis = self._redis
         prefix = self._keys.prefix
-        await redis.set(self._keys.epoch, os.urandom(6).hex())
+        self._candidate = os.urandom(6).hex()
+        await redis.set(self._keys.epoch, self._candidate)
         self._epoch = ""
         for pattern in ("inbox:*", "seq:*", "dedup:*", "held", "bytes"):
             cursor = b"0"

@@ -19,7 +19,7 @@ import txredisapi
 from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
-from mics import metrics
+from mics import metrics, uris
 from mics.cluster import redis as keys
 from mics.cluster.redis import SubscriberFactory, connect_pool
 from mics.config import RedisAddress, parse_url
@@ -43,19 +43,19 @@ Operation = list[Any]
 SEQ_FRAME = b"S"  # an inbox delivery built by a Redis script: header, seq, packed message
 
 
-def frame_header(origin: str, tenant_id: str, topic: str, authid: str) -> bytes:
-    """The fixed part of an "S" frame; the script adds the seq and the message."""
-    return msgpack.packb([origin, tenant_id, topic, authid], use_bin_type=True)  # type: ignore[no-any-return]
+def frame_header(origin: str, tenant_id: str, user_id: str) -> bytes:
+    """The fixed part of an "S" frame (a delivery to `user_id`'s inbox); the script adds seq and message."""
+    return msgpack.packb([origin, tenant_id, user_id], use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def unpack_seq_frame(data: bytes) -> tuple[str, Operation]:
     """`S` + header length (8 digits) + header + seq (12 digits) + msgpack message -> (origin, DELIVER op)."""
     size = int(data[1:9])
-    origin, tenant_id, topic, authid = msgpack.unpackb(data[9 : 9 + size], raw=False)
+    origin, tenant_id, user_id = msgpack.unpackb(data[9 : 9 + size], raw=False)
     seq = int(data[9 + size : 21 + size])
     message = msgpack.unpackb(data[21 + size :], raw=False)
     message["seq"] = seq
-    return origin, [DELIVER, tenant_id, topic, [authid], message]
+    return origin, [DELIVER, tenant_id, uris.inbox_topic(user_id), [user_id], message]
 
 
 class Cluster:
@@ -87,7 +87,7 @@ class Cluster:
         """Wait for Redis (the node is not ready before), register, start listening and beating."""
         await self.redis.ping()
         await self.reap(self.node_id)  # sessions a crashed earlier run of this node left behind
-        self._subscriber.start(self.reactor, self.address)
+        self._subscriber.start(self.reactor)
         await self._beat()
         for fn, interval in ((self._beat, HEARTBEAT_S), (self._reap, REAP_EVERY_S)):
             timer = LoopingCall(lambda fn=fn: _logged(fn(), fn.__name__))

@@ -155,17 +155,16 @@ class SubscriberFactory(txredisapi.SubscriberFactory):
         self.password = address.password
         self.username = address.username
         self.dbid = address.db
+        self._address = address
         self._channels = channels
         self._on_message = on_message
-        self.connection: Subscriber | None = None
 
-    def start(self, reactor: Any, address: RedisAddress) -> None:
+    def start(self, reactor: Any) -> None:
         """Connect, and keep reconnecting (with backoff) until `disconnect()`."""
-        self.startConnecting(HostnameEndpoint(reactor, address.host, address.port, timeout=5))
+        self.startConnecting(HostnameEndpoint(reactor, self._address.host, self._address.port, timeout=5))
 
     def buildProtocol(self, addr: Any) -> Subscriber:
         p: Subscriber = super().buildProtocol(addr)
         p.channels = self._channels
         p.on_message = self._on_message
-        self.connection = p
         return p

@@ -25,6 +25,10 @@ class Presence(ABC):
     async def online_among(self, user_ids: Sequence[str]) -> set[str]:
         """Those of `user_ids` with at least one device online (a group's members, say)."""
 
+    async def any_online(self, user_ids: Sequence[str]) -> bool:
+        """Whether any of `user_ids` has a device online (a group send's delivered status)."""
+        return bool(await self.online_among(user_ids))
+
     @abstractmethod
     async def sessions(self, user_id: str | None) -> list[dict[str, Any]]:
         """Session-list entries (session_id, user_id, device_id, node_id, online_at), all nodes."""

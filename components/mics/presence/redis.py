@@ -133,6 +133,10 @@ class RedisPresence(Presence):
         hits = await _ONLINE(self._redis, [self._keys.presence(u) for u in user_ids], [])
         return {user_ids[int(i) - 1] for i in hits}.union(u for u in user_ids if u in by_user)
 
+    async def any_online(self, user_ids: Sequence[str]) -> bool:
+        by_user = self._sessions.by_user  # someone on this node is enough: no Redis round trip
+        return any(u in by_user for u in user_ids) or await super().any_online(user_ids)
+
     async def sessions(self, user_id: str | None) -> list[dict[str, Any]]:
         redis = self._redis
         if user_id is not None:
