@@ -46,8 +46,10 @@ class TenantRuntime:
 
     def __init__(
         self, config: TenantConfig, settings: NodeSettings, reactor: IReactorTime, engines: EngineFactory,
-        ids: MsgIdFactory,
+        ids: MsgIdFactory, port: RealmPort | None = None,
     ) -> None:  # fmt: skip
+        """`port`: how the runtime reaches its realm; a node binds a RealmPort to the realm's router
+        (tests pass a recording fake)."""
         self.tenant_id = config.tenant_id
         self.node_id = settings.node_id
         self.ids = ids
@@ -56,7 +58,7 @@ class TenantRuntime:
         self.config = config  # in effect: base_config plus auth-hook overrides taken since
         self.base_config = config  # from the router config or the admin API (what Redis holds)
         self.sessions = SessionTable()
-        self.port = RealmPort(self.tenant_id)
+        self.port = port if port is not None else RealmPort(self.tenant_id)
         self.engine = engines.make(self.tenant_id, config, self.sessions, self.port, reactor.seconds)
         self.events = EventQueue(self.tenant_id, [])
         self.hook: GuardedHook | None = None
