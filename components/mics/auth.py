@@ -14,7 +14,7 @@ from typing import Any
 
 from txaio import make_logger
 
-from mics import errors, metrics, uris
+from mics import errors, limit_log, metrics, uris
 from mics.config import is_valid_entity_id
 from mics.hooks import HookRejected
 from mics.hooks.policy import HookUnavailable
@@ -74,6 +74,13 @@ class Authenticator:
         if not is_valid_entity_id(device_id):
             self._count(tenant_id, "invalid_token")
             raise errors.JoinDenied(errors.INVALID_TOKEN, "authextra.device_id is required (no '.', '#', spaces)")
+        address = client_address(details)
+        if address is not None and not tenant.join_buckets.try_take(address):
+            # before the auth hook: a flood from one address must not reach the tenant's hook
+            self._count(tenant_id, "connection_limit")
+            tenant.limit_hits.hit(limit_log.MAX_JOINS_PER_IP, tenant.config.max_joins_per_ip_per_s,
+                                  tenant.join_buckets.recent(address), address)  # fmt: skip
+            raise errors.JoinDenied(errors.CONNECTION_LIMIT, "too many joins from this address, try again later")
         hook = tenant.hook
         if hook is None:
             self._count(tenant_id, "hook_unavailable")
@@ -98,7 +105,13 @@ class Authenticator:
         )
         if over is not None:
             self._count(tenant_id, "connection_limit")
-            log.info("connection limit reached: tenant_id={tenant_id} limit={limit}", tenant_id=tenant_id, limit=over)
+            if over == "tenant":
+                limit, threshold = limit_log.MAX_CONNECTIONS, config.max_connections
+                current = tenant.sessions.connections
+            else:
+                limit, threshold = limit_log.MAX_CONNECTIONS_PER_USER, config.max_connections_per_user
+                current = len(tenant.sessions.devices(reply.user_id))
+            tenant.limit_hits.hit(limit, threshold, current, reply.user_id)
             what = "the tenant's connection limit" if over == "tenant" else "the per-user connection limit"
             raise errors.JoinDenied(errors.CONNECTION_LIMIT, f"{what} is reached")
         node = self._node
@@ -120,3 +133,16 @@ class Authenticator:
     @staticmethod
     def _count(tenant_id: str, outcome: str) -> None:
         metrics.JOINS.labels(tenant_id, outcome).inc()
+
+
+def client_address(details: dict[str, Any]) -> str | None:
+    """The joining client's address as Crossbar saw it (`tcp4:1.2.3.4:5678` -> `1.2.3.4`). Behind a
+    proxy that is the proxy, unless the transport trusts its X-Forwarded-For (docs/operations.md)."""
+    transport = details.get("transport")
+    peer = transport.get("peer") if isinstance(transport, dict) else None
+    if not isinstance(peer, str) or not peer:
+        return None
+    kind, _, rest = peer.partition(":")
+    if kind in ("tcp4", "tcp6") and rest:
+        return rest.rsplit(":", 1)[0]
+    return peer

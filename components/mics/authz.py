@@ -1,9 +1,11 @@
 """Who may do what in a tenant realm. Users go through `decide` (the dynamic authorizer); backends,
 admins and our own components have static permissions (`*_permissions`).
 
-Crossbar caches authorizer answers per (realm, authrole, uri, action) — not per user — so any
-answer that depends on the user (their own inbox) says cache=False. Everything else is the same
-for every user of the role and is cached.
+Crossbar caches authorizer answers per (realm, authrole, uri, action) — not per user, and not per
+match policy — so any answer that depends on the user (their own inbox), on the match policy under
+a URI that is not a literal prefix of its own namespace (presence: exact only), or on state that
+changes (the tenant's presence_queries, a session's number of watches) says cache=False. Everything
+else is the same for every user of the role and is cached.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from mics import uris
+from mics.config import is_valid_entity_id
+
+MAX_PRESENCE_WATCHES = 1000  # mics.presence.<user_id> subscriptions per session
 
 _DENY = {"allow": False, "cache": True}
 _DENY_NOCACHE = {"allow": False, "cache": False}
@@ -19,10 +24,12 @@ _ALLOW_CALL = {"allow": True, "disclose": True, "cache": True}
 _ALLOW_TENANT_CALL = {"allow": True, "disclose": True, "cache": False}
 _ALLOW_SUBSCRIBE = {"allow": True, "cache": True}
 _ALLOW_OWN_INBOX = {"allow": True, "cache": False}
+_ALLOW_PRESENCE = {"allow": True, "cache": False}
 
 
-def decide(authid: str, uri: str, action: str, match: str | None) -> dict[str, Any]:
-    """The authorizer's answer for a `user` session."""
+def decide(authid: str, uri: str, action: str, match: str | None, presence: bool = False) -> dict[str, Any]:
+    """The authorizer's answer for a `user` session. `presence`: whether this session may watch one
+    more user's presence now (the tenant allows presence queries, the session is under its cap)."""
     if action == "call":
         if uri in uris.USER_PROCEDURES:
             return _ALLOW_CALL
@@ -36,6 +43,11 @@ def decide(authid: str, uri: str, action: str, match: str | None) -> dict[str, A
         if uri.startswith(uris.INBOX_PREFIX):
             own = uri == uris.INBOX_PREFIX + authid and (match in (None, "exact"))
             return _ALLOW_OWN_INBOX if own else _DENY_NOCACHE
+        if uri.startswith(uris.PRESENCE_PREFIX):
+            # exact only: a prefix or wildcard would watch users the session never named
+            watched = uri[len(uris.PRESENCE_PREFIX) :]
+            ok = presence and match in (None, "exact") and is_valid_entity_id(watched)
+            return _ALLOW_PRESENCE if ok else _DENY_NOCACHE
         # wildcards such as "mics..": could match another user's inbox
         return _DENY_NOCACHE
     return _DENY  # users never publish or register

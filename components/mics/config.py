@@ -81,6 +81,13 @@ TENANT_SCHEMA: dict[str, Field] = {
     "group_buffering": Field("bool", False, "hold group messages in members' inboxes too"),
     "presence_queries": Field("bool", True, "false: users may not call mics.presence.get"),
     "event_sinks": Field("sinks", None, "event sinks: kafka, file, wamp ([] for none)"),
+    "recall_window_s": Field("int", 120, "how long a sender may recall or edit a message (0: never)", 0, 86_400),
+    "max_user_message_qps": Field(
+        "int", 20, "one user's sends, receipts, signals, recalls, edits per second (per node)", 1, 1_000_000
+    ),
+    "max_joins_per_ip_per_s": Field("int", 20, "user joins per client address per second (per node)", 1, 1_000_000),
+    "push_delay_s": Field("int", 0, "wait before an OFFLINE_PUSH event (sent only if still offline)", 0, 3600),
+    "push_collapse_s": Field("int", 10, "at most one OFFLINE_PUSH per user and conversation in this time", 0, 86_400),
 }
 
 # Fields an auth hook may not override: they decide who may talk to the tenant.
@@ -153,6 +160,11 @@ class TenantConfig:
     group_buffering: bool = False
     presence_queries: bool = True
     event_sinks: tuple[str, ...] | None = None  # None: the node's default
+    recall_window_s: int = 120
+    max_user_message_qps: int = 20
+    max_joins_per_ip_per_s: int = 20
+    push_delay_s: int = 0
+    push_collapse_s: int = 10
 
     @classmethod
     def parse(cls, tenant_id: str, raw: Mapping[str, Any]) -> TenantConfig:

@@ -38,8 +38,15 @@ CLOSE_TENANT_DISABLED = Reason("mics.close.tenant_disabled", 4002, "the tenant w
 # -- call errors (sends and other procedures) ----------------------------------------------------
 INVALID_MESSAGE = Reason("mics.error.invalid_message", 400, "missing or invalid argument")
 PAYLOAD_TOO_LARGE = Reason("mics.error.payload_too_large", 413, "encoded body over max_payload_bytes")
-RATE_LIMITED = Reason("mics.error.rate_limited", 429, "tenant message QPS exceeded")
-REJECTED = Reason("mics.error.rejected", 403, "the check-message hook rejected the message")
+RATE_LIMITED = Reason(
+    "mics.error.rate_limited", 429, "the tenant's message QPS or the user's max_user_message_qps exceeded"
+)
+REJECTED = Reason(
+    "mics.error.rejected",
+    403,
+    "the check-message hook rejected the message; or a recall/edit of another user's message, or with"
+    " recall_window_s 0; or a group signal from a non-member",
+)
 EMPTY_GROUP = Reason("mics.error.empty_group", 404, "the group-members hook returned no members")
 HOOK_UNAVAILABLE = Reason("mics.error.hook_unavailable", 503, "the group-members hook failed")
 UNAVAILABLE = Reason(
@@ -49,13 +56,19 @@ INTERNAL = Reason(
     "mics.error.internal", 500, "an unexpected fault; kwargs carry a trace_id that the node's log line also has"
 )
 INVALID_CONFIG = Reason("mics.error.invalid_config", 400, "a tenant config value is invalid")
-NOT_FOUND = Reason("mics.error.not_found", 404, "no such tenant")
+NOT_FOUND = Reason(
+    "mics.error.not_found",
+    404,
+    "what the call names does not exist: a tenant (admin), or a message to recall or"
+    " edit (unknown, recalled, or older than recall_window_s)",
+)
 NOT_AUTHORIZED = Reason("wamp.error.not_authorized", 403, "the role may not do this")
 
 JOIN_REASONS = (INVALID_TOKEN, INVALID_TENANT, CONNECTION_LIMIT, HOOK_UNAVAILABLE_JOIN)
 CLOSE_REASONS = (CLOSE_HEARTBEAT_TIMEOUT, CLOSE_KICKED, CLOSE_REPLACED, CLOSE_SHUTDOWN, CLOSE_TENANT_DISABLED)
 CALL_REASONS = (
-    INVALID_MESSAGE, PAYLOAD_TOO_LARGE, RATE_LIMITED, REJECTED, EMPTY_GROUP, HOOK_UNAVAILABLE, UNAVAILABLE, INTERNAL,
+    INVALID_MESSAGE, PAYLOAD_TOO_LARGE, RATE_LIMITED, REJECTED, EMPTY_GROUP, NOT_FOUND, HOOK_UNAVAILABLE, UNAVAILABLE,
+    INTERNAL,
 )  # fmt: skip
 
 

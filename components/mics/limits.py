@@ -8,15 +8,19 @@ Clock = Callable[[], float]
 
 
 class TokenBucket:
-    """A token bucket whose burst is one second's budget (protocol.md: tenant message QPS)."""
+    """A token bucket whose burst is one second's budget (protocol.md: tenant message QPS).
 
-    __slots__ = ("_clock", "_rate", "_stamp", "_tokens")
+    `recent` is how many takes were tried in the current one-second window (for the limit log)."""
+
+    __slots__ = ("_clock", "_rate", "_stamp", "_tokens", "_window", "recent")
 
     def __init__(self, rate: float, clock: Clock) -> None:
         self._clock = clock
         self._rate = float(rate)
         self._tokens = float(rate)
         self._stamp = clock()
+        self._window = self._stamp
+        self.recent = 0
 
     @property
     def rate(self) -> float:
@@ -24,6 +28,9 @@ class TokenBucket:
 
     def try_take(self, n: float = 1.0) -> bool:
         now = self._clock()
+        if now - self._window >= 1.0:
+            self._window, self.recent = now, 0
+        self.recent += 1
         tokens = self._tokens + (now - self._stamp) * self._rate
         if tokens > self._rate:
             tokens = self._rate
@@ -33,6 +40,59 @@ class TokenBucket:
             return True
         self._tokens = tokens
         return False
+
+
+class KeyedBuckets:
+    """One token bucket per key (a user, a client address), burst = one second's budget.
+
+    A key idle for a second has a full bucket again, which is the same as no bucket: `sweep` forgets
+    those, so memory follows the keys active in the last few seconds, not every key ever seen.
+    `recent(key)` is how many takes the key tried in its current one-second window (for the log).
+    """
+
+    __slots__ = ("_clock", "_keys", "rate")
+
+    def __init__(self, rate: float, clock: Clock) -> None:
+        self._clock = clock
+        self.rate = float(rate)
+        # key -> [tokens, stamp, window start, takes in the window]
+        self._keys: dict[object, list[float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def try_take(self, key: object) -> bool:
+        now = self._clock()
+        rate = self.rate
+        entry = self._keys.get(key)
+        if entry is None:
+            self._keys[key] = [rate - 1.0, now, now, 1.0]
+            return rate >= 1.0
+        tokens = entry[0] + (now - entry[1]) * rate
+        if tokens > rate:
+            tokens = rate
+        entry[1] = now
+        if now - entry[2] >= 1.0:
+            entry[2], entry[3] = now, 0.0
+        entry[3] += 1.0
+        if tokens + 1e-9 >= 1.0:
+            entry[0] = max(tokens - 1.0, 0.0)
+            return True
+        entry[0] = tokens
+        return False
+
+    def recent(self, key: object) -> int:
+        entry = self._keys.get(key)
+        return 0 if entry is None else int(entry[3])
+
+    def configure(self, rate: float) -> None:
+        self.rate = float(rate)
+
+    def sweep(self) -> None:
+        """Forget keys idle for a second or more (their buckets are full again)."""
+        cutoff = self._clock() - 1.0
+        for key in [k for k, e in self._keys.items() if e[1] <= cutoff]:
+            del self._keys[key]
 
 
 class CircuitBreaker:

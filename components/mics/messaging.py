@@ -34,6 +34,8 @@ _PROCEDURES: dict[str, tuple[Parser, Callable[..., Any]]] = {
     uris.SIGNAL_SEND: (requests.SignalRequest.parse, SendService.signal),
     uris.PING: (requests.NoArgs.parse, SendService.ping),
     uris.PRESENCE_GET: (requests.PresenceRequest.parse, SendService.presence),
+    uris.MESSAGE_RECALL: (requests.RecallRequest.parse, SendService.recall),
+    uris.MESSAGE_EDIT: (requests.EditRequest.parse, SendService.edit),
     uris.SESSION_LIST: (requests.SessionListRequest.parse, SendService.session_list),
     uris.SESSION_KICK: (requests.SessionKickRequest.parse, SendService.session_kick),
     uris.GROUP_MEMBERS_CHANGED: (requests.MembersChangedRequest.parse, SendService.members_changed),
@@ -58,6 +60,9 @@ class TenantComponent(MicsSession):
         await self.register(self.authorize, uris.AUTHORIZE)
         await self.subscribe(self._on_session_join, uris.SESSION_ON_JOIN)
         await self.subscribe(self._on_session_leave, uris.SESSION_ON_LEAVE)
+        if tenant.engine.presence.needs_watch:  # cluster mode: other nodes must learn who watches here
+            await self.subscribe(self._on_subscription_create, uris.SUBSCRIPTION_ON_CREATE)
+            await self.subscribe(self._on_subscription_delete, uris.SUBSCRIPTION_ON_DELETE)
         tenant.port.bind_session(self)
 
     def onLeave(self, details: Any) -> None:
@@ -95,7 +100,10 @@ class TenantComponent(MicsSession):
     def authorize(self, session: dict[str, Any], uri: str, action: str, options: dict[str, Any]) -> dict[str, Any]:
         if action == "call" and uri.startswith(uris.TENANT_PREFIX):
             self.tenant.touch(session.get("session"))  # type: ignore[arg-type]
-        return authz.decide(session.get("authid") or "", uri, action, (options or {}).get("match"))
+        presence = action == "subscribe" and uri.startswith(uris.PRESENCE_PREFIX)
+        if presence:
+            presence = self.tenant.may_watch_presence(session.get("session"))  # type: ignore[arg-type]
+        return authz.decide(session.get("authid") or "", uri, action, (options or {}).get("match"), presence)
 
     def _on_session_join(self, joined: dict[str, Any]) -> None:
         if joined.get("authrole") == uris.ROLE_USER:
@@ -107,3 +115,9 @@ class TenantComponent(MicsSession):
 
     def _on_session_leave(self, session_id: int, *args: Any, **kwargs: Any) -> None:
         self.tenant.session_left(session_id)
+
+    def _on_subscription_create(self, session_id: int, subscription: dict[str, Any], *args: Any, **kw: Any) -> None:
+        self.tenant.subscription_created(subscription["id"], subscription["uri"])
+
+    def _on_subscription_delete(self, session_id: int, subscription_id: int, *args: Any, **kw: Any) -> None:
+        self.tenant.subscription_deleted(subscription_id)

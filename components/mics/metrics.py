@@ -12,6 +12,26 @@ MESSAGES = Counter(
 SEND_FAILURES = Counter(
     "mics_send_failures_total", "Sends refused, by error reason", ["tenant", "reason"], registry=REGISTRY
 )
+LIMIT_HITS = Counter(
+    "mics_limit_hits_total",
+    "Requests refused by a limit (max_message_qps, max_user_message_qps, max_joins_per_ip_per_s, max_connections,"
+    " max_connections_per_user, max_payload_bytes)",
+    ["tenant", "limit"],
+    registry=REGISTRY,
+)
+PUSH = Counter(
+    "mics_offline_push_total",
+    "Offline push triggers: emitted, collapsed (another one for the same user and conversation was recent),"
+    " online (the user came back within push_delay_s)",
+    ["tenant", "outcome"],
+    registry=REGISTRY,
+)
+PRESENCE_EVENTS = Counter(
+    "mics_presence_events_total",
+    "Live presence changes published to this node's watchers (mics.presence.<user_id>)",
+    ["tenant"],
+    registry=REGISTRY,
+)
 CONNECTIONS = Gauge("mics_connections", "User sessions online on this node", ["tenant"], registry=REGISTRY)
 JOINS = Counter("mics_joins_total", "Join attempts by outcome", ["tenant", "outcome"], registry=REGISTRY)
 CLOSES = Counter("mics_closes_total", "Sessions the node closed, by reason", ["tenant", "reason"], registry=REGISTRY)

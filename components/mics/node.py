@@ -17,7 +17,7 @@ from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
 from mics import errors, events, heartbeat, metrics, speedups
-from mics.cluster import DELIVER, KICK, REPLACE, TENANT, Cluster, Operation
+from mics.cluster import DELIVER, KICK, PRESENCE, REPLACE, TENANT, Cluster, Operation
 from mics.cluster import redis as cluster_keys
 from mics.config import MicsConfig, NodeSettings, TenantConfig, is_valid_tenant_id
 from mics.engine import EngineFactory
@@ -115,6 +115,7 @@ class Node:
             for tenant in self.tenants:
                 tenant.engine.buffer.expire()
                 tenant.sessions.sweep_pending(now)
+                tenant.sweep_limits()
                 held = tenant.engine.buffer.stats()
                 metrics.BUFFER_HELD.labels(tenant.tenant_id).set(held["held_messages"])
                 metrics.BUFFER_BYTES.labels(tenant.tenant_id).set(held["held_bytes"])
@@ -198,12 +199,18 @@ class Node:
             tenant.kick_local(*args)
         elif kind == REPLACE:
             tenant.close_session(args[0], errors.CLOSE_REPLACED, "the same device connected again")
+        elif kind == PRESENCE:
+            tenant.publish_presence(*args)
 
     def _restore_presence(self) -> None:
         assert self.tenants is not None
         for tenant in self.tenants:
+            presence = tenant.engine.presence
             for info in list(tenant.sessions.by_id.values()):
-                tenant.engine.presence.joined(info)
+                presence.joined(info)
+            rewatch = getattr(presence, "rewatch", None)
+            if rewatch is not None:
+                rewatch()
 
     async def _reap(self, node_id: str, announce: bool = True) -> None:
         """A node died (or this node restarted): its sessions leave presence, with an offline event

@@ -22,6 +22,7 @@ MAX_TEXT_FIELD = 128
 MAX_RECEIPT_IDS = 1000
 MAX_PRESENCE_IDS = 100
 MAX_MEMBER_CHANGES = 10_000
+MAX_MENTIONS = 100
 
 
 class Args:
@@ -64,6 +65,27 @@ class Args:
             raise self.invalid(f"{name} must be a list of at most {max_len} user ids")
         return value
 
+    def mentions(self) -> list[str] | None:
+        """Up to MAX_MENTIONS distinct user ids (section 11)."""
+        value = self.kwargs.get("mentions")
+        if value is None:
+            return None
+        if (
+            not isinstance(value, list)
+            or len(value) > MAX_MENTIONS
+            or not all(is_valid_entity_id(u) for u in value)
+            or len(set(value)) != len(value)
+        ):
+            raise self.invalid(f"mentions must be a list of at most {MAX_MENTIONS} distinct user ids")
+        return value or None
+
+    def text(self, name: str, max_len: int = MAX_TEXT_FIELD) -> str:
+        """A required short string (a msg_id, say)."""
+        value = self.optional_text(name, max_len)
+        if value is None:
+            raise self.invalid(f"{name} is required")
+        return value
+
     def body(self) -> tuple[Any, int]:
         """The body and its encoded size."""
         body = self.kwargs.get("body")
@@ -96,6 +118,7 @@ class SendRequest:
     client_msg_id: str | None = None
     content_type: str | None = None
     from_user_id: str | None = None
+    reply_to: str | None = None
 
     @classmethod
     def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Self:
@@ -103,8 +126,11 @@ class SendRequest:
         a.optional_text("client_msg_id")
         content_type = a.optional_text("content_type")
         from_user_id = a.optional_entity("from_user_id")
+        reply_to = a.optional_text("reply_to")
+        if kwargs.get("mentions") is not None:
+            raise a.invalid("mentions are for group sends")
         body, size = a.body()
-        return cls(a.entity("to_user_id"), body, size, a.client_msg_id, content_type, from_user_id)
+        return cls(a.entity("to_user_id"), body, size, a.client_msg_id, content_type, from_user_id, reply_to)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +143,8 @@ class GroupSendRequest:
     client_msg_id: str | None = None
     content_type: str | None = None
     from_user_id: str | None = None
+    reply_to: str | None = None
+    mentions: list[str] | None = None
 
     @classmethod
     def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Self:
@@ -124,8 +152,39 @@ class GroupSendRequest:
         a.optional_text("client_msg_id")
         content_type = a.optional_text("content_type")
         from_user_id = a.optional_entity("from_user_id")
+        reply_to = a.optional_text("reply_to")
+        mentions = a.mentions()
         body, size = a.body()
-        return cls(a.entity("group_id"), body, size, a.client_msg_id, content_type, from_user_id)
+        return cls(a.entity("group_id"), body, size, a.client_msg_id, content_type, from_user_id, reply_to, mentions)
+
+
+@dataclass(frozen=True, slots=True)
+class RecallRequest:
+    """`mics.message.recall` (section 11): the sender takes a message back."""
+
+    msg_id: str
+
+    @classmethod
+    def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Self:
+        return cls(Args(args, kwargs).text("msg_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class EditRequest:
+    """`mics.message.edit` (section 11): the sender replaces a message's body."""
+
+    msg_id: str
+    body: Any
+    size: int
+    content_type: str | None = None
+
+    @classmethod
+    def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Self:
+        a = Args(args, kwargs)
+        msg_id = a.text("msg_id")
+        content_type = a.optional_text("content_type")
+        body, size = a.body()
+        return cls(msg_id, body, size, content_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,15 +239,23 @@ class ReceiptRequest:
 
 @dataclass(frozen=True, slots=True)
 class SignalRequest:
-    """`mics.signal.send`: live only, never held."""
+    """`mics.signal.send`: live only, never held; to one user (`to_user_id`) or to a group's online
+    members (`group_id`, section 11), never both."""
 
-    to_user_id: str
+    to_user_id: str | None
     body: Any
     size: int
+    group_id: str | None = None
 
     @classmethod
     def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Self:
         a = Args(args, kwargs)
+        if kwargs.get("group_id") is not None:
+            if kwargs.get("to_user_id") is not None:
+                raise a.invalid("give to_user_id or group_id, not both")
+            group_id = a.entity("group_id")
+            body, size = a.body()
+            return cls(None, body, size, group_id)
         to_user_id = a.entity("to_user_id")
         body, size = a.body()
         return cls(to_user_id, body, size)

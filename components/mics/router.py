@@ -5,11 +5,12 @@ needs, but three things are much cheaper, or only possible, through internals of
 (pyproject.toml bounds the version; tests/unit/test_router.py checks them on a real in-process
 router and the integration tests on a real node):
 
-- the trusted fan-out (`RealmPort.deliver`): `Router._broker._subscription_map`,
-  `Router._session_id_to_session` and `Router.send`. It does what the broker does for a publish
-  with eligible_authid/exclude, minus what only an untrusted publisher needs (re-authorizing our
-  own publish, option parsing, retention, a Deferred per publication): about a third of the
-  router's CPU per send. Without them: `publish()` through our realm component;
+- the trusted fan-out (`RealmPort.deliver`, and `deliver_all` for live presence):
+  `Router._broker._subscription_map`, `Router._session_id_to_session` and `Router.send` (the cap
+  on a session's presence watches reads `Router._broker._session_to_subscriptions`). It does what
+  the broker does for a publish with eligible_authid/exclude, minus what only an untrusted
+  publisher needs (re-authorizing our own publish, option parsing, retention, a Deferred per
+  publication): about a third of the router's CPU per send. Without them: `publish()` through our realm component;
 - closing a session in process (`RealmPort.close_session`): `RouterSession.leave(reason,
   message)` through `_session_id_to_session`, which also works while the node shuts down.
   Without it: `wamp.session.kill`;
@@ -67,6 +68,35 @@ class Fanout:
                         send(receiver, event)
                     except Exception as e:  # e.g. PayloadExceededError for one receiver: the others still get it
                         log.warn("event not delivered: topic={topic} error={error}", topic=topic, error=str(e))
+
+    def deliver_all(self, topic: str, kwargs: dict[str, Any]) -> int:
+        """This event to every subscriber of `topic` (live presence: any user may watch); returns
+        how many sessions it was sent to. One EVENT per subscription, serialized once per serializer
+        (Autobahn caches it on the message); the router's loop over the sessions is all there is."""
+        observations = self._subscriptions.match_observations(topic)
+        if not observations:
+            return 0
+        publication = util.id()
+        send = self._router.send
+        sent = 0
+        for observation in observations:
+            pattern_topic = None if observation.match == message.Subscribe.MATCH_EXACT else topic
+            event = message.Event(observation.id, publication, kwargs=kwargs, topic=pattern_topic)
+            for receiver in observation.observers:
+                if receiver._session_id and receiver._transport:
+                    try:
+                        send(receiver, event)
+                        sent += 1
+                    except Exception as e:
+                        log.warn("event not delivered: topic={topic} error={error}", topic=topic, error=str(e))
+        return sent
+
+    def subscriptions_under(self, session_id: int, prefix: str) -> int:
+        """How many subscriptions a session holds on topics under `prefix` (a cap on presence watches)."""
+        session = self._by_id.get(session_id)
+        by_session = getattr(self._router._broker, "_session_to_subscriptions", None) or {}
+        held = by_session.get(session, ()) if session is not None else ()
+        return sum(1 for subscription in held if subscription.uri.startswith(prefix))
 
     def session(self, session_id: int) -> Any:
         return self._by_id.get(session_id)
@@ -130,6 +160,20 @@ class RealmPort:
         elif self._session is not None:
             options = PublishOptions(eligible_authid=list(authids), exclude=[exclude] if exclude else None)
             self._session.publish(topic, options=options, **kwargs)
+
+    def deliver_all(self, topic: str, kwargs: dict[str, Any]) -> int:
+        """This event to every subscriber of `topic`; returns how many sessions got it (-1: unknown,
+        it went through publish())."""
+        if self._fanout is not None:
+            return self._fanout.deliver_all(topic, kwargs)
+        if self._session is not None:
+            self._session.publish(topic, **kwargs)
+            return -1
+        return 0
+
+    def subscriptions_under(self, session_id: int, prefix: str) -> int:
+        """How many subscriptions the session holds under `prefix` (0 without the router internals)."""
+        return self._fanout.subscriptions_under(session_id, prefix) if self._fanout is not None else 0
 
     def close_session(self, session_id: int, reason: errors.Reason, message: str) -> None:
         """End a session with a MICS GOODBYE reason, in process when we can (no WAMP round trip)."""

@@ -10,6 +10,11 @@ A send runs admit -> dedup -> check -> hold -> deliver -> event:
   the recipient's devices wherever they are connected, and returns its seq;
 - event: appended to the tenant's event queue; the sinks run later.
 
+Section 11 adds to it: per-user limits beside the tenant's, `mentions` and `reply_to` carried in
+the Message, the sender index (so the sender may recall or edit within `recall_window_s`: the held
+copies change in place, and a `recall`/`edit` Message goes the way the original went), group
+signals, and the offline push trigger (mics.push) for recipients with no online device.
+
 The service is reached through `TenantRuntime.service`; the WAMP adapter (mics.messaging) only
 parses requests, resolves the caller and maps errors. Unit tests drive it with a memory engine
 and a fake realm port.
@@ -23,15 +28,17 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred
 from txaio import make_logger
 
-from mics import errors, events, metrics, uris
-from mics.engine import Holds
+from mics import errors, events, limit_log, metrics, uris
+from mics.engine import Held, Holds
 from mics.errors import MicsError, SendFailed
 from mics.hooks.policy import HookUnavailable
 from mics.requests import (
+    EditRequest,
     GroupSendRequest,
     MembersChangedRequest,
     NoArgs,
     PresenceRequest,
+    RecallRequest,
     ReceiptRequest,
     SendRequest,
     SessionKickRequest,
@@ -39,7 +46,7 @@ from mics.requests import (
     SignalRequest,
     SyncRequest,
 )
-from mics.types import CHAT, GROUP_CHAT, RECEIPT, SIGNAL, SYSTEM, Ack, Message, Sender, now_ms
+from mics.types import CHAT, EDIT, GROUP_CHAT, RECALL, RECEIPT, SIGNAL, SYSTEM, Ack, Message, Sender, now_ms
 from mics.values import body_size
 
 if TYPE_CHECKING:
@@ -60,7 +67,7 @@ class SendService:
         self._inflight: dict[tuple[str, str], list[Deferred[dict[str, Any]]]] = {}
         self._messages = {
             (t, d): metrics.MESSAGES.labels(self.tenant_id, t, d)
-            for t in (CHAT, GROUP_CHAT, RECEIPT, SIGNAL, SYSTEM)
+            for t in (CHAT, GROUP_CHAT, RECEIPT, SIGNAL, SYSTEM, RECALL, EDIT)
             for d in _DELIVERED
         }
         self._failures = {r: metrics.SEND_FAILURES.labels(self.tenant_id, r) for r in _FAILURE_REASONS}
@@ -69,17 +76,21 @@ class SendService:
     async def send(self, sender: Sender, req: SendRequest) -> dict[str, Any]:
         """`mics.message.send`: hold and deliver to the recipient, copy to the sender's other devices."""
         cmid = req.client_msg_id
-        self._admit(req.size, cmid)
+        self._admit(req.size, cmid, sender)
 
         async def work() -> dict[str, Any]:
-            self._take_rate(cmid)
+            self._take_rate(sender, cmid)
             message = self._new_message(
-                sender, CHAT, req.body, to_user_id=req.to_user_id, content_type=req.content_type, client_msg_id=cmid
-            )
+                sender, CHAT, req.body, to_user_id=req.to_user_id, content_type=req.content_type, client_msg_id=cmid,
+                reply_to=req.reply_to,
+            )  # fmt: skip
             payload = message.to_kwargs()
             await self._check(sender, payload, cmid)
-            seq, delivered = await self._to_inbox(sender, req.to_user_id, payload, req.size)
+            seq, held = await self._to_inbox(sender, req.to_user_id, payload, req.size, self._remember_s(sender))
+            delivered = "online" if held.online else "buffered"
             self._messages[(message.type, delivered)].inc()
+            if not held.online:
+                self._tenant.push.offline(req.to_user_id, {**payload, "seq": held.seq})
             self._emit_message(events.SINGLE_CHAT_MSG, message, payload, sender)
             return Ack(message.msg_id, message.ts, delivered, seq, cmid).to_kwargs()
 
@@ -88,14 +99,14 @@ class SendService:
     async def group_send(self, sender: Sender, req: GroupSendRequest) -> dict[str, Any]:
         """`mics.group.send`: one delivery to the members; held for offline ones with group_buffering."""
         cmid = req.client_msg_id
-        self._admit(req.size, cmid)
+        self._admit(req.size, cmid, sender)
 
         async def work() -> dict[str, Any]:
-            self._take_rate(cmid)
-            tenant = self._tenant
+            self._take_rate(sender, cmid)
             message = self._new_message(
-                sender, GROUP_CHAT, req.body, group_id=req.group_id, content_type=req.content_type, client_msg_id=cmid
-            )
+                sender, GROUP_CHAT, req.body, group_id=req.group_id, content_type=req.content_type, client_msg_id=cmid,
+                reply_to=req.reply_to, mentions=req.mentions,
+            )  # fmt: skip
             payload = message.to_kwargs()
             # ask both hooks at once; members decide delivery, the check may reject
             checked = Deferred.fromCoroutine(self._check(sender, payload, cmid))
@@ -105,44 +116,147 @@ class SendService:
                 checked.addErrback(lambda _f: None)  # the send failed already; drop the check's outcome
                 raise
             await checked
-            engine = tenant.engine
-            eligible = members if sender.user_id in members or sender.is_system else [*members, sender.user_id]
-            await engine.group(uris.group_topic(req.group_id), eligible, sender.own_session, payload)
-            others = [m for m in members if m != sender.user_id]
-            config = tenant.config
-            if config.group_buffering:  # offline members find it with sync (an entry each)
-                online = await engine.online_among(others)
-                offline = [m for m in others if m not in online]
-                await engine.hold(offline, payload, req.size + ENTRY_OVERHEAD, config.offline_ttl_s)
-                any_online = bool(online)
-            else:
-                any_online = await engine.any_online(others)
-            # nobody else online: held for them with group_buffering, otherwise gone (best effort)
-            delivered = "online" if any_online else ("buffered" if config.group_buffering else "offline")
+            delivered, held = await self._to_group(sender, req.group_id, members, payload, req.size)
+            remember_s = self._remember_s(sender)
+            if remember_s:
+                await self._tenant.engine.remember_sent(payload, held, remember_s)
+            if req.mentions:
+                await self._push_mentioned(sender, members, req.mentions, payload)
             self._messages[(message.type, delivered)].inc()
             self._emit_message(events.GROUP_CHAT_MSG, message, payload, sender)
             return Ack(message.msg_id, message.ts, delivered, None, cmid, recipients=len(members)).to_kwargs()
 
         return await self._once(sender, cmid, work)
 
+    async def _to_group(
+        self, sender: Sender, group_id: str, members: list[str], payload: dict[str, Any], size: int
+    ) -> tuple[str, tuple[tuple[str, int], ...]]:
+        """One delivery to the members' sessions on every node (and the sender's other devices); with
+        group_buffering a held copy for each offline member. Returns `delivered` and the held copies."""
+        tenant = self._tenant
+        engine = tenant.engine
+        eligible = members if sender.user_id in members or sender.is_system else [*members, sender.user_id]
+        await engine.group(uris.group_topic(group_id), eligible, sender.own_session, payload)
+        others = [m for m in members if m != sender.user_id]
+        config = tenant.config
+        held: tuple[tuple[str, int], ...] = ()
+        if config.group_buffering:  # offline members find it with sync (an entry each)
+            online = await engine.online_among(others)
+            offline = [m for m in others if m not in online]
+            held = await engine.hold(offline, payload, size + ENTRY_OVERHEAD, config.offline_ttl_s)
+            any_online = bool(online)
+        else:
+            any_online = await engine.any_online(others)
+        # nobody else online: held for them with group_buffering, otherwise gone (best effort)
+        return "online" if any_online else ("buffered" if config.group_buffering else "offline"), held
+
+    async def _push_mentioned(
+        self, sender: Sender, members: list[str], mentions: list[str], payload: dict[str, Any]
+    ) -> None:
+        """An offline push trigger for each mentioned member with no online device (mentioning
+        someone outside the group triggers nothing)."""
+        in_group = set(members)
+        mentioned = [m for m in mentions if m in in_group and m != sender.user_id]
+        if not mentioned:
+            return
+        online = await self._tenant.engine.online_among(mentioned)
+        for user_id in mentioned:
+            if user_id not in online:
+                self._tenant.push.offline(user_id, payload)
+
     async def receipt(self, sender: Sender, req: ReceiptRequest) -> dict[str, Any]:
         """`mics.message.receipt`: a `receipt` Message on the inbox path (held, with a seq)."""
-        self._take_rate(None)
+        self._take_rate(sender, None)
         body = req.body
         message = self._new_message(sender, RECEIPT, body, to_user_id=req.to_user_id)
-        seq, delivered = await self._to_inbox(sender, req.to_user_id, message.to_kwargs(), body_size(body))
+        seq, held = await self._to_inbox(sender, req.to_user_id, message.to_kwargs(), body_size(body))
+        delivered = "online" if held.online else "buffered"
         self._messages[(message.type, delivered)].inc()
         return Ack(message.msg_id, message.ts, delivered, seq).to_kwargs()
 
     async def signal(self, sender: Sender, req: SignalRequest) -> dict[str, Any]:
-        """`mics.signal.send`: live to the recipient's online devices only; never held, no seq."""
-        self._admit(req.size, None)
-        self._take_rate(None)
-        message = self._new_message(sender, SIGNAL, req.body, to_user_id=req.to_user_id)
-        online = await self._tenant.engine.live(req.to_user_id, sender.own_session, message.to_kwargs())
+        """`mics.signal.send`: live to the recipient's online devices only (or to a group's online
+        members, section 11); never held, no seq, no event."""
+        self._admit(req.size, None, sender)
+        self._take_rate(sender, None)
+        engine = self._tenant.engine
+        if req.group_id is not None:
+            members = await self._members(req.group_id, sender.user_id, None)
+            if not sender.is_system and sender.user_id not in members:
+                self._failures["rejected"].inc()
+                raise SendFailed(errors.REJECTED, f"only members of {req.group_id!r} may signal it")
+            message = self._new_message(sender, SIGNAL, req.body, group_id=req.group_id)
+            others = [m for m in members if m != sender.user_id]
+            await engine.group(uris.group_topic(req.group_id), others, sender.own_session, message.to_kwargs())
+            online = await engine.any_online(others)
+        else:
+            assert req.to_user_id is not None
+            message = self._new_message(sender, SIGNAL, req.body, to_user_id=req.to_user_id)
+            online = await engine.live(req.to_user_id, sender.own_session, message.to_kwargs())
         delivered = "online" if online else "offline"
         self._messages[(message.type, delivered)].inc()
         return Ack(message.msg_id, message.ts, delivered).to_kwargs()
+
+    # -- recall and edit (section 11) ---------------------------------------------------------------------
+    async def recall(self, sender: Sender, req: RecallRequest) -> dict[str, Any]:
+        """`mics.message.recall`: held copies become tombstones; a `recall` Message goes where the
+        original went."""
+        return await self._change(sender, req.msg_id, RECALL, None, 4, None)
+
+    async def edit(self, sender: Sender, req: EditRequest) -> dict[str, Any]:
+        """`mics.message.edit`: held copies get the new body; an `edit` Message goes where the
+        original went. The new body passes the check-message hook like a send."""
+        self._admit(req.size, None, sender)
+        return await self._change(sender, req.msg_id, EDIT, req.body, req.size, req.content_type)
+
+    async def _change(
+        self, sender: Sender, msg_id: str, kind: str, body: Any, size: int, content_type: str | None
+    ) -> dict[str, Any]:
+        _require_user(sender)
+        self._take_rate(sender, None)
+        tenant = self._tenant
+        window_s = tenant.config.recall_window_s
+        if window_s <= 0:
+            self._failures["rejected"].inc()
+            raise SendFailed(errors.REJECTED, "recall and edit are turned off for this tenant")
+        engine = tenant.engine
+        sent = await engine.sent(msg_id)
+        if sent is None or sent.recalled or sent.ts < now_ms() - window_s * 1000:
+            self._failures["not_found"].inc()
+            raise SendFailed(errors.NOT_FOUND, f"no message {msg_id!r} to change (unknown, recalled, or too old)")
+        if sent.from_user_id != sender.user_id:
+            self._failures["rejected"].inc()
+            raise SendFailed(errors.REJECTED, "only its sender may recall or edit a message")
+        where = {"to_user_id": sent.to_user_id} if sent.group_id is None else {"group_id": sent.group_id}
+        message = self._new_message(sender, kind, body, content_type=content_type, ref_msg_id=msg_id, **where)
+        payload = message.to_kwargs()
+        members: list[str] = []
+        if kind == EDIT:
+            await self._check(sender, payload, None)
+        if sent.group_id is not None:
+            members = await self._members(sent.group_id, sender.user_id, None)
+        if kind == RECALL:
+            patch: dict[str, Any] = {"body": None, "recalled": True}
+        else:
+            patch = {"body": body, "edited_at": message.ts}
+            if content_type is not None:
+                patch["content_type"] = content_type
+        if not await engine.amend(sent, patch, size + ENTRY_OVERHEAD, kind == RECALL):
+            self._failures["not_found"].inc()
+            raise SendFailed(errors.NOT_FOUND, f"message {msg_id!r} was recalled")
+        if sent.group_id is None:
+            assert sent.to_user_id is not None
+            seq, held = await self._to_inbox(sender, sent.to_user_id, payload, size)
+            delivered = "online" if held.online else "buffered"
+            if not held.online and kind == EDIT:
+                tenant.push.offline(sent.to_user_id, {**payload, "seq": held.seq})
+            ack = Ack(message.msg_id, message.ts, delivered, seq)
+        else:
+            delivered, _held = await self._to_group(sender, sent.group_id, members, payload, size)
+            ack = Ack(message.msg_id, message.ts, delivered, recipients=len(members))
+        self._messages[(kind, delivered)].inc()
+        self._emit_message(events.MESSAGE_RECALL if kind == RECALL else events.MESSAGE_EDIT, message, payload, sender)
+        return ack.to_kwargs()
 
     async def members_changed(self, sender: Sender, req: MembersChangedRequest) -> dict[str, Any]:
         """`mics.group.members_changed` (backends): GROUP_MEMBER_CHANGE, and a system message to the
@@ -190,16 +304,34 @@ class SendService:
         return {"kicked": await self._tenant.kick(req.user_id, req.device_id)}
 
     # -- the pipeline's steps --------------------------------------------------------------------------
-    def _admit(self, size: int, cmid: str | None) -> None:
-        limit = self._tenant.config.max_payload_bytes
+    def _admit(self, size: int, cmid: str | None, sender: Sender) -> None:
+        tenant = self._tenant
+        limit = tenant.config.max_payload_bytes
         if size > limit:
             self._failures["payload_too_large"].inc()
+            tenant.limit_hits.hit(limit_log.MAX_PAYLOAD_BYTES, limit, size, sender.user_id)
             raise SendFailed(errors.PAYLOAD_TOO_LARGE, f"body is {size} bytes, over {limit}", cmid)
 
-    def _take_rate(self, cmid: str | None) -> None:
-        if not self._tenant.bucket.try_take():
+    def _take_rate(self, sender: Sender, cmid: str | None) -> None:
+        """The user's own budget first (a flooding user must not use up the tenant's), then the tenant's.
+        A backend's system sends have only the tenant's."""
+        tenant = self._tenant
+        if not sender.is_system:
+            users = tenant.user_buckets
+            if not users.try_take(sender.user_id):
+                self._failures["rate_limited"].inc()
+                tenant.limit_hits.hit(limit_log.MAX_USER_MESSAGE_QPS, tenant.config.max_user_message_qps,
+                                      users.recent(sender.user_id), sender.user_id)  # fmt: skip
+                raise SendFailed(errors.RATE_LIMITED, "your message rate limit is exceeded", cmid)
+        bucket = tenant.bucket
+        if not bucket.try_take():
             self._failures["rate_limited"].inc()
+            tenant.limit_hits.hit(limit_log.MAX_MESSAGE_QPS, tenant.config.max_message_qps, bucket.recent)
             raise SendFailed(errors.RATE_LIMITED, "the tenant's message rate limit is exceeded", cmid)
+
+    def _remember_s(self, sender: Sender) -> float:
+        """How long the sender index keeps a user's message (recall_window_s; system sends: never)."""
+        return 0 if sender.is_system else self._tenant.config.recall_window_s
 
     async def _once(
         self, sender: Sender, cmid: str | None, work: Callable[[], Awaitable[dict[str, Any]]]
@@ -255,17 +387,19 @@ class SendService:
             self._failures["rejected"].inc()
             raise SendFailed(errors.REJECTED, verdict.reason or "rejected by the tenant", cmid)
 
-    async def _to_inbox(self, sender: Sender, to_user_id: str, payload: dict[str, Any], size: int) -> tuple[int, str]:
+    async def _to_inbox(
+        self, sender: Sender, to_user_id: str, payload: dict[str, Any], size: int, remember_s: float = 0
+    ) -> tuple[int, Held]:
         """Hold and deliver an inbox message (and the sender's copy). Returns the Ack's seq (the
-        sender's copy; the recipient's for a system sender or a note to self) and `delivered`."""
+        sender's copy; the recipient's for a system sender or a note to self) and what was held."""
         tenant = self._tenant
         to_self = to_user_id == sender.user_id
         copy_for = None if sender.is_system or to_self else sender.user_id
         held = await tenant.engine.inbox(
-            to_user_id, copy_for, sender.own_session, payload, size + ENTRY_OVERHEAD, Holds.of(tenant.config)
-        )
-        seq = held.seq if held.copy_seq is None else held.copy_seq
-        return seq, "online" if held.online else "buffered"
+            to_user_id, copy_for, sender.own_session, payload, size + ENTRY_OVERHEAD, Holds.of(tenant.config),
+            remember_s,
+        )  # fmt: skip
+        return (held.seq if held.copy_seq is None else held.copy_seq), held
 
     async def _members(self, group_id: str, from_user_id: str, cmid: str | None) -> list[str]:
         hook = self._tenant.hook
@@ -305,9 +439,14 @@ class SendService:
         )
 
 
-_FAILURE_REASONS = ("payload_too_large", "rate_limited", "rejected", "hook_unavailable", "empty_group")
+_FAILURE_REASONS = ("payload_too_large", "rate_limited", "rejected", "hook_unavailable", "empty_group", "not_found")
 
 
 def _require_system(sender: Sender) -> None:
     if not sender.is_system:
         raise MicsError(errors.NOT_AUTHORIZED, "backend sessions only")
+
+
+def _require_user(sender: Sender) -> None:
+    if sender.is_system:
+        raise MicsError(errors.NOT_AUTHORIZED, "user sessions only")

@@ -16,7 +16,8 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from txaio import make_logger
 
-from mics import errors, events, metrics
+from mics import errors, events, metrics, uris
+from mics.authz import MAX_PRESENCE_WATCHES
 from mics.config import NodeSettings, TenantConfig, is_valid_entity_id
 from mics.engine import EngineFactory
 from mics.errors import ConfigError
@@ -26,7 +27,9 @@ from mics.hooks import Hook
 from mics.hooks.http import HttpHook
 from mics.hooks.policy import GuardedHook
 from mics.hooks.wamp import WampHook
-from mics.limits import TokenBucket
+from mics.limit_log import LimitHits
+from mics.limits import KeyedBuckets, TokenBucket
+from mics.push import OfflinePush
 from mics.router import RealmPort
 from mics.service import SendService
 from mics.sessions import SessionInfo, SessionTable
@@ -64,8 +67,16 @@ class TenantRuntime:
         self.hook: GuardedHook | None = None
         self._hook_settings: tuple[Any, ...] | None = None
         self.bucket = TokenBucket(config.max_message_qps, reactor.seconds)
+        # section 11: per user (all devices on this node) and per client address (joins)
+        self.user_buckets = KeyedBuckets(config.max_user_message_qps, reactor.seconds)
+        self.join_buckets = KeyedBuckets(config.max_joins_per_ip_per_s, reactor.seconds)
+        self.limit_hits = LimitHits(self.tenant_id, reactor.seconds)
+        self.push = OfflinePush(self, reactor)
         self.service = SendService(self)
         self._connections = metrics.CONNECTIONS.labels(self.tenant_id)
+        self._presence_events = metrics.PRESENCE_EVENTS.labels(self.tenant_id)
+        self._watches: dict[int, str] = {}  # presence subscription id -> watched user (cluster mode)
+        self.engine.presence.on_change = self.publish_presence
         self._apply(config)
 
     @property
@@ -78,6 +89,8 @@ class TenantRuntime:
         self.config = config
         if self.bucket.rate != config.max_message_qps:
             self.bucket = TokenBucket(config.max_message_qps, self._reactor.seconds)
+        self.user_buckets.configure(config.max_user_message_qps)
+        self.join_buckets.configure(config.max_joins_per_ip_per_s)
         self.engine.configure(config)
         self._apply_hook(config)
         if old is not config:
@@ -157,7 +170,7 @@ class TenantRuntime:
             return known
         info = SessionInfo(session_id, self.tenant_id, user_id, device_id, now_ms(), self._reactor.seconds())
         older = sessions.add(info)
-        self.engine.presence.joined(info)
+        self.engine.presence.joined(info, device_added=older is None)
         self._connections.set(sessions.connections)
         if older is not None:
             self.close_session(older.session_id, errors.CLOSE_REPLACED, "the same device connected again")
@@ -168,9 +181,43 @@ class TenantRuntime:
         info = self.sessions.remove(session_id)
         if info is None:
             return
-        self.engine.presence.left(info)
+        self.engine.presence.left(info, device_removed=info.device_id not in self.sessions.devices(info.user_id))
         self._connections.set(self.sessions.connections)
         self._emit_connection(events.CONNECT_OFFLINE, info)
+
+    # -- live presence (section 11) -------------------------------------------------------------------
+    def publish_presence(self, user_id: str, devices: list[str], ts: int | None = None) -> None:
+        """A user's online devices changed (here, or on another node for a user watched here): one
+        event on `mics.presence.<user_id>`; the router hands it to whoever subscribes, if anyone."""
+        if not self.config.presence_queries:
+            return
+        event = {"user_id": user_id, "online": bool(devices), "devices": devices, "ts": ts or now_ms()}
+        if self.port.deliver_all(uris.presence_topic(user_id), event):
+            self._presence_events.inc()
+
+    def subscription_created(self, subscription_id: int, uri: str) -> None:
+        """The router's meta event: the first subscriber of `uri` on this node (cluster mode)."""
+        if uri.startswith(uris.PRESENCE_PREFIX):
+            user_id = uri[len(uris.PRESENCE_PREFIX) :]
+            self._watches[subscription_id] = user_id
+            self.engine.presence.watch(user_id)
+
+    def subscription_deleted(self, subscription_id: int) -> None:
+        """The router's meta event: the last subscriber of a subscription on this node left."""
+        user_id = self._watches.pop(subscription_id, None)
+        if user_id is not None:
+            self.engine.presence.unwatch(user_id)
+
+    def may_watch_presence(self, session_id: int) -> bool:
+        """Whether a session may subscribe to one more user's presence (authorizer)."""
+        return self.config.presence_queries and (
+            self.port.subscriptions_under(session_id, uris.PRESENCE_PREFIX) < MAX_PRESENCE_WATCHES
+        )
+
+    def sweep_limits(self) -> None:
+        """Forget per-user and per-address buckets that are full again (the node's tick)."""
+        self.user_buckets.sweep()
+        self.join_buckets.sweep()
 
     def touch(self, session_id: int) -> SessionInfo | None:
         """A call from this session: heartbeat activity."""
@@ -228,6 +275,7 @@ class TenantRuntime:
         self.engine.deliver_local(topic, authids, None, message)
 
     def close(self) -> None:
+        self.push.close()
         if self.hook is not None:
             self.hook.close()
         for sink in self.events.sinks:

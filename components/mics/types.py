@@ -14,6 +14,8 @@ GROUP_CHAT = "group_chat"
 RECEIPT = "receipt"
 SIGNAL = "signal"
 SYSTEM = "system"
+RECALL = "recall"
+EDIT = "edit"
 
 RECEIPT_KINDS = ("delivered", "read")
 
@@ -49,6 +51,9 @@ class Message:
     group_id: str | None = None
     content_type: str | None = None
     client_msg_id: str | None = None
+    mentions: list[str] | None = None  # section 11: group sends
+    reply_to: str | None = None
+    ref_msg_id: str | None = None  # recall and edit: the message they change
 
     def to_kwargs(self) -> dict[str, Any]:
         """Event kwargs / sync entry; optional fields appear only when set."""
@@ -70,6 +75,12 @@ class Message:
             out["content_type"] = self.content_type
         if self.client_msg_id is not None:
             out["client_msg_id"] = self.client_msg_id
+        if self.mentions is not None:
+            out["mentions"] = self.mentions
+        if self.reply_to is not None:
+            out["reply_to"] = self.reply_to
+        if self.ref_msg_id is not None:
+            out["ref_msg_id"] = self.ref_msg_id
         return out
 
 

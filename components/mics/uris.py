@@ -15,6 +15,7 @@ INBOX_PREFIX = "mics.inbox."
 GROUP_PREFIX = "mics.group."
 EVENT_PREFIX = "mics.event."
 TENANT_PREFIX = "tenant."
+PRESENCE_PREFIX = "mics.presence."  # section 11: live presence of one user, exact subscriptions only
 
 
 def inbox_topic(user_id: str) -> str:
@@ -23,6 +24,10 @@ def inbox_topic(user_id: str) -> str:
 
 def group_topic(group_id: str) -> str:
     return GROUP_PREFIX + group_id
+
+
+def presence_topic(user_id: str) -> str:
+    return PRESENCE_PREFIX + user_id
 
 
 def event_topic(event_type: str) -> str:
@@ -37,7 +42,21 @@ MESSAGE_RECEIPT = "mics.message.receipt"
 SIGNAL_SEND = "mics.signal.send"
 PING = "mics.ping"
 PRESENCE_GET = "mics.presence.get"
-USER_PROCEDURES = frozenset({MESSAGE_SEND, GROUP_SEND, INBOX_SYNC, MESSAGE_RECEIPT, SIGNAL_SEND, PING, PRESENCE_GET})
+MESSAGE_RECALL = "mics.message.recall"
+MESSAGE_EDIT = "mics.message.edit"
+USER_PROCEDURES = frozenset(
+    {
+        MESSAGE_SEND,
+        GROUP_SEND,
+        INBOX_SYNC,
+        MESSAGE_RECEIPT,
+        SIGNAL_SEND,
+        PING,
+        PRESENCE_GET,
+        MESSAGE_RECALL,
+        MESSAGE_EDIT,
+    }
+)
 
 # backend procedures (in the tenant realm)
 SESSION_LIST = "mics.session.list"
@@ -68,3 +87,5 @@ SESSION_ON_JOIN = "wamp.session.on_join"
 SESSION_ON_LEAVE = "wamp.session.on_leave"
 SESSION_KILL = "wamp.session.kill"
 SESSION_GET = "wamp.session.get"
+SUBSCRIPTION_ON_CREATE = "wamp.subscription.on_create"
+SUBSCRIPTION_ON_DELETE = "wamp.subscription.on_delete"

@@ -65,8 +65,8 @@ class Member:
         return info
 
     async def settled(self) -> None:
-        """Presence writes are fire-and-forget: one round trip on the same connection orders them."""
-        await self.engine.sync("nobody", 0, None)
+        """Presence writes are fire-and-forget: wait for the ones in flight."""
+        await self.engine.presence.settled()
 
 
 def _config() -> TenantConfig:

@@ -5,12 +5,14 @@ from typing import Any
 import txredisapi
 from twisted.internet.defer import fail, succeed
 
-from mics.presence.redis import RedisPresence
+from mics.presence.redis import _JOIN, RedisPresence
 from mics.sessions import SessionInfo, SessionTable
 
 
 class FlakyRedis:
-    """Answers EVALSHA with a connection error while `down`, else with `reply`; records each script's args."""
+    """Answers EVALSHA with a connection error while `down`, else as the join script would (the
+    device's previous entry `reply`, unchanged devices) or the leave script (nothing removed);
+    records each script's args."""
 
     def __init__(self) -> None:
         self.down = True
@@ -21,7 +23,7 @@ class FlakyRedis:
         self.calls.append(args)
         if self.down:
             return fail(txredisapi.ConnectionError("Redis is unreachable"))
-        return succeed(self.reply)
+        return succeed([self.reply, 0, []] if args[1] == _JOIN.sha else [0, []])
 
 
 def session(sid: int = 7) -> SessionInfo:

@@ -29,9 +29,19 @@ class FakePort:
         self.refuse_word = "forbidden"
         self.hook_calls: list[str] = []
         self.check_gate: defer.Deferred[None] | None = None
+        self.watches: dict[int, int] = {}  # session -> presence subscriptions it holds
+        self.presence: list[tuple[str, dict[str, Any]]] = []
 
     def deliver(self, topic: str, authids: Any, exclude: int | None, kwargs: dict[str, Any]) -> None:
         self.delivered.append((topic, tuple(authids), exclude, dict(kwargs)))
+
+    def deliver_all(self, topic: str, kwargs: dict[str, Any]) -> int:
+        """Live presence: to every subscriber (here: recorded apart, one watcher assumed)."""
+        self.presence.append((topic, dict(kwargs)))
+        return 1
+
+    def subscriptions_under(self, session_id: int, prefix: str) -> int:
+        return self.watches.get(session_id, 0)
 
     def close_session(self, session_id: int, reason: errors.Reason, message: str) -> None:
         self.closed.append((session_id, reason.uri))
@@ -52,7 +62,10 @@ class FakePort:
 
     def to(self, user_id: str) -> list[dict[str, Any]]:
         """What was delivered on `user_id`'s inbox."""
-        return [kw for topic, _ids, _ex, kw in self.delivered if topic == uris.inbox_topic(user_id)]
+        return self.on(uris.inbox_topic(user_id))
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [kw for t, _ids, _ex, kw in self.delivered if t == topic]
 
 
 class RecordingSink(EventSink):

@@ -8,11 +8,26 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred
 
 from mics.types import SyncResult
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The sender index's record of one user's message (section 11: recall and edit): who sent it to
+    whom, when, and where its copies are held (user, seq). Metadata only, never the body."""
+
+    msg_id: str
+    from_user_id: str
+    to_user_id: str | None
+    group_id: str | None
+    ts: int
+    held: tuple[tuple[str, int], ...] = ()
+    recalled: bool = False
 
 
 class CatchupBuffer(ABC):
@@ -45,10 +60,9 @@ class CatchupBuffer(ABC):
     async def append(self, user_id: str, entry: dict[str, Any], size: int, hold_s: float) -> int:
         """Give `entry` the user's next seq (sets entry["seq"]), hold it for `hold_s`; return the seq."""
 
-    async def append_many(self, user_ids: list[str], entry: dict[str, Any], size: int, hold_s: float) -> None:
-        """Hold a copy of `entry` for each user (each takes that user's next seq)."""
-        for user_id in user_ids:
-            await self.append(user_id, dict(entry), size, hold_s)
+    async def append_many(self, user_ids: list[str], entry: dict[str, Any], size: int, hold_s: float) -> list[int]:
+        """Hold a copy of `entry` for each user (each takes that user's next seq); returns the seqs."""
+        return [await self.append(user_id, dict(entry), size, hold_s) for user_id in user_ids]
 
     @abstractmethod
     async def since(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
@@ -65,6 +79,25 @@ class CatchupBuffer(ABC):
     @abstractmethod
     async def remember(self, user_id: str, client_msg_id: str, ack: dict[str, Any]) -> None:
         """Record a send's Ack for dedup."""
+
+    # -- the sender index (section 11), kept for recall_window_s -----------------------------------
+    @abstractmethod
+    async def remember_sent(self, sent: Sent, keep_s: float) -> None:
+        """Record who sent a message to whom, and where its copies are held, for `keep_s`."""
+
+    @abstractmethod
+    async def sent(self, msg_id: str) -> Sent | None:
+        """The sender index's record of `msg_id`, or None when unknown or expired."""
+
+    @abstractmethod
+    async def amend(self, sent: Sent, patch: dict[str, Any], size: int, recall: bool) -> bool:
+        """Change every held copy of `sent` in place (`patch` over its fields; `size` is its new held
+        size) and, for a recall, mark the record recalled. False when the record is gone or was
+        recalled meanwhile (nothing changed)."""
+
+    @abstractmethod
+    async def claim(self, key: str, keep_s: float) -> bool:
+        """True for the first claim of `key` within `keep_s` (across the cluster), False after."""
 
     @abstractmethod
     async def flush(self) -> None:

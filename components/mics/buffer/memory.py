@@ -9,13 +9,17 @@ from __future__ import annotations
 import os
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from mics.buffer import CatchupBuffer, sync_result
+from mics.buffer import CatchupBuffer, Sent, sync_result
 from mics.types import SyncResult
 
 DEDUP_WINDOW_S = 300.0
 DEDUP_MAX_ENTRIES = 200_000
+# sender index records (about 200 bytes each); past this the oldest go first, and a recall of
+# those answers not_found, as for an older message
+SENT_MAX_ENTRIES = 1_000_000
 
 
 class _Inbox:
@@ -39,6 +43,8 @@ class MemoryBuffer(CatchupBuffer):
         self._order: deque[tuple[str, int, int]] = deque()
         self._bytes = 0
         self._dedup: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
+        self._sent: OrderedDict[str, tuple[float, Sent]] = OrderedDict()  # msg_id -> (expires, record)
+        self._claims: OrderedDict[str, tuple[float, None]] = OrderedDict()  # key -> (expires, None)
 
     async def append(self, user_id: str, entry: dict[str, Any], size: int, hold_s: float) -> int:
         inbox = self._inboxes.get(user_id)
@@ -99,6 +105,51 @@ class MemoryBuffer(CatchupBuffer):
         if len(dedup) > DEDUP_MAX_ENTRIES:
             dedup.popitem(last=False)
 
+    async def remember_sent(self, sent: Sent, keep_s: float) -> None:
+        index = self._sent
+        index[sent.msg_id] = (self._clock() + keep_s, sent)
+        if len(index) > SENT_MAX_ENTRIES:
+            index.popitem(last=False)
+
+    async def sent(self, msg_id: str) -> Sent | None:
+        hit = self._sent.get(msg_id)
+        return hit[1] if hit is not None and hit[0] > self._clock() else None
+
+    async def amend(self, sent: Sent, patch: dict[str, Any], size: int, recall: bool) -> bool:
+        hit = self._sent.get(sent.msg_id)
+        if hit is None or hit[0] <= self._clock() or hit[1].recalled:
+            return False
+        if recall:
+            self._sent[sent.msg_id] = (hit[0], replace(hit[1], recalled=True))
+        for user_id, seq in hit[1].held:
+            item = self._held_item(user_id, seq)
+            if item is not None and item[3].get("msg_id") == sent.msg_id:
+                item[3] = {**item[3], **patch}  # a new dict: what was delivered before stays as it was
+                self._bytes += size - item[2]
+                item[2] = size
+        while self._bytes > self._max_bytes and self._order:
+            self._evict_oldest()
+        return True
+
+    async def claim(self, key: str, keep_s: float) -> bool:
+        claims = self._claims
+        hit = claims.get(key)
+        if hit is not None and hit[0] > self._clock():
+            return False
+        claims[key] = (self._clock() + keep_s, None)
+        claims.move_to_end(key)
+        if len(claims) > DEDUP_MAX_ENTRIES:
+            claims.popitem(last=False)
+        return True
+
+    def _held_item(self, user_id: str, seq: int) -> list[Any] | None:
+        """The held [seq, expires, size, entry] of a user's seq (recent ones are at the end)."""
+        inbox = self._inboxes.get(user_id)
+        for item in reversed(inbox.items if inbox is not None else ()):
+            if item[0] <= seq:
+                return item if item[0] == seq else None
+        return None
+
     def expire(self) -> None:
         now = self._clock()
         for inbox in self._inboxes.values():
@@ -115,18 +166,20 @@ class MemoryBuffer(CatchupBuffer):
             if items and items[0][0] <= seq:
                 break
             order.popleft()
-        dedup = self._dedup
-        while dedup:
-            key, (expires, _ack) = next(iter(dedup.items()))
-            if expires > now:
-                break
-            del dedup[key]
+        for index in (self._dedup, self._sent, self._claims):  # roughly by expiry: stop at the first live one
+            while index:
+                key, (expires, _value) = next(iter(index.items()))
+                if expires > now:
+                    break
+                del index[key]
 
     async def flush(self) -> None:
         self._inboxes.clear()
         self._order.clear()
         self._bytes = 0
         self._dedup.clear()
+        self._sent.clear()
+        self._claims.clear()
         self._epoch = os.urandom(6).hex()
 
     def stats(self) -> dict[str, int]:

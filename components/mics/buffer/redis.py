@@ -6,7 +6,9 @@ Keys (one tenant's all in its hash slot, see mics.cluster.redis):
   `<expires_ms>:<size>:<msgpack entry without seq>`;
 - `{t}:held`: zset of `<user>\\0<seq>\\0<size>` scored by expiry, tenant-wide, for expiry and the
   byte cap; `{t}:bytes`: bytes held; `{t}:epoch`: the stream's name;
-- `{t}:dedup:<user>:<client_msg_id>`: a send's Ack, for the dedup window.
+- `{t}:dedup:<user>:<client_msg_id>`: a send's Ack, for the dedup window;
+- `{t}:sent:<msg_id>`: the sender index (section 11), for recall_window_s: `flag\\0from\\0to\\0group\\0ts`
+  then `\\0user\\0seq` for each held copy; flag `1` once recalled.
 
 Each append is one script run, so seq allocation, holding and both caps are atomic across nodes.
 When the tenant's byte cap is hit, the entry closest to expiry goes first (in memory: the oldest);
@@ -25,7 +27,7 @@ from twisted.internet.defer import Deferred
 from txaio import make_logger
 
 from mics import metrics
-from mics.buffer import CatchupBuffer, sync_result
+from mics.buffer import CatchupBuffer, Sent, sync_result
 from mics.buffer.memory import DEDUP_WINDOW_S
 from mics.cluster.redis import Script, TenantKeys
 from mics.types import SyncResult
@@ -95,13 +97,14 @@ _APPEND_MANY = Script(
     APPEND_LUA
     + """
 local epoch = ensure_epoch(KEYS[1], ARGV[2])
-local evicted = 0
+local evicted, seqs = 0, {}
 for i = 10, #ARGV do
-  local _, ev = append(ARGV[1], ARGV[i], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+  local seq, ev = append(ARGV[1], ARGV[i], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
   evicted = evicted + ev
+  seqs[#seqs + 1] = seq
 end
 local held, bytes = held_stats(ARGV[1])
-return {0, evicted, epoch, held, bytes}
+return {0, evicted, epoch, held, bytes, seqs}
 """
 )
 
@@ -110,7 +113,8 @@ return {0, evicted, epoch, held, bytes}
 # either user ("S" frames, see mics.cluster.unpack_seq_frame).
 # KEYS: epoch. ARGV: 1 prefix, 2 epoch candidate, 3 to, 4 from ('' = no copy), 5 expires if online,
 # 6 expires if offline, 7 expires of the copy, 8 size, 9 packed, 10 max_per_user, 11 max_bytes,
-# 12 seq_keep, 13 inbox_ttl, 14 this node, 15 frame header to, 16 frame header from, 17 channel prefix
+# 12 seq_keep, 13 inbox_ttl, 14 this node, 15 frame header to, 16 frame header from, 17 channel prefix,
+# 18 sender index key ('' = none), 19 its record without the held copies, 20 how long to keep it (ms)
 _ROUTE = Script(
     APPEND_LUA
     + """
@@ -143,6 +147,11 @@ if ARGV[4] ~= '' then
   local seq, ev = append(prefix, ARGV[4], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13])
   seq_from, evicted = seq, evicted + ev
   forward(devices(ARGV[4]), ARGV[16], seq_from)
+end
+if ARGV[18] ~= '' then
+  local sent = ARGV[19] .. '\\0' .. ARGV[3] .. '\\0' .. seq_to
+  if ARGV[4] ~= '' then sent = sent .. '\\0' .. ARGV[4] .. '\\0' .. seq_from end
+  redis.call('SET', ARGV[18], sent, 'PX', ARGV[20])
 end
 local held, bytes = held_stats(prefix)
 return {seq_to, evicted, epoch, held, bytes, seq_from, to_total}
@@ -181,6 +190,70 @@ return {redis.call('GET', KEYS[3]) or false, tonumber(redis.call('GET', KEYS[2])
 )
 
 _EPOCH = Script(APPEND_LUA + "return ensure_epoch(KEYS[1], ARGV[1])")
+
+# Shared by the amend scripts: the held member of `user`'s `seq` if it is the message `msg_id`.
+HELD_LUA = """
+local function held_member(prefix, user, seq, msg_id)
+  local found = redis.call('ZRANGEBYSCORE', prefix .. 'inbox:' .. user, seq, seq)
+  if #found == 1 and string.find(found[1], msg_id, 1, true) then return found[1] end
+  return nil
+end
+"""
+
+# The first held copy still there (its packed entry), unless the record is gone or recalled.
+# KEYS: the record; ARGV: prefix, msg_id, then user, seq pairs. Returns {state, packed}: state 0 = no
+# record (or recalled), 1 = found.
+_HELD_FIRST = Script(
+    HELD_LUA
+    + """
+local record = redis.call('GET', KEYS[1])
+if not record or string.sub(record, 1, 1) == '1' then return {0, false} end
+for i = 3, #ARGV, 2 do
+  local member = held_member(ARGV[1], ARGV[i], ARGV[i + 1], ARGV[2])
+  if member then return {1, string.match(member, '^%d+:%d+:(.*)$')} end
+end
+return {1, false}
+"""
+)
+
+# Replace every held copy with `packed` (same seq and expiry, new size), atomically with the record
+# check, so an edit never overwrites a recall's tombstone. KEYS: the record, the tenant's held zset,
+# the byte counter; ARGV: prefix, msg_id, recall ('1'/'0'), packed ('' = none), size, then user, seq
+# pairs. Returns 1, or 0 when the record is gone or was recalled.
+_AMEND = Script(
+    HELD_LUA
+    + """
+local record = redis.call('GET', KEYS[1])
+if not record or string.sub(record, 1, 1) == '1' then return 0 end
+if ARGV[3] == '1' then redis.call('SET', KEYS[1], '1' .. string.sub(record, 2), 'KEEPTTL') end
+if ARGV[4] == '' then return 1 end
+for i = 6, #ARGV, 2 do
+  local user, seq = ARGV[i], ARGV[i + 1]
+  local member = held_member(ARGV[1], user, seq, ARGV[2])
+  if member then
+    local expires, size = string.match(member, '^(%d+):(%d+):')
+    local inbox = ARGV[1] .. 'inbox:' .. user
+    redis.call('ZREM', inbox, member)
+    redis.call('ZADD', inbox, seq, expires .. ':' .. ARGV[5] .. ':' .. ARGV[4])
+    redis.call('ZREM', KEYS[2], user .. '\\0' .. seq .. '\\0' .. size)
+    redis.call('ZADD', KEYS[2], expires, user .. '\\0' .. seq .. '\\0' .. ARGV[5])
+    redis.call('INCRBY', KEYS[3], tonumber(ARGV[5]) - tonumber(size))
+  end
+end
+return 1
+"""
+)
+
+
+def _sent_record(sent: Sent) -> bytes:
+    """The fixed part of a sender index record (flag, from, to, group, ts); held copies follow."""
+    return "\0".join(("0", sent.from_user_id, sent.to_user_id or "", sent.group_id or "", str(sent.ts))).encode()
+
+
+def _parse_sent(msg_id: str, value: bytes) -> Sent:
+    parts = value.decode().split("\0")
+    held = tuple((parts[i], int(parts[i + 1])) for i in range(5, len(parts) - 1, 2))
+    return Sent(msg_id, parts[1], parts[2] or None, parts[3] or None, int(parts[4]), held, parts[0] == "1")
 
 
 class RedisBuffer(CatchupBuffer):
@@ -238,10 +311,14 @@ class RedisBuffer(CatchupBuffer):
         node_id: str,
         frames: tuple[bytes, bytes],
         channel_prefix: str,
+        sent: Sent | None = None,
+        keep_s: float = 0,
     ) -> Routed:
         """Cluster mode 1:1: hold for the recipient (and a copy for the sender) and forward to the
-        other nodes, in one script run. `holds`: recipient online, recipient offline, sender copy (s)."""
+        other nodes, in one script run. `holds`: recipient online, recipient offline, sender copy (s).
+        With `sent`, the same run records it in the sender index for `keep_s`."""
         now_ms = int(self._clock() * 1000)
+        index = (self._keys.sent(sent.msg_id), _sent_record(sent), int(keep_s * 1000)) if sent else ("", b"", 0)
         expires = [now_ms + int(h * 1000) if h > 0 else 0 for h in holds]
         result = await _ROUTE(
             self._redis,
@@ -261,22 +338,25 @@ class RedisBuffer(CatchupBuffer):
                 node_id,
                 *frames,
                 channel_prefix,
+                *index,
             ],
         )
         seq_to = self._appended(result)
         return Routed(seq_to, int(result[5]) if from_user_id else None, int(result[6]) > 0)
 
-    async def append_many(self, user_ids: list[str], entry: dict[str, Any], size: int, hold_s: float) -> None:
+    async def append_many(self, user_ids: list[str], entry: dict[str, Any], size: int, hold_s: float) -> list[int]:
         keys = self._keys
         hold_ms = int(hold_s * 1000)
         expires = int(self._clock() * 1000) + hold_ms
         packed = msgpack.packb(entry, use_bin_type=True)
         fixed = [keys.prefix, self._candidate, expires, size, packed, self._max_per_user, self._max_bytes,
                  SEQ_KEEP_MS, hold_ms + 1000]  # fmt: skip
+        seqs: list[int] = []
         for at in range(0, len(user_ids), APPEND_MANY_BATCH):  # bounded script runs: Redis serves others between
-            self._appended(
-                await _APPEND_MANY(self._redis, [keys.epoch], [*fixed, *user_ids[at : at + APPEND_MANY_BATCH]])
-            )
+            result = await _APPEND_MANY(self._redis, [keys.epoch], [*fixed, *user_ids[at : at + APPEND_MANY_BATCH]])
+            self._appended(result)
+            seqs.extend(int(seq) for seq in result[5])
+        return seqs
 
     def _appended(self, result: list[Any]) -> int:
         """Book-keeping from an append script's reply {seq, evicted, epoch, held, bytes}."""
@@ -322,6 +402,38 @@ class RedisBuffer(CatchupBuffer):
         value = msgpack.packb([self._clock() + DEDUP_WINDOW_S, ack], use_bin_type=True)
         await self._redis.execute_command("SET", key, value, "PX", int(DEDUP_WINDOW_S * 1000))
 
+    async def remember_sent(self, sent: Sent, keep_s: float) -> None:
+        value = _sent_record(sent) + b"".join(b"\0%s\0%d" % (u.encode(), seq) for u, seq in sent.held)
+        await self._redis.execute_command("SET", self._keys.sent(sent.msg_id), value, "PX", int(keep_s * 1000))
+
+    async def sent(self, msg_id: str) -> Sent | None:
+        value = await self._redis.get(self._keys.sent(msg_id))
+        return None if value is None else _parse_sent(msg_id, value)
+
+    async def amend(self, sent: Sent, patch: dict[str, Any], size: int, recall: bool) -> bool:
+        """Two round trips: the first held copy (its fields stay, `patch` goes over them), then every
+        copy replaced in one script that checks the record again (an edit never undoes a recall)."""
+        keys = self._keys
+        record = keys.sent(sent.msg_id)
+        pairs = [x for user_id, seq in sent.held for x in (user_id, seq)]
+        state, packed = await _HELD_FIRST(self._redis, [record], [keys.prefix, sent.msg_id, *pairs])
+        if not int(state):
+            return False
+        new = b""
+        if packed:
+            entry = msgpack.unpackb(packed, raw=False)
+            entry.update(patch)
+            new = msgpack.packb(entry, use_bin_type=True)
+        changed = await _AMEND(
+            self._redis, [record, keys.held, keys.bytes],
+            [keys.prefix, sent.msg_id, "1" if recall else "0", new, size, *pairs],
+        )  # fmt: skip
+        return bool(int(changed))
+
+    async def claim(self, key: str, keep_s: float) -> bool:
+        got = await self._redis.execute_command("SET", self._keys.claim(key), b"1", "NX", "PX", int(keep_s * 1000))
+        return got is not None
+
     def expire(self) -> Deferred[None]:
         def failed(f: Any) -> None:
             metrics.REDIS_FAILURES.labels("expiry").inc()
@@ -347,7 +459,7 @@ class RedisBuffer(CatchupBuffer):
         self._candidate = os.urandom(6).hex()
         await redis.set(self._keys.epoch, self._candidate)
         self._epoch = ""
-        for pattern in ("inbox:*", "seq:*", "dedup:*", "held", "bytes"):
+        for pattern in ("inbox:*", "seq:*", "dedup:*", "sent:*", "once:*", "held", "bytes"):
             cursor = b"0"
             while True:
                 cursor, found = await redis.execute_command("SCAN", cursor, "MATCH", prefix + pattern, "COUNT", 1000)

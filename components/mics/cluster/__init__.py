@@ -9,6 +9,7 @@ heartbeat key expires, one live node (holding a lock) removes the dead node's pr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,10 +34,12 @@ DELIVER = "deliver"  # [tenant_id, topic, authids | None, kwargs]: local fan-out
 KICK = "kick"  # [tenant_id, user_id, device_id | None]
 TENANT = "tenant"  # [tenant_id]: its config changed in Redis
 REPLACE = "replace"  # [tenant_id, session_id]: that device connected again on another node
+PRESENCE = "presence"  # [tenant_id, user_id, devices, ts]: a watched user's devices changed
 
 Operation = list[Any]
 
 SEQ_FRAME = b"S"  # an inbox delivery built by a Redis script: header, seq, packed message
+PRESENCE_FRAME = b"P"  # a presence change built by a Redis script (mics.presence.redis): JSON
 
 
 def frame_header(origin: str, tenant_id: str, user_id: str) -> bytes:
@@ -52,6 +55,13 @@ def unpack_seq_frame(data: bytes) -> tuple[str, Operation]:
     message = msgpack.unpackb(data[21 + size :], raw=False)
     message["seq"] = seq
     return origin, [DELIVER, tenant_id, uris.inbox_topic(user_id), [user_id], message]
+
+
+def unpack_presence_frame(data: bytes) -> tuple[str, Operation]:
+    """`P` + JSON [origin, tenant_id, user_id, devices, ts] -> (origin, PRESENCE op)."""
+    origin, tenant_id, user_id, devices, ts = json.loads(data[1:])
+    # Lua's cjson writes an empty list as {}
+    return origin, [PRESENCE, tenant_id, user_id, sorted(devices) if devices else [], int(ts)]
 
 
 class Cluster:
@@ -125,8 +135,11 @@ class Cluster:
         self.redis.publish(channel, data).addErrback(failed)
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
-        if data[:1] == SEQ_FRAME:
+        kind = data[:1]
+        if kind == SEQ_FRAME:
             origin, operation = unpack_seq_frame(data)
+        elif kind == PRESENCE_FRAME:
+            origin, operation = unpack_presence_frame(data)
         else:
             origin, *operation = msgpack.unpackb(data, raw=False)
         if origin == self.node_id:

@@ -57,6 +57,14 @@ class TenantKeys:
     def node_sessions(self, node_id: str) -> str:
         return self.prefix + "sessions:" + node_id
 
+    def watchers(self, user_id: str) -> str:
+        """The nodes with subscribers of `mics.presence.<user_id>` (section 11, live presence)."""
+        return self.prefix + "watchers:" + user_id
+
+    def watching(self, node_id: str) -> str:
+        """The users a node's subscribers watch, for cleaning up after that node."""
+        return self.prefix + "watching:" + node_id
+
     def seq(self, user_id: str) -> str:
         return self.prefix + "seq:" + user_id
 
@@ -65,6 +73,14 @@ class TenantKeys:
 
     def dedup(self, user_id: str, client_msg_id: str) -> str:
         return self.prefix + "dedup:" + user_id + ":" + client_msg_id
+
+    def claim(self, key: str) -> str:
+        """Something done at most once per window across the cluster (offline push collapse)."""
+        return self.prefix + "once:" + key
+
+    def sent(self, msg_id: str) -> str:
+        """The sender index record of a message (section 11: recall and edit)."""
+        return self.prefix + "sent:" + msg_id
 
 
 class FailFastHandler(txredisapi.ConnectionHandler):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mics.buffer import CatchupBuffer
+from mics.buffer import CatchupBuffer, Sent
 from mics.config import TenantConfig
 from mics.presence import Presence
 from mics.router import RealmPort
@@ -72,12 +72,13 @@ class Engine(ABC):
     @abstractmethod
     async def inbox(
         self, to_user_id: str, copy_for: str | None, exclude: int | None, message: dict[str, Any], size: int,
-        holds: Holds,
+        holds: Holds, remember_s: float = 0,
     ) -> Held:  # fmt: skip
         """Hold `message` in `to_user_id`'s inbox (next seq; held for the online or the offline time)
         and deliver it to their devices; with `copy_for`, hold a copy in that user's inbox too and
         deliver it to their devices. `exclude` (the sending session) gets neither. Deliveries carry
-        their seq; `message` itself is not changed."""
+        their seq; `message` itself is not changed. With `remember_s`, the sender index records the
+        message and its held copies for that long (recall and edit), in the same step."""
 
     @abstractmethod
     async def group(self, topic: str, members: Sequence[str], exclude: int | None, message: dict[str, Any]) -> None:
@@ -95,9 +96,30 @@ class Engine(ABC):
         """Deliver to this node's sessions only (what another node forwarded here)."""
         self.port.deliver(topic, authids, exclude, message)
 
-    async def hold(self, user_ids: list[str], message: dict[str, Any], size: int, hold_s: int) -> None:
-        """Hold a copy of `message` in each user's inbox (each takes that user's next seq)."""
-        await self.buffer.append_many(user_ids, message, size, hold_s)
+    async def hold(
+        self, user_ids: list[str], message: dict[str, Any], size: int, hold_s: int
+    ) -> tuple[tuple[str, int], ...]:
+        """Hold a copy of `message` in each user's inbox (each takes that user's next seq); returns
+        the (user, seq) of each copy."""
+        seqs = await self.buffer.append_many(user_ids, message, size, hold_s)
+        return tuple(zip(user_ids, seqs, strict=True))
+
+    # -- the sender index (section 11: recall and edit) ------------------------------------------
+    async def remember_sent(self, message: dict[str, Any], held: tuple[tuple[str, int], ...], keep_s: float) -> None:
+        """Record a message the inbox path did not record (group sends) in the sender index."""
+        await self.buffer.remember_sent(sent_of(message, held), keep_s)
+
+    async def sent(self, msg_id: str) -> Sent | None:
+        return await self.buffer.sent(msg_id)
+
+    async def amend(self, sent: Sent, patch: dict[str, Any], size: int, recall: bool) -> bool:
+        """Change the held copies of `sent` in place (a recall's tombstone, an edit's body); False
+        when it was recalled meanwhile or is gone."""
+        return await self.buffer.amend(sent, patch, size, recall)
+
+    async def claim(self, key: str, keep_s: float) -> bool:
+        """The first claim of `key` within `keep_s`, on every node (offline push collapse)."""
+        return await self.buffer.claim(key, keep_s)
 
     async def sync(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
         return await self.buffer.since(user_id, since_seq, epoch)
@@ -117,6 +139,12 @@ class Engine(ABC):
     def configure(self, config: TenantConfig) -> None:
         """The tenant's config changed: new buffer caps."""
         self.buffer.configure(config.offline_max_per_user, config.offline_max_bytes)
+
+
+def sent_of(message: dict[str, Any], held: tuple[tuple[str, int], ...] = ()) -> Sent:
+    """The sender index record of a message (its kwargs) and its held copies."""
+    return Sent(message["msg_id"], message["from_user_id"], message.get("to_user_id"), message.get("group_id"),
+                message["ts"], held)  # fmt: skip
 
 
 class EngineFactory(ABC):

@@ -12,7 +12,7 @@ from typing import Any
 from mics import uris
 from mics.buffer.memory import MemoryBuffer
 from mics.config import TenantConfig
-from mics.engine import Engine, EngineFactory, Held, Holds
+from mics.engine import Engine, EngineFactory, Held, Holds, sent_of
 from mics.presence.memory import MemoryPresence
 from mics.router import RealmPort
 from mics.sessions import SessionTable
@@ -21,7 +21,7 @@ from mics.sessions import SessionTable
 class MemoryEngine(Engine):
     async def inbox(
         self, to_user_id: str, copy_for: str | None, exclude: int | None, message: dict[str, Any], size: int,
-        holds: Holds,
+        holds: Holds, remember_s: float = 0,
     ) -> Held:  # fmt: skip
         devices = self.sessions.devices
         online = bool(devices(to_user_id))
@@ -35,6 +35,9 @@ class MemoryEngine(Engine):
             copy_seq = await self.buffer.append(copy_for, copy, size, holds.copy_s)
             if devices(copy_for):
                 self.port.deliver(uris.inbox_topic(copy_for), (copy_for,), exclude, copy)
+        if remember_s:
+            held = ((to_user_id, seq),) if copy_seq is None else ((to_user_id, seq), (copy_for, copy_seq))
+            await self.buffer.remember_sent(sent_of(message, held), remember_s)  # type: ignore[arg-type]
         return Held(seq, copy_seq, online)
 
     async def group(self, topic: str, members: Sequence[str], exclude: int | None, message: dict[str, Any]) -> None:

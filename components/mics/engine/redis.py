@@ -19,7 +19,7 @@ from mics.buffer.redis import RedisBuffer
 from mics.cluster import DELIVER, KICK, REPLACE, Cluster, frame_header
 from mics.cluster.redis import node_channel
 from mics.config import TenantConfig
-from mics.engine import Engine, EngineFactory, Held, Holds
+from mics.engine import Engine, EngineFactory, Held, Holds, sent_of
 from mics.presence.redis import RedisPresence
 from mics.router import RealmPort
 from mics.sessions import SessionTable
@@ -41,13 +41,13 @@ class RedisEngine(Engine):
 
     async def inbox(
         self, to_user_id: str, copy_for: str | None, exclude: int | None, message: dict[str, Any], size: int,
-        holds: Holds,
+        holds: Holds, remember_s: float = 0,
     ) -> Held:  # fmt: skip
         node_id, tenant_id = self.node_id, self.tenant_id
         frames = (frame_header(node_id, tenant_id, to_user_id), frame_header(node_id, tenant_id, copy_for or ""))
         routed = await self.buffer.append_routed(
             to_user_id, copy_for, message, size, (holds.online_s, holds.offline_s, holds.copy_s), node_id, frames,
-            _CHANNEL_PREFIX,
+            _CHANNEL_PREFIX, sent_of(message) if remember_s else None, remember_s,
         )  # fmt: skip
         local = self.sessions.devices
         to_here = bool(local(to_user_id))

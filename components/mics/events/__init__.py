@@ -20,6 +20,11 @@ CONNECT_OFFLINE = "CONNECT_OFFLINE"
 SINGLE_CHAT_MSG = "SINGLE_CHAT_MSG"
 GROUP_CHAT_MSG = "GROUP_CHAT_MSG"
 GROUP_MEMBER_CHANGE = "GROUP_MEMBER_CHANGE"
+MESSAGE_RECALL = "MESSAGE_RECALL"  # section 11: event_data is the recall Message
+MESSAGE_EDIT = "MESSAGE_EDIT"  # section 11: event_data is the edit Message
+OFFLINE_PUSH = "OFFLINE_PUSH"  # section 11: user_id had no online device; event_data is the Message
+
+_CHANGES = (MESSAGE_RECALL, MESSAGE_EDIT)
 
 QUEUE_MAX = 100_000
 log = make_logger()
@@ -43,8 +48,11 @@ class Event:
 
     @property
     def key(self) -> str:
-        """Partition key: per-conversation order (to_user for 1:1, group, else user)."""
-        if self.event_type == SINGLE_CHAT_MSG:
+        """Partition key: per-conversation order (to_user for 1:1, group, else user); a push per
+        recipient (user)."""
+        if self.event_type == OFFLINE_PUSH:
+            return self.user_id
+        if self.event_type == SINGLE_CHAT_MSG or (self.to_user_id and self.event_type in _CHANGES):
             return self.to_user_id
         if self.group_id:
             return self.group_id

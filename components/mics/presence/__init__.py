@@ -8,14 +8,24 @@ session and read by every node that must deliver to the user.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mics.sessions import SessionInfo
 
+# (user_id, online devices): a user's set of online devices changed (section 11, live presence)
+OnChange = Callable[[str, list[str]], None]
+
 
 class Presence(ABC):
-    """Online state of a tenant's users, across the nodes that serve the tenant."""
+    """Online state of a tenant's users, across the nodes that serve the tenant.
+
+    `on_change` (set by the tenant runtime) hears when a user's set of online devices changes, as
+    this node learns it: from its own sessions, and in a cluster from the shared store's answer to
+    this node's writes. Changes made on other nodes reach this node only for users it `watch`es.
+    """
+
+    on_change: OnChange | None = None
 
     @abstractmethod
     async def where(self, user_ids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -34,12 +44,32 @@ class Presence(ABC):
         """Session-list entries (session_id, user_id, device_id, node_id, online_at), all nodes."""
 
     @abstractmethod
-    def joined(self, info: SessionInfo) -> None:
-        """A session of this node joined."""
+    def joined(self, info: SessionInfo, device_added: bool = True) -> None:
+        """A session of this node joined; `device_added`: the device was not online here before
+        (False when the session replaces the same device's older one on this node)."""
 
     @abstractmethod
-    def left(self, info: SessionInfo) -> None:
-        """A session of this node left."""
+    def left(self, info: SessionInfo, device_removed: bool = True) -> None:
+        """A session of this node left; `device_removed`: the device is not online here any more
+        (False when a newer session of the same device replaced it)."""
+
+    def watch(self, user_id: str) -> None:  # noqa: B027 - optional
+        """This node has subscribers of `mics.presence.<user_id>` now: changes elsewhere must reach it."""
+
+    def unwatch(self, user_id: str) -> None:  # noqa: B027 - optional
+        """This node's last subscriber of `mics.presence.<user_id>` left."""
+
+    @property
+    def needs_watch(self) -> bool:
+        """Whether `watch`/`unwatch` matter (other nodes must learn where the watchers are)."""
+        return False
+
+    def _changed(self, user_id: str, devices: list[str]) -> None:
+        if self.on_change is not None:
+            self.on_change(user_id, devices)
+
+    async def settled(self) -> None:
+        """Wait until this node's presence writes in flight have landed (or failed)."""
 
     def retry(self) -> None:  # noqa: B027 - optional
         """Write again what failed to reach the shared store (called from the node's tick)."""

@@ -27,8 +27,11 @@ class MemoryPresence(Presence):
         found = self._sessions.by_id.values()
         return [s.to_kwargs(self._node_id) for s in found if user_id is None or s.user_id == user_id]
 
-    def joined(self, info: SessionInfo) -> None:
-        """The session table is the presence."""
+    def joined(self, info: SessionInfo, device_added: bool = True) -> None:
+        """The session table is the presence; a new device is a change."""
+        if device_added:
+            self._changed(info.user_id, sorted(self._sessions.devices(info.user_id)))
 
-    def left(self, info: SessionInfo) -> None:
-        """The session table is the presence."""
+    def left(self, info: SessionInfo, device_removed: bool = True) -> None:
+        if device_removed:
+            self._changed(info.user_id, sorted(self._sessions.devices(info.user_id)))

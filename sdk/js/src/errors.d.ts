@@ -32,12 +32,17 @@ export const TenantDisabledError: Typed<'mics.close.tenant_disabled', 4002>;
 export const InvalidMessageError: Typed<'mics.error.invalid_message', 400>;
 /** `mics.error.payload_too_large` (413): body over max_payload_bytes. */
 export const PayloadTooLargeError: Typed<'mics.error.payload_too_large', 413>;
-/** `mics.error.rate_limited` (429): tenant message QPS exceeded. */
+/** `mics.error.rate_limited` (429): the tenant's message QPS or the user's `max_user_message_qps` exceeded. */
 export const RateLimitedError: Typed<'mics.error.rate_limited', 429>;
-/** `mics.error.rejected` (403): the check-message hook said no; `kwargs.reason` says why. */
+/**
+ * `mics.error.rejected` (403): the check-message hook said no (`kwargs.reason` says why); or a recall/edit
+ * of another user's message or with recall turned off; or a group signal from a non-member.
+ */
 export const RejectedError: Typed<'mics.error.rejected', 403>;
 /** `mics.error.empty_group` (404): the group-members hook returned no members. */
 export const EmptyGroupError: Typed<'mics.error.empty_group', 404>;
+/** `mics.error.not_found` (404): a recall/edit of an unknown, recalled or too old message. */
+export const NotFoundError: Typed<'mics.error.not_found', 404>;
 /** Cluster mode: the node could not reach Redis; retry later with the same client_msg_id. */
 export const UnavailableError: Typed<'mics.error.unavailable', 503>;
 /** `mics.error.internal` (500): an unexpected fault; `kwargs.trace_id` matches the node's log line. */

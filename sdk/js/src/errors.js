@@ -51,6 +51,8 @@ export const PayloadTooLargeError = define('PayloadTooLargeError', 'mics.error.p
 export const RateLimitedError = define('RateLimitedError', 'mics.error.rate_limited', 429);
 export const RejectedError = define('RejectedError', 'mics.error.rejected', 403);
 export const EmptyGroupError = define('EmptyGroupError', 'mics.error.empty_group', 404);
+/** A recall or edit names a message that is unknown, recalled, or older than the tenant's recall window. */
+export const NotFoundError = define('NotFoundError', 'mics.error.not_found', 404);
 /** Cluster mode: the node could not reach Redis; retry later with the same client_msg_id. */
 export const UnavailableError = define('UnavailableError', 'mics.error.unavailable', 503);
 /** An unexpected fault in the node; `kwargs.trace_id` matches the node's log line. */
@@ -66,8 +68,8 @@ export const NotConnectedError = define('NotConnectedError', 'mics.client.not_co
 export const ERROR_CLASSES = [
   InvalidTokenError, InvalidTenantError, ConnectionLimitError, HookUnavailableError,
   HeartbeatTimeoutError, KickedError, ReplacedError, ShutdownError, TenantDisabledError,
-  InvalidMessageError, PayloadTooLargeError, RateLimitedError, RejectedError, EmptyGroupError, UnavailableError,
-  InternalError, NotAuthorizedError,
+  InvalidMessageError, PayloadTooLargeError, RateLimitedError, RejectedError, EmptyGroupError, NotFoundError,
+  UnavailableError, InternalError, NotAuthorizedError,
 ];
 const BY_URI = new Map(ERROR_CLASSES.map((cls) => [cls.uri, cls]));
 

@@ -294,6 +294,9 @@ const HOOK_NAMES = { auth: 'auth', checkMessage: 'checkMessage', check_message: 
   groupMembers: 'groupMembers', group_members: 'groupMembers' };
 const MESSAGE_STR_FIELDS = ['msg_id', 'type', 'tenant_id', 'from_user_id', 'from_device_id', 'to_user_id',
   'group_id', 'content_type', 'client_msg_id', 'trace_id'];
+// section 11-12 fields: absent when unused (proto3 `optional`, so presence survives the round trip)
+const MESSAGE_OPTIONAL_STR = ['reply_to', 'ref_msg_id', 'stream_id'];
+const MESSAGE_OPTIONAL_INT = ['edited_at', 'chunk_seq'];
 
 let protoTypes = null;
 /** The mics.v1 types, from the descriptor sdk/js/scripts/gen-protos.mjs generates (loaded on first use). */
@@ -373,6 +376,11 @@ export function messageToProto(message) {
   }
   if (message.seq) pb.seq = message.seq;
   if (message.ts) pb.ts = message.ts;
+  if (Array.isArray(message.mentions) && message.mentions.length) pb.mentions = message.mentions.map(String);
+  for (const name of [...MESSAGE_OPTIONAL_STR, ...MESSAGE_OPTIONAL_INT]) {
+    if (message[name] !== null && message[name] !== undefined) pb[name] = message[name];
+  }
+  if (typeof message.recalled === 'boolean') pb.recalled = message.recalled;
   if (isBytes(message.body)) pb.body_bytes = message.body;
   else pb.body_json = toValue(message.body);
   return types().Message.fromObject(pb);
@@ -391,6 +399,11 @@ export function messageFromProto(pb) {
   out.ts = toNumber(pb.ts);
   const seq = toNumber(pb.seq);
   if (seq) out.seq = seq;
+  if (pb.mentions?.length) out.mentions = [...pb.mentions];
+  const has = (name) => pb[`_${name}`] === name; // a proto3 `optional` field is a one-member oneof
+  for (const name of MESSAGE_OPTIONAL_STR) if (has(name)) out[name] = pb[name];
+  for (const name of MESSAGE_OPTIONAL_INT) if (has(name)) out[name] = toNumber(pb[name]);
+  if (has('recalled')) out.recalled = pb.recalled;
   out.body = pb.body === 'body_bytes' ? Buffer.from(pb.body_bytes) : fromValue(pb.body_json);
   return out;
 }

@@ -16,6 +16,7 @@ from mics_client.errors import (
     MicsError,
     NotAuthorized,
     NotConnected,
+    NotFound,
     PayloadTooLarge,
     RateLimited,
     Rejected,
@@ -31,6 +32,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Ack", "ConnectionClosed", "ConnectionLimit", "EmptyGroup", "HeartbeatTimeout", "HookUnavailable",
     "Internal", "InvalidMessage", "InvalidTenant", "InvalidToken", "Kicked", "Message", "MicsError", "NotAuthorized",
-    "NotConnected", "PayloadTooLarge", "Presence", "RateLimited", "Rejected", "Replaced", "Shutdown", "SyncGap",
-    "SyncResult", "TenantDisabled", "Unavailable", "Welcome",
+    "NotConnected", "NotFound", "PayloadTooLarge", "Presence", "RateLimited", "Rejected", "Replaced", "Shutdown",
+    "SyncGap", "SyncResult", "TenantDisabled", "Unavailable", "Welcome",
 ]  # fmt: skip

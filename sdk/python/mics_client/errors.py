@@ -92,6 +92,12 @@ class EmptyGroup(SendError):
     uri, code = "mics.error.empty_group", 404
 
 
+class NotFound(SendError):
+    """A recall or edit names a message that is unknown, recalled, or older than the tenant's recall window."""
+
+    uri, code = "mics.error.not_found", 404
+
+
 class HookUnavailable(SendError, JoinError):
     """The tenant's hook failed: 4503 when joining (auth hook), 503 on a group send (members hook)."""
 
@@ -159,7 +165,8 @@ ERRORS: dict[str, type[MicsError]] = {
     cls.uri: cls
     for cls in (
         InvalidToken, InvalidTenant, ConnectionLimit, HookUnavailable, AuthenticationFailed, NoSuchRealm,
-        InvalidMessage, PayloadTooLarge, RateLimited, Rejected, EmptyGroup, Unavailable, Internal, NotAuthorized,
+        InvalidMessage, PayloadTooLarge, RateLimited, Rejected, EmptyGroup, NotFound, Unavailable, Internal,
+        NotAuthorized,
         Kicked, Replaced, HeartbeatTimeout, Shutdown, TenantDisabled,
     )
 }  # fmt: skip

@@ -17,6 +17,8 @@ _MESSAGE_STR_FIELDS = (
     "msg_id", "type", "tenant_id", "from_user_id", "from_device_id", "to_user_id", "group_id",
     "content_type", "client_msg_id", "trace_id",
 )  # fmt: skip
+# section 11-12 fields: absent when unused (proto3 `optional`, so presence survives the round trip)
+_MESSAGE_OPTIONAL_FIELDS = ("reply_to", "ref_msg_id", "recalled", "edited_at", "stream_id", "chunk_seq")
 
 
 def _json_format() -> Any:
@@ -42,6 +44,12 @@ def message_to_proto(message: dict[str, Any]) -> Any:
             setattr(pb, name, value)
     pb.seq = message.get("seq") or 0
     pb.ts = message.get("ts") or 0
+    if message.get("mentions"):
+        pb.mentions.extend(message["mentions"])
+    for name in _MESSAGE_OPTIONAL_FIELDS:
+        value = message.get(name)
+        if value is not None:
+            setattr(pb, name, value)
     body = message.get("body")
     if isinstance(body, bytes | bytearray):
         pb.body_bytes = bytes(body)
@@ -56,6 +64,11 @@ def message_from_proto(pb: Any) -> dict[str, Any]:
     out["ts"] = pb.ts
     if pb.seq:
         out["seq"] = pb.seq
+    if pb.mentions:
+        out["mentions"] = list(pb.mentions)
+    for name in _MESSAGE_OPTIONAL_FIELDS:
+        if pb.HasField(name):
+            out[name] = getattr(pb, name)
     which = pb.WhichOneof("body")
     out["body"] = pb.body_bytes if which == "body_bytes" else _json_format().MessageToDict(pb.body_json)
     return out

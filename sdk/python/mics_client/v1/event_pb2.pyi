@@ -15,12 +15,18 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SINGLE_CHAT_MSG: _ClassVar[EventType]
     GROUP_CHAT_MSG: _ClassVar[EventType]
     GROUP_MEMBER_CHANGE: _ClassVar[EventType]
+    MESSAGE_RECALL: _ClassVar[EventType]
+    MESSAGE_EDIT: _ClassVar[EventType]
+    OFFLINE_PUSH: _ClassVar[EventType]
 EVENT_TYPE_UNSPECIFIED: EventType
 CONNECT_ONLINE: EventType
 CONNECT_OFFLINE: EventType
 SINGLE_CHAT_MSG: EventType
 GROUP_CHAT_MSG: EventType
 GROUP_MEMBER_CHANGE: EventType
+MESSAGE_RECALL: EventType
+MESSAGE_EDIT: EventType
+OFFLINE_PUSH: EventType
 
 class MqEvent(_message.Message):
     __slots__ = ("tenant_id", "event_type", "msg_id", "user_id", "device_id", "to_user_id", "group_id", "event_data", "timestamp", "node_id", "trace_id")
