@@ -12,7 +12,7 @@ from twisted.internet import defer
 from mics import errors
 from mics.errors import MicsError, SendFailed
 from mics.procedures import expose
-from mics.requests import GroupSendRequest, SendRequest, SyncRequest
+from mics.requests import EditRequest, GroupSendRequest, RecallRequest, SendRequest, SignalRequest, SyncRequest
 from mics.values import InvalidValue, body_size, is_text
 
 
@@ -102,3 +102,67 @@ async def test_contract_errors_pass_and_transient_store_errors_answer_unavailabl
     with pytest.raises(SendFailed) as positional:
         await _call(expose("p", _parse, limited, "tunit"), "b", 1)
     assert positional.value.error == errors.INVALID_MESSAGE.uri
+
+
+# -- section 11 arguments -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"mentions": "bob"},
+        {"mentions": ["bob", "bob"]},
+        {"mentions": ["b.b"]},
+        {"mentions": ["x\udfff"]},
+        {"mentions": [f"u{i}" for i in range(101)]},
+        {"mentions": [1]},
+        {"reply_to": ""},
+        {"reply_to": "m" * 129},
+        {"reply_to": 5},
+        {"reply_to": "\x00m"},
+        {"reply_to": "m\udfff"},
+    ],
+)
+def test_mentions_and_reply_to_that_break_the_rules_are_invalid_messages(kwargs):
+    with pytest.raises(SendFailed) as failed:
+        GroupSendRequest.parse((), {"group_id": "g", "body": 1, **kwargs})
+    assert failed.value.error == errors.INVALID_MESSAGE.uri
+
+
+def test_mentions_are_for_group_sends_and_reply_to_for_both():
+    req = GroupSendRequest.parse((), {"group_id": "g", "body": 1, "mentions": ["bob", "carol"], "reply_to": "m1"})
+    assert (req.mentions, req.reply_to) == (["bob", "carol"], "m1")
+    assert GroupSendRequest.parse((), {"group_id": "g", "body": 1, "mentions": []}).mentions is None
+    assert SendRequest.parse((), {"to_user_id": "bob", "body": 1, "reply_to": "m1"}).reply_to == "m1"
+    with pytest.raises(SendFailed) as one_to_one:
+        SendRequest.parse((), {"to_user_id": "bob", "body": 1, "mentions": ["carol"]})
+    assert one_to_one.value.error == errors.INVALID_MESSAGE.uri and "group" in one_to_one.value.kwargs["message"]
+
+
+@pytest.mark.parametrize(
+    ("parse", "kwargs"),
+    [
+        (RecallRequest.parse, {}),
+        (RecallRequest.parse, {"msg_id": ""}),
+        (RecallRequest.parse, {"msg_id": ["m1"]}),
+        (RecallRequest.parse, {"msg_id": "m" * 129}),
+        (RecallRequest.parse, {"msg_id": "m\udfff"}),
+        (EditRequest.parse, {"msg_id": "m1"}),
+        (EditRequest.parse, {"msg_id": "m1", "body": float("nan")}),
+        (EditRequest.parse, {"msg_id": "m1", "body": "x", "content_type": 3}),
+        (SignalRequest.parse, {"body": 1}),
+        (SignalRequest.parse, {"to_user_id": "bob", "group_id": "g", "body": 1}),
+        (SignalRequest.parse, {"group_id": "g.x", "body": 1}),
+        (SignalRequest.parse, {"group_id": "g"}),
+    ],
+)
+def test_recall_edit_and_signal_arguments_are_checked_at_the_edge(parse, kwargs):
+    with pytest.raises(SendFailed) as failed:
+        parse((), kwargs)
+    assert failed.value.error == errors.INVALID_MESSAGE.uri
+
+
+def test_a_signal_goes_to_one_user_or_to_a_group():
+    assert SignalRequest.parse((), {"group_id": "g", "body": {"typing": True}}).group_id == "g"
+    one = SignalRequest.parse((), {"to_user_id": "bob", "body": 1})
+    assert (one.to_user_id, one.group_id) == ("bob", None)
+    edit = EditRequest.parse((), {"msg_id": "m1", "body": {"t": "x"}, "content_type": "text/plain"})
+    assert (edit.msg_id, edit.body, edit.size, edit.content_type) == ("m1", {"t": "x"}, 9, "text/plain")

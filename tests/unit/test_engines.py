@@ -17,7 +17,8 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from mics import uris
-from mics.cluster import TENANT, Cluster
+from mics.buffer import Sent
+from mics.cluster import PRESENCE, TENANT, Cluster
 from mics.config import TenantConfig
 from mics.engine import Engine, Holds
 from mics.engine.memory import MemoryEngines
@@ -51,18 +52,38 @@ class Port:
 
 @dataclass
 class Member:
-    """One node's view of the tenant: its session table, realm port and engine."""
+    """One node's view of the tenant: its session table, realm port and engine; `changes` are the
+    presence changes this node heard of (its own, and in a cluster those forwarded for its watches)."""
 
     engine: Engine
     sessions: SessionTable
     port: Port
+    clock: task.Clock
     kicks: list[Any] = field(default_factory=list)
+    changes: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.engine.presence.on_change = lambda user, devices: self.changes.append((user, devices))
 
     def join(self, user_id: str, device_id: str = "d1") -> SessionInfo:
         info = SessionInfo(next(_ids), "t", user_id, device_id, 1, 0.0)
-        self.sessions.add(info)
-        self.engine.presence.joined(info)
+        older = self.sessions.add(info)
+        self.engine.presence.joined(info, device_added=older is None)
         return info
+
+    def leave(self, info: SessionInfo) -> None:
+        self.sessions.remove(info.session_id)
+        removed = info.device_id not in self.sessions.devices(info.user_id)
+        self.engine.presence.left(info, device_removed=removed)
+
+    async def port_wait(self) -> None:
+        """Let forwarded operations arrive."""
+        await task.deferLater(reactor, 0.02, lambda: None)
+
+    async def elapse(self, seconds: float) -> None:
+        """Time passes for the memory engine (its clock) and for Redis (real key TTLs)."""
+        self.clock.advance(seconds)
+        await task.deferLater(reactor, seconds, lambda: None)
 
     async def settled(self) -> None:
         """Presence writes are fire-and-forget: wait for the ones in flight."""
@@ -79,7 +100,8 @@ async def pair(request) -> AsyncIterator[tuple[Member, Member]]:
     clock = task.Clock()
     if request.param == "memory":
         sessions, port = SessionTable(), Port()
-        member = Member(MemoryEngines("n1").make("tunit", _config(), sessions, port, clock.seconds), sessions, port)
+        engine = MemoryEngines("n1").make("tunit", _config(), sessions, port, clock.seconds)
+        member = Member(engine, sessions, port, clock)
         yield member, member
         return
     members, clusters = await _cluster(request.getfixturevalue("redis_url"), 2, clock)
@@ -107,6 +129,8 @@ async def _cluster(url: str, size: int, clock: task.Clock) -> tuple[list[Member]
                     probe.callback(None)
             elif kind == "deliver":
                 box[0].engine.deliver_local(args[0], args[1], None, args[2])
+            elif kind == PRESENCE:
+                box[0].changes.append((args[0], args[1]))
             else:
                 box[0].kicks.append(op)
 
@@ -116,7 +140,7 @@ async def _cluster(url: str, size: int, clock: task.Clock) -> tuple[list[Member]
         cluster = Cluster(node_id, url, reactor, on_operation, no_reap, lambda: None)
         await cluster.start()
         engine = RedisEngines(cluster).make(tenant_id, _config(), sessions, port, clock.seconds)
-        member_box.append(Member(engine, sessions, port))
+        member_box.append(Member(engine, sessions, port, clock))
         members.append(member_box[0])
         clusters.append(cluster)
     for n, probe in enumerate(probes):  # each member's subscription is live once a probe reaches it
@@ -151,8 +175,7 @@ async def test_presence_forgets_a_device_that_left_and_lists_sessions_with_their
     listed = await there.engine.presence.sessions(None)
     assert sorted(s["user_id"] for s in listed) == ["alice", "bob"]
     assert {s["node_id"] for s in listed} == {here.engine.node_id}
-    here.sessions.remove(phone.session_id)
-    here.engine.presence.left(phone)
+    here.leave(phone)
     await here.settled()
     assert (await there.engine.presence.where(["bob"]))["bob"] == {}
     assert [s["user_id"] for s in await there.engine.presence.sessions("bob")] == []
@@ -218,6 +241,109 @@ async def test_a_client_msg_id_is_remembered_for_dedup(pair):
     assert await here.engine.seen("bob", "c1") is None
 
 
+# -- section 11: the sender index, held copies changed in place, claims, presence changes ------------------
+@pytest_twisted.ensureDeferred
+async def test_the_sender_index_remembers_who_sent_what_to_whom_and_where_the_copies_are_held(pair):
+    here, there = pair
+    message = {"msg_id": "m1", "from_user_id": "alice", "to_user_id": "bob", "ts": 5, "body": "hi"}
+    held = await here.engine.inbox("bob", "alice", None, message, 10, HOLDS, remember_s=60)
+    sent = await there.engine.sent("m1")
+    assert sent == Sent("m1", "alice", "bob", None, 5, (("bob", held.seq), ("alice", held.copy_seq)))
+    assert await there.engine.sent("m2") is None
+    await here.engine.inbox("bob", None, None, {**message, "msg_id": "m3"}, 10, HOLDS)
+    assert await there.engine.sent("m3") is None, "remember_s 0: not indexed"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_recall_leaves_tombstones_in_every_held_copy_and_no_edit_can_undo_it(pair):
+    here, there = pair
+    message = {"msg_id": "m1", "from_user_id": "alice", "to_user_id": "bob", "ts": 5, "body": "secret"}
+    held = await here.engine.inbox("bob", "alice", None, message, 10, HOLDS, remember_s=60)
+    sent = await there.engine.sent("m1")
+    assert sent is not None
+    assert await there.engine.amend(sent, {"body": None, "recalled": True}, 4, recall=True)
+    for user_id, seq in (("bob", held.seq), ("alice", held.copy_seq)):
+        [copy] = (await here.engine.sync(user_id, 0, None)).messages
+        assert copy == {**message, "body": None, "recalled": True, "seq": seq}
+    assert (await here.engine.sent("m1")).recalled  # type: ignore[union-attr]
+    assert not await here.engine.amend(sent, {"body": "back", "edited_at": 9}, 8, recall=False)
+    assert not await here.engine.amend(sent, {"body": None, "recalled": True}, 4, recall=True)
+    [copy] = (await there.engine.sync("bob", 0, None)).messages
+    assert copy["body"] is None and "edited_at" not in copy
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_edit_replaces_the_body_of_each_held_copy_and_keeps_its_seq(pair):
+    here, there = pair
+    await here.engine.inbox("carol", None, None, {"msg_id": "first"}, 10, HOLDS)
+    message = {"msg_id": "g1", "from_user_id": "alice", "group_id": "g", "ts": 5, "body": "draft"}
+    held = await here.engine.hold(["carol", "dave"], message, 10, 300)
+    assert held == (("carol", 2), ("dave", 1))
+    await here.engine.remember_sent(message, held, 60)
+    sent = await there.engine.sent("g1")
+    assert sent is not None and sent.group_id == "g" and sent.held == held
+    assert await there.engine.amend(sent, {"body": "final text", "edited_at": 9}, 20, recall=False)
+    carol = (await here.engine.sync("carol", 0, None)).messages
+    assert [(m["msg_id"], m["seq"], m.get("body")) for m in carol] == [("first", 1, None), ("g1", 2, "final text")]
+    assert carol[1]["edited_at"] == 9 and carol[0].get("edited_at") is None
+    assert (await there.engine.sync("dave", 0, None)).messages[0]["body"] == "final text"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_held_copy_of_another_message_at_the_same_seq_is_never_touched(pair):
+    here, _ = pair
+    await here.engine.inbox("bob", None, None, {"msg_id": "mine", "body": "keep"}, 10, HOLDS)
+    forged = Sent("other", "alice", "bob", None, 5, (("bob", 1),))
+    await here.engine.remember_sent({"msg_id": "other", "from_user_id": "alice", "ts": 5}, (("bob", 1),), 60)
+    assert await here.engine.amend(forged, {"body": None, "recalled": True}, 4, recall=True)
+    assert (await here.engine.sync("bob", 0, None)).messages[0]["body"] == "keep"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_sender_index_forgets_after_its_window(pair):
+    here, there = pair
+    message = {"msg_id": "m1", "from_user_id": "alice", "to_user_id": "bob", "ts": 5}
+    await here.engine.inbox("bob", None, None, message, 10, HOLDS, remember_s=0.2)
+    assert await there.engine.sent("m1") is not None
+    await here.elapse(0.3)
+    assert await there.engine.sent("m1") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_claim_is_granted_once_per_window_on_every_node(pair):
+    here, there = pair
+    assert await here.engine.claim("push:bob:u:alice", 0.2)
+    assert not await there.engine.claim("push:bob:u:alice", 0.2)
+    assert await there.engine.claim("push:bob:g:team", 0.2)
+    await here.elapse(0.3)
+    assert await there.engine.claim("push:bob:u:alice", 0.2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_change_of_a_users_devices_reaches_the_node_that_watches_them(pair):
+    here, there = pair
+    there.engine.presence.watch("bob")
+    await there.settled()
+    phone = here.join("bob", "phone")
+    await here.settled()
+    again = here.join("bob", "phone")  # the same device again: no change
+    here.join("carol")  # nobody watches carol
+    await here.settled()
+    here.leave(phone)  # replaced already: no change
+    here.leave(again)
+    await here.settled()
+    expected = [("bob", ["phone"]), ("bob", [])]
+    for _ in range(100):  # forwarded in a cluster
+        if [c for c in there.changes if c[0] == "bob"] == expected:
+            break
+        await there.port_wait()
+    assert [c for c in there.changes if c[0] == "bob"] == expected
+    assert [c for c in here.changes if c[0] == "bob"] == expected, "the node that made the change heard it"
+    if there is not here:
+        assert [c for c in there.changes if c[0] == "carol"] == [], "nobody watches carol there: no frame"
+        assert ("carol", ["d1"]) in here.changes
+
+
 # -- what only a cluster does --------------------------------------------------------------------------
 @pytest_twisted.ensureDeferred
 async def test_a_cluster_forwards_inbox_messages_group_deliveries_and_signals_to_the_node_of_each_device(redis_url):
@@ -260,3 +386,33 @@ async def test_one_node_has_no_elsewhere_to_kick():
     assert await engine.kick_elsewhere("alice", None) == 0
     assert type(engine).transient_errors == ()
     assert isinstance(RedisEngines.transient_errors, tuple) and RedisEngines.transient_errors
+
+
+@pytest_twisted.ensureDeferred
+async def test_reaping_a_lost_node_tells_the_watchers_of_its_users_and_ends_its_own_watches(redis_url):
+    (a, b), clusters = await _cluster(redis_url, 2, task.Clock())
+    try:
+        b.engine.presence.watch("bob")
+        a.engine.presence.watch("carol")
+        await a.settled()
+        await b.settled()
+        a.join("bob")
+        await a.settled()
+        for _ in range(100):
+            if ("bob", ["d1"]) in b.changes:
+                break
+            await b.port_wait()
+        lost = await b.engine.presence.reap(a.engine.node_id)  # a died: b reaps it
+        assert [entry["user_id"] for entry in lost] == ["bob"]
+        for _ in range(100):
+            if ("bob", []) in b.changes:
+                break
+            await b.port_wait()
+        assert b.changes == [("bob", ["d1"]), ("bob", [])]
+        b.join("carol")
+        await b.settled()
+        await task.deferLater(reactor, 0.2, lambda: None)
+        assert [c for c in a.changes if c[0] == "carol"] == [], "the lost node's watches went with it"
+    finally:
+        for c in clusters:
+            await c.stop()

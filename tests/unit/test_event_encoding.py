@@ -69,7 +69,28 @@ def test_signature_is_lowercase_hex_hmac_sha256_of_the_value_with_the_utf8_secre
 
 
 @pytest.mark.parametrize("name", ["CONNECT_ONLINE", "CONNECT_OFFLINE", "SINGLE_CHAT_MSG", "GROUP_CHAT_MSG",
-                                  "GROUP_MEMBER_CHANGE"])  # fmt: skip
+                                  "GROUP_MEMBER_CHANGE", "MESSAGE_RECALL", "MESSAGE_EDIT", "OFFLINE_PUSH"])  # fmt: skip
 def test_event_type_names_are_the_proto_enum_names(name):
     assert event_pb2.EventType.Name(event_pb2.EventType.Value(name)) == name
     assert event_pb2.EventType.Name(0) == "EVENT_TYPE_UNSPECIFIED"
+
+
+def test_recall_edit_and_push_events_carry_the_message_with_its_section_11_fields():
+    recall = {**MESSAGE, "msg_id": "m-2", "type": "recall", "body": None, "ref_msg_id": "m-1"}
+    decoded = decode(encode(event("MESSAGE_RECALL", recall, msg_id="m-2", to_user_id="bob")))
+    assert decoded["event_type"] == "MESSAGE_RECALL" and decoded["event_data"]["ref_msg_id"] == "m-1"
+    assert decoded["event_data"]["body"] is None and "reply_to" not in decoded["event_data"]
+    group = {**MESSAGE, "to_user_id": None, "group_id": "g", "type": "group_chat", "mentions": ["bob"],
+             "reply_to": "m-0", "seq": 7}  # fmt: skip
+    pushed = decode(encode(event("OFFLINE_PUSH", group, msg_id="m-1", user_id="bob", group_id="g")))
+    assert pushed["user_id"] == "bob" and pushed["event_data"]["mentions"] == ["bob"]
+    assert pushed["event_data"]["reply_to"] == "m-0" and pushed["event_data"]["seq"] == 7
+    edited = {**MESSAGE, "edited_at": 1700000000999, "recalled": False}
+    data = decode(encode(event("MESSAGE_EDIT", edited)))["event_data"]
+    assert data["edited_at"] == 1700000000999 and data["recalled"] is False
+
+
+def test_kafka_keys_keep_a_conversation_in_order_and_a_push_by_recipient():
+    assert event("MESSAGE_EDIT", MESSAGE, to_user_id="bob", user_id="alice").key == "bob"
+    assert event("MESSAGE_RECALL", MESSAGE, group_id="g", user_id="alice").key == "g"
+    assert event("OFFLINE_PUSH", MESSAGE, user_id="bob", to_user_id="bob", group_id="g").key == "bob"

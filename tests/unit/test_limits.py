@@ -1,6 +1,6 @@
 """Token bucket and circuit breaker, driven by a fake clock."""
 
-from mics.limits import CircuitBreaker, TokenBucket
+from mics.limits import CircuitBreaker, KeyedBuckets, TokenBucket
 
 
 class Clock:
@@ -64,3 +64,32 @@ def test_failed_trial_opens_again_and_successful_trial_closes():
     breaker.allow()
     breaker.record_success()
     assert breaker.state == "closed" and breaker.allow()
+
+
+def test_keyed_buckets_give_each_key_its_own_budget_and_forget_idle_keys():
+    clock = Clock()
+    buckets = KeyedBuckets(3, clock)
+    assert [buckets.try_take("alice") for _ in range(4)] == [True, True, True, False]
+    assert buckets.try_take("bob"), "one key's flood leaves the others alone"
+    assert buckets.recent("alice") == 4 and buckets.recent("carol") == 0
+    clock.now += 0.5
+    buckets.sweep()
+    assert len(buckets) == 2, "a key refused half a second ago is not full yet"
+    clock.now += 0.6
+    assert buckets.try_take("alice") and buckets.recent("alice") == 1, "a new second, a new count"
+    clock.now += 1.0
+    buckets.sweep()
+    assert len(buckets) == 0
+    buckets.configure(1)
+    assert [buckets.try_take("alice") for _ in range(2)] == [True, False]
+
+
+def test_the_tenant_bucket_counts_the_takes_of_the_current_second():
+    clock = Clock()
+    bucket = TokenBucket(2, clock)
+    for _ in range(5):
+        bucket.try_take()
+    assert bucket.recent == 5
+    clock.now += 1.0
+    bucket.try_take()
+    assert bucket.recent == 1

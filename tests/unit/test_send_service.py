@@ -14,7 +14,15 @@ from mics.config import NodeSettings, TenantConfig
 from mics.engine.memory import MemoryEngines
 from mics.errors import MicsError, SendFailed
 from mics.events import Event, EventSink
-from mics.requests import GroupSendRequest, ReceiptRequest, SendRequest, SignalRequest, SyncRequest
+from mics.requests import (
+    EditRequest,
+    GroupSendRequest,
+    RecallRequest,
+    ReceiptRequest,
+    SendRequest,
+    SignalRequest,
+    SyncRequest,
+)
 from mics.tenants import TenantRuntime
 from mics.types import MsgIdFactory, Sender
 
@@ -305,3 +313,269 @@ async def test_only_backends_list_and_kick_sessions(make_runtime):
     assert refused.value.error == errors.NOT_AUTHORIZED.uri
     listed = await runtime.service.session_list(system(), SessionListRequest())
     assert [s["user_id"] for s in listed["sessions"]] == ["alice"]
+
+
+# -- section 11 ---------------------------------------------------------------------------------------
+def recall(msg_id: str) -> RecallRequest:
+    return RecallRequest.parse((), {"msg_id": msg_id})
+
+
+def edit(msg_id: str, body: Any, **kwargs: Any) -> EditRequest:
+    return EditRequest.parse((), {"msg_id": msg_id, "body": body, **kwargs})
+
+
+def group(group_id: str, body: Any, **kwargs: Any) -> GroupSendRequest:
+    return GroupSendRequest.parse((), {"group_id": group_id, "body": body, **kwargs})
+
+
+def events_of(runtime: TenantRuntime, sink: RecordingSink, event_type: str) -> list[Event]:
+    runtime.events.drain()
+    return [e for e in sink.events if e.event_type == event_type]
+
+
+async def held(runtime: TenantRuntime, user_id: str) -> list[dict[str, Any]]:
+    return (await runtime.service.sync(Sender(user_id, "d9", 99, False), SyncRequest()))["messages"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_mentions_and_reply_to_travel_in_the_message_the_hook_the_held_copy_and_the_event(make_runtime):
+    runtime, port, sink = make_runtime(group_buffering=True)
+    port.members["g1"] = ["alice", "bob"]
+    alice = online(runtime, "alice")
+    checked: list[dict[str, Any]] = []
+    real_call = port.call
+    port.call = lambda procedure, **kw: (checked.append(kw), real_call(procedure, **kw))[1]  # type: ignore[method-assign]
+    ack = await runtime.service.group_send(alice, group("g1", "hi @bob", mentions=["bob"], reply_to="m0"))
+    [(_, _, _, delivered)] = [d for d in port.delivered if d[0] == uris.group_topic("g1")]
+    assert delivered["mentions"] == ["bob"] and delivered["reply_to"] == "m0"
+    assert next(kw for kw in checked if "body" in kw)["mentions"] == ["bob"]
+    assert (await held(runtime, "bob"))[0]["reply_to"] == "m0"
+    [event] = events_of(runtime, sink, "GROUP_CHAT_MSG")
+    assert event.data["mentions"] == ["bob"] and event.msg_id == ack["msg_id"]
+    await runtime.service.send(alice, send(to_user_id="bob", body="re", reply_to=ack["msg_id"]))
+    assert (await held(runtime, "bob"))[-1]["reply_to"] == ack["msg_id"]
+    plain = await runtime.service.send(alice, send(to_user_id="bob", body="plain"))
+    assert not {"mentions", "reply_to", "ref_msg_id"} & set((await held(runtime, "bob"))[-1])
+    assert plain["status"] == "SENT"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_sender_recalls_a_message_its_held_copies_become_tombstones_and_the_recall_goes_where_it_went(
+    make_runtime,
+):
+    runtime, port, sink = make_runtime()
+    phone = online(runtime, "alice", "phone")
+    online(runtime, "alice", "laptop")
+    sent = await runtime.service.send(phone, send(to_user_id="bob", body="oops"))
+    ack = await runtime.service.recall(phone, recall(sent["msg_id"]))
+    assert ack["status"] == "SENT" and ack["delivered"] == "buffered"
+    [tombstone, notice] = await held(runtime, "bob")
+    assert (tombstone["msg_id"], tombstone["body"], tombstone["recalled"]) == (sent["msg_id"], None, True)
+    assert tombstone["seq"] == 1 and notice["type"] == "recall" and notice["ref_msg_id"] == sent["msg_id"]
+    assert notice["body"] is None and notice["seq"] == 2
+    [own_copy, own_notice] = await held(runtime, "alice")
+    assert own_copy["body"] is None and own_notice["seq"] == ack["seq"]
+    laptop = [m for m in port.to("alice") if m.get("type") == "recall"]
+    assert len(laptop) == 1, "the sender's other device hears of it"
+    [event] = events_of(runtime, sink, "MESSAGE_RECALL")
+    assert event.to_user_id == "bob" and event.data["ref_msg_id"] == sent["msg_id"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_recall_and_edit_refuse_another_users_message_unknown_or_old_ones_and_a_window_of_zero(
+    make_runtime, clock
+):
+    runtime, port, _ = make_runtime()
+    alice, mallory = online(runtime, "alice"), online(runtime, "mallory")
+    sent = await runtime.service.send(alice, send(to_user_id="bob", body="mine"))
+    for attempt in (recall(sent["msg_id"]), edit(sent["msg_id"], "hacked")):
+        with pytest.raises(SendFailed) as foreign:
+            await getattr(runtime.service, "recall" if isinstance(attempt, RecallRequest) else "edit")(mallory, attempt)
+        assert foreign.value.error == errors.REJECTED.uri
+    assert (await held(runtime, "bob"))[0]["body"] == "mine", "untouched"
+    with pytest.raises(SendFailed) as unknown:
+        await runtime.service.recall(alice, recall("no-such-message"))
+    assert unknown.value.error == errors.NOT_FOUND.uri and unknown.value.kwargs["code"] == 404
+    system_sent = await runtime.service.send(
+        system("alice"), send(to_user_id="bob", body="notice", from_user_id="alice")
+    )
+    with pytest.raises(SendFailed) as not_hers:
+        await runtime.service.recall(alice, recall(system_sent["msg_id"]))
+    assert not_hers.value.error == errors.NOT_FOUND.uri, "a system message named after alice is not hers"
+    clock.advance(121)
+    with pytest.raises(SendFailed) as old:
+        await runtime.service.recall(alice, recall(sent["msg_id"]))
+    assert old.value.error == errors.NOT_FOUND.uri
+    runtime.update(runtime.config.merged({"recall_window_s": 0}))
+    fresh = await runtime.service.send(alice, send(to_user_id="bob", body="new"))
+    with pytest.raises(SendFailed) as off:
+        await runtime.service.edit(alice, edit(fresh["msg_id"], "x"))
+    assert off.value.error == errors.REJECTED.uri
+    assert [m for m in port.to("bob") if m["type"] in ("recall", "edit")] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_edit_replaces_the_held_body_passes_the_check_hook_and_a_recalled_message_stays_recalled(
+    make_runtime,
+):
+    runtime, port, sink = make_runtime(max_payload_bytes=50)
+    alice = online(runtime, "alice")
+    online(runtime, "bob")
+    sent = await runtime.service.send(alice, send(to_user_id="bob", body="draft"))
+    ack = await runtime.service.edit(alice, edit(sent["msg_id"], {"t": "final"}, content_type="application/json"))
+    original = (await held(runtime, "bob"))[0]
+    assert original["body"] == {"t": "final"} and original["edited_at"] >= sent["ts"]
+    assert original["content_type"] == "application/json" and original["seq"] == 1
+    [live] = [m for m in port.to("bob") if m["type"] == "edit"]
+    assert live["ref_msg_id"] == sent["msg_id"] and live["body"] == {"t": "final"} and live["msg_id"] == ack["msg_id"]
+    with pytest.raises(SendFailed) as refused:
+        await runtime.service.edit(alice, edit(sent["msg_id"], "forbidden words"))
+    assert refused.value.error == errors.REJECTED.uri
+    with pytest.raises(SendFailed) as big:
+        await runtime.service.edit(alice, edit(sent["msg_id"], "x" * 60))
+    assert big.value.error == errors.PAYLOAD_TOO_LARGE.uri
+    assert (await held(runtime, "bob"))[0]["body"] == {"t": "final"}
+    await runtime.service.recall(alice, recall(sent["msg_id"]))
+    for late in (
+        runtime.service.edit(alice, edit(sent["msg_id"], "back")),
+        runtime.service.recall(alice, recall(sent["msg_id"])),
+    ):
+        with pytest.raises(SendFailed) as gone:
+            await late
+        assert gone.value.error == errors.NOT_FOUND.uri
+    assert (await held(runtime, "bob"))[0]["body"] is None
+    assert [e.event_type for e in events_of(runtime, sink, "MESSAGE_EDIT")] == ["MESSAGE_EDIT"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_group_message_is_recalled_in_the_held_copies_of_offline_members_and_the_recall_reaches_the_group(
+    make_runtime,
+):
+    runtime, port, _ = make_runtime(group_buffering=True)
+    port.members["g1"] = ["alice", "bob", "carol"]
+    alice = online(runtime, "alice")
+    online(runtime, "bob")
+    sent = await runtime.service.group_send(alice, group("g1", "to all"))
+    ack = await runtime.service.recall(alice, recall(sent["msg_id"]))
+    assert ack["recipients"] == 3 and ack["delivered"] == "online"
+    [copy, notice] = await held(runtime, "carol")
+    assert copy["body"] is None and copy["recalled"] and notice["type"] == "recall"
+    on_group = [kw for t, _ids, _ex, kw in port.delivered if t == uris.group_topic("g1")]
+    assert [m["type"] for m in on_group] == ["group_chat", "recall"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_group_signals_reach_the_other_members_live_and_non_members_are_refused(make_runtime):
+    runtime, port, sink = make_runtime()
+    port.members["g1"] = ["alice", "bob"]
+    alice, mallory = online(runtime, "alice"), online(runtime, "mallory")
+    online(runtime, "bob")
+    typing = SignalRequest.parse((), {"group_id": "g1", "body": {"typing": True}})
+    ack = await runtime.service.signal(alice, typing)
+    assert ack["delivered"] == "online" and "seq" not in ack
+    [(topic, authids, exclude, kwargs)] = port.delivered
+    assert topic == uris.group_topic("g1") and authids == ("bob",) and exclude == alice.session_id
+    assert kwargs["type"] == "signal" and kwargs["group_id"] == "g1"
+    with pytest.raises(SendFailed) as outsider:
+        await runtime.service.signal(mallory, typing)
+    assert outsider.value.error == errors.REJECTED.uri and len(port.delivered) == 1
+    assert await held(runtime, "bob") == [] and events_of(runtime, sink, "GROUP_CHAT_MSG") == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_users_flood_hits_their_own_limit_and_leaves_the_tenant_budget_to_others(make_runtime):
+    from mics import metrics
+
+    runtime, _, _ = make_runtime(max_user_message_qps=3, max_message_qps=5, check_message_hook=False)
+    alice, bob = online(runtime, "alice"), online(runtime, "bob")
+    outcomes = []
+    for _ in range(10):
+        try:
+            await runtime.service.send(alice, send(to_user_id="bob", body="x"))
+            outcomes.append("ok")
+        except SendFailed as e:
+            outcomes.append(e.kwargs["code"])
+    assert outcomes == ["ok"] * 3 + [429] * 7
+    for _ in range(2):  # the tenant's 5 minus alice's 3
+        await runtime.service.send(bob, send(to_user_id="alice", body="y"))
+    with pytest.raises(SendFailed) as tenant_wide:
+        await runtime.service.receipt(
+            bob, ReceiptRequest.parse((), {"to_user_id": "alice", "msg_ids": ["m"], "kind": "read"})
+        )
+    assert "tenant" in tenant_wide.value.kwargs["reason"]
+    hits = metrics.LIMIT_HITS.labels("tunit", "max_user_message_qps")._value.get()
+    assert hits >= 7
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_offline_recipient_triggers_one_push_per_conversation_per_collapse_window(make_runtime, clock):
+    runtime, _, sink = make_runtime()
+    alice, carol = online(runtime, "alice"), online(runtime, "carol")
+    first = await runtime.service.send(alice, send(to_user_id="bob", body="one"))
+    await runtime.service.send(alice, send(to_user_id="bob", body="two"))
+    await runtime.service.send(carol, send(to_user_id="bob", body="other conversation"))
+    pushes = events_of(runtime, sink, "OFFLINE_PUSH")
+    assert (pushes[0].user_id, pushes[0].msg_id) == ("bob", first["msg_id"])
+    assert [e.data["from_user_id"] for e in pushes] == ["alice", "carol"]
+    assert pushes[0].data["seq"] == 1 and pushes[0].data["body"] == "one" and pushes[0].key == "bob"
+    clock.advance(11)
+    await runtime.service.send(alice, send(to_user_id="bob", body="three"))
+    assert len(events_of(runtime, sink, "OFFLINE_PUSH")) == 3
+    online(runtime, "bob")
+    await runtime.service.send(carol, send(to_user_id="bob", body="bob is here"))
+    assert len(events_of(runtime, sink, "OFFLINE_PUSH")) == 3, "online: no push"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_delayed_push_is_dropped_when_the_user_comes_back_in_time(make_runtime, clock):
+    runtime, _, sink = make_runtime(push_delay_s=5, push_collapse_s=0)
+    alice = online(runtime, "alice")
+    await runtime.service.send(alice, send(to_user_id="bob", body="soon back"))
+    await runtime.service.send(alice, send(to_user_id="carol", body="away"))
+    assert events_of(runtime, sink, "OFFLINE_PUSH") == []
+    online(runtime, "bob")
+    clock.advance(5)
+    assert [e.user_id for e in events_of(runtime, sink, "OFFLINE_PUSH")] == ["carol"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_mention_triggers_a_push_for_offline_members_only(make_runtime):
+    runtime, port, sink = make_runtime()
+    port.members["g1"] = ["alice", "bob", "carol"]
+    alice = online(runtime, "alice")
+    online(runtime, "carol")
+    await runtime.service.group_send(alice, group("g1", "hey", mentions=["bob", "carol", "stranger", "alice"]))
+    [push] = events_of(runtime, sink, "OFFLINE_PUSH")
+    assert push.user_id == "bob" and push.group_id == "g1" and push.key == "bob"
+    await runtime.service.group_send(alice, group("g1", "no mentions"))
+    assert len(events_of(runtime, sink, "OFFLINE_PUSH")) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_users_device_changes_are_published_on_their_presence_topic_unless_presence_is_off(make_runtime):
+    runtime, port, _ = make_runtime()
+    online(runtime, "bob", "phone", session_id=11)
+    online(runtime, "bob", "phone", session_id=12)  # the same device again: no change
+    online(runtime, "bob", "pc", session_id=13)
+    runtime.session_left(11)  # replaced already: no change
+    runtime.session_left(13)
+    seen = [(t, kw["online"], kw["devices"]) for t, kw in port.presence]
+    assert seen == [("mics.presence.bob", True, ["phone"]), ("mics.presence.bob", True, ["pc", "phone"]),
+                    ("mics.presence.bob", True, ["phone"])]  # fmt: skip
+    assert set(port.presence[0][1]) == {"user_id", "online", "devices", "ts"}
+    runtime.session_left(12)
+    assert port.presence[-1][1]["online"] is False and port.presence[-1][1]["devices"] == []
+    runtime.update(runtime.config.merged({"presence_queries": False}))
+    online(runtime, "carol")
+    assert len(port.presence) == 4
+    assert not runtime.may_watch_presence(12)
+
+
+def test_a_session_may_watch_a_bounded_number_of_users(make_runtime):
+    from mics.authz import MAX_PRESENCE_WATCHES
+
+    runtime, port, _ = make_runtime()
+    port.watches[5] = MAX_PRESENCE_WATCHES - 1
+    assert runtime.may_watch_presence(5)
+    port.watches[5] = MAX_PRESENCE_WATCHES
+    assert not runtime.may_watch_presence(5) and runtime.may_watch_presence(6)

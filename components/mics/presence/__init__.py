@@ -68,7 +68,7 @@ class Presence(ABC):
         if self.on_change is not None:
             self.on_change(user_id, devices)
 
-    async def settled(self) -> None:
+    async def settled(self) -> None:  # noqa: B027 - optional
         """Wait until this node's presence writes in flight have landed (or failed)."""
 
     def retry(self) -> None:  # noqa: B027 - optional
