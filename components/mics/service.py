@@ -89,9 +89,9 @@ class SendService:
             seq, held = await self._to_inbox(sender, req.to_user_id, payload, req.size, self._remember_s(sender))
             delivered = "online" if held.online else "buffered"
             self._messages[(message.type, delivered)].inc()
+            self._emit_message(events.SINGLE_CHAT_MSG, message, payload, sender)
             if not held.online:
                 self._tenant.push.offline(req.to_user_id, {**payload, "seq": held.seq})
-            self._emit_message(events.SINGLE_CHAT_MSG, message, payload, sender)
             return Ack(message.msg_id, message.ts, delivered, seq, cmid).to_kwargs()
 
         return await self._once(sender, cmid, work)
@@ -120,10 +120,10 @@ class SendService:
             remember_s = self._remember_s(sender)
             if remember_s:
                 await self._tenant.engine.remember_sent(payload, held, remember_s)
-            if req.mentions:
-                await self._push_mentioned(sender, members, req.mentions, payload)
             self._messages[(message.type, delivered)].inc()
             self._emit_message(events.GROUP_CHAT_MSG, message, payload, sender)
+            if req.mentions:
+                await self._push_mentioned(sender, members, req.mentions, payload)
             return Ack(message.msg_id, message.ts, delivered, None, cmid, recipients=len(members)).to_kwargs()
 
         return await self._once(sender, cmid, work)
@@ -244,18 +244,20 @@ class SendService:
         if not await engine.amend(sent, patch, size + ENTRY_OVERHEAD, kind == RECALL):
             self._failures["not_found"].inc()
             raise SendFailed(errors.NOT_FOUND, f"message {msg_id!r} was recalled")
+        pushed: int | None = None  # the recipient's seq of an edit that found them offline
         if sent.group_id is None:
             assert sent.to_user_id is not None
             seq, held = await self._to_inbox(sender, sent.to_user_id, payload, size)
             delivered = "online" if held.online else "buffered"
-            if not held.online and kind == EDIT:
-                tenant.push.offline(sent.to_user_id, {**payload, "seq": held.seq})
+            pushed = held.seq if not held.online and kind == EDIT else None
             ack = Ack(message.msg_id, message.ts, delivered, seq)
         else:
             delivered, _held = await self._to_group(sender, sent.group_id, members, payload, size)
             ack = Ack(message.msg_id, message.ts, delivered, recipients=len(members))
         self._messages[(kind, delivered)].inc()
         self._emit_message(events.MESSAGE_RECALL if kind == RECALL else events.MESSAGE_EDIT, message, payload, sender)
+        if pushed is not None and sent.to_user_id is not None:
+            tenant.push.offline(sent.to_user_id, {**payload, "seq": pushed})
         return ack.to_kwargs()
 
     async def members_changed(self, sender: Sender, req: MembersChangedRequest) -> dict[str, Any]:

@@ -311,10 +311,18 @@ async def test_sigkilled_node_is_reaped_and_its_users_go_offline(nodes, tenant, 
     doomed = start_node(tmp_path, "cdoomed", env={"MICS_REDIS_URL": redis_url})
     try:
         alice = await tenant.user(a, "alice")
+        await alice.listen("mics.presence.bob")  # and on node B, watching bob live
+        carol = await tenant.user(b, "carol")
+        await carol.listen("mics.presence.bob")
         await tenant.user(doomed, "bob")
         assert await online(alice, "bob")
+        for watcher in (alice, carol):
+            assert (await watcher.next_event("mics.presence.bob"))["online"]
         os.killpg(doomed.process.proc.pid, signal.SIGKILL)
         doomed.process.proc.wait(5)
+        for watcher in (alice, carol):  # the reaper told every node that watches bob
+            gone = await watcher.next_event("mics.presence.bob", timeout=15)
+            assert (gone["user_id"], gone["online"], gone["devices"]) == ("bob", False, [])
         assert await eventually(lambda: _offline(alice, "bob"), timeout=15)
         ack = await alice.call("mics.message.send", to_user_id="bob", body="are you there?")
         assert ack["delivered"] == "buffered"
@@ -382,6 +390,81 @@ async def test_while_redis_is_down_sends_fail_clearly_and_recover_after(tmp_path
         await hooks.stop()
         node.process.stop()
         redis.stop()
+
+
+# -- section 11 across nodes ---------------------------------------------------------------------------------
+@pytest_twisted.ensureDeferred
+async def test_a_message_sent_on_one_node_is_recalled_from_the_senders_device_on_another(nodes, tenant):
+    a, b = nodes
+    phone = await tenant.user(a, "alice", "phone")
+    laptop = await tenant.user(b, "alice", "laptop")
+    bob = await tenant.user(a, "bob")
+    assert await eventually(lambda: _devices(phone, "alice", 2))
+    sent = await phone.call("mics.message.send", to_user_id="bob", body="sent from A")
+    assert (await bob.next_event("mics.inbox.bob"))["msg_id"] == sent["msg_id"]
+    await laptop.next_event("mics.inbox.alice")
+    mallory = await tenant.user(b, "mallory")
+    with pytest.raises(ApplicationError) as foreign:
+        await mallory.call("mics.message.recall", msg_id=sent["msg_id"])
+    assert foreign.value.error == "mics.error.rejected"
+    ack = await laptop.call("mics.message.recall", msg_id=sent["msg_id"])  # node B knows who sent it
+    notice = await bob.next_event("mics.inbox.bob")
+    assert (notice["type"], notice["ref_msg_id"], notice["msg_id"]) == ("recall", sent["msg_id"], ack["msg_id"])
+    assert (await phone.next_event("mics.inbox.alice"))["type"] == "recall"
+    for session in (bob, phone, laptop):  # the held copies are tombstones, whichever node syncs
+        synced = (await session.call("mics.inbox.sync", since_seq=0))["messages"]
+        assert synced[0]["msg_id"] == sent["msg_id"] and synced[0]["body"] is None and synced[0]["recalled"]
+    with pytest.raises(ApplicationError) as again:
+        await phone.call("mics.message.edit", msg_id=sent["msg_id"], body="back")
+    assert again.value.error == "mics.error.not_found"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_watcher_on_one_node_hears_presence_changes_made_on_another(nodes, tenant):
+    a, b = nodes
+    carol = await tenant.user(b, "carol")
+    await carol.listen("mics.presence.alice")
+    await sleep(0.3)  # node B's watch reaches Redis (a watcher fetches the state once with mics.presence.get)
+    phone = await tenant.user(a, "alice", "phone")
+    assert (await carol.next_event("mics.presence.alice"))["devices"] == ["phone"]
+    laptop = await tenant.user(b, "alice", "laptop")
+    assert (await carol.next_event("mics.presence.alice"))["devices"] == ["laptop", "phone"]
+    await phone.close()
+    assert (await carol.next_event("mics.presence.alice"))["devices"] == ["laptop"]
+    await laptop.close()
+    last = await carol.next_event("mics.presence.alice")
+    assert (last["online"], last["devices"]) == (False, [])
+    assert await carol.no_event("mics.presence.alice")
+
+
+@pytest_twisted.ensureDeferred
+async def test_push_triggers_collapse_across_nodes_and_wait_for_a_user_back_on_any_node(nodes, tenant):
+    a, b = nodes
+    adm = await tenant.admin(a)
+    await adm.call("mics.admin.tenant.upsert", tenant_id=tenant.tenant_id, config={"event_sinks": ["file"]})
+    on_a, on_b = await tenant.user(a, "alice", "phone"), await tenant.user(b, "alice", "laptop")
+    first = await on_a.call("mics.message.send", to_user_id="bob", body="from A")
+    await on_b.call("mics.message.send", to_user_id="bob", body="from B, collapsed")
+
+    async def pushes() -> list[tuple[str, str]]:
+        found = [e for n in (a, b) for e in _events(n.data_dir, tenant.tenant_id)]
+        return [(e["user_id"], e["msg_id"]) for e in found if e["event_type"] == "OFFLINE_PUSH"]
+
+    assert await eventually(pushes) == [("bob", first["msg_id"])]
+    await sleep(0.5)
+    assert await pushes() == [("bob", first["msg_id"])], "one per conversation across both nodes"
+    await adm.call("mics.admin.tenant.upsert", tenant_id=tenant.tenant_id, config={"push_delay_s": 2})
+    adm_b = await tenant.admin(b)
+    await eventually(lambda: _config_on(adm_b, tenant, "push_delay_s", 2))
+    await on_a.call("mics.message.send", to_user_id="carol", body="carol comes back on B")
+    await tenant.user(b, "carol")
+    await sleep(2.5)
+    assert [p for p in await pushes() if p[0] == "carol"] == [], "carol came back in time (on another node)"
+
+
+async def _config_on(adm: TestSession, tenant: ClusterTenant, field: str, value: Any) -> bool:
+    got = await adm.call("mics.admin.tenant.get", tenant_id=tenant.tenant_id)
+    return bool(got["config"][field] == value)
 
 
 async def _members(node: Node, count: int) -> bool:

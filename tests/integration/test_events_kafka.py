@@ -146,8 +146,9 @@ async def test_events_during_a_broker_outage_are_retried_dead_lettered_and_repus
 ):
     tenant = await make_kafka_tenant()
     alice = await tenant.user("alice")
+    await tenant.user("bob")  # online: no OFFLINE_PUSH beside the two messages
     consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))
-    await consumer.take(1)  # CONNECT_ONLINE: the topic exists and the sink works
+    await consumer.take(2)  # CONNECT_ONLINE: the topic exists and the sink works
     consumer.close()
 
     kafka_broker.stop()
@@ -222,13 +223,45 @@ async def test_events_still_undelivered_when_the_node_stops_go_to_the_dead_lette
 async def test_the_example_consumer_verifies_and_prints_a_tenants_events(make_kafka_tenant, kafka_broker):
     tenant = await make_kafka_tenant()
     alice = await tenant.user("alice")
+    await tenant.user("bob")  # online: no OFFLINE_PUSH
     ack = await alice.call("mics.message.send", to_user_id="bob", body={"text": "for the example"})
     example = str(ROOT / "examples" / "kafka_consumer.py")
     args = [example, "--bootstrap", kafka_broker.bootstrap, "--tenant", tenant.tenant_id, "--secret", tenant.secret,
-            "--from-beginning", "--count", "2", "--group", f"example-{tenant.tenant_id}"]  # fmt: skip
+            "--from-beginning", "--count", "3", "--group", f"example-{tenant.tenant_id}"]  # fmt: skip
     out, err, code = await getProcessOutputAndValue(sys.executable, args, env=dict(os.environ))
 
     assert code == 0, err.decode()
     printed = sorted((json.loads(line) for line in out.splitlines()), key=lambda e: e["event_type"])
-    assert [e["event_type"] for e in printed] == ["CONNECT_ONLINE", "SINGLE_CHAT_MSG"]
-    assert printed[1]["msg_id"] == ack["msg_id"] and printed[1]["event_data"]["body"] == {"text": "for the example"}
+    assert [e["event_type"] for e in printed] == ["CONNECT_ONLINE", "CONNECT_ONLINE", "SINGLE_CHAT_MSG"]
+    assert printed[2]["msg_id"] == ack["msg_id"] and printed[2]["event_data"]["body"] == {"text": "for the example"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_offline_push_triggers_reach_kafka_and_the_example_push_consumer_turns_them_into_requests(
+    make_kafka_tenant, kafka_broker, tmp_path
+):
+    tenant = await make_kafka_tenant()
+    alice = await tenant.user("alice")
+    ack = await alice.call("mics.message.send", to_user_id="bob", body={"text": "are you up?"})
+    await alice.call("mics.message.send", to_user_id="bob", body="collapsed into the first push")
+    consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))
+    records = await consumer.take(4)  # CONNECT_ONLINE, two SINGLE_CHAT_MSG, one OFFLINE_PUSH
+    consumer.close()
+    [push] = [e for e in (decoded(r, tenant.secret) for r in records) if e["event_type"] == "OFFLINE_PUSH"]
+    assert (push["user_id"], push["msg_id"], push["_key"]) == ("bob", ack["msg_id"], "bob")
+    assert push["event_data"]["body"] == {"text": "are you up?"} and push["event_data"]["seq"] == 1
+
+    devices = tmp_path / "devices.json"
+    devices.write_text(json.dumps({"bob": [{"platform": "apns", "token": "a1"}, {"platform": "fcm", "token": "f1"}]}))
+    example = str(ROOT / "examples" / "push_consumer.py")
+    args = [example, "--bootstrap", kafka_broker.bootstrap, "--tenant", tenant.tenant_id, "--secret", tenant.secret,
+            "--from-beginning", "--count", "1", "--group", f"push-{tenant.tenant_id}", "--devices", str(devices),
+            "--preview"]  # fmt: skip
+    out, err, code = await getProcessOutputAndValue(sys.executable, args, env=dict(os.environ))
+    assert code == 0, err.decode()
+    apns, fcm = (json.loads(line) for line in out.splitlines())
+    assert apns["path"] == "/3/device/a1" and apns["payload"]["aps"]["alert"]["body"] == "are you up?"
+    assert apns["headers"]["apns-collapse-id"] == "u:alice" and apns["payload"]["msg_id"] == ack["msg_id"]
+    assert (
+        fcm["payload"]["message"]["token"] == "f1" and fcm["payload"]["message"]["android"]["collapse_key"] == "u:alice"
+    )

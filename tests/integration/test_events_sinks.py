@@ -66,5 +66,7 @@ async def test_wamp_sink_gives_backends_the_event_with_the_message_and_works_alo
     assert (message["msg_id"], message["to_user_id"], message["ts"]) == (ack["msg_id"], "bob", ack["ts"])
     assert message["body"] == {"text": "to the backend"} and message["from_device_id"] == "d1"
     assert change["group_id"] == "g1" and change["event_data"] == {"group_id": "g1", "added": ["bob"], "removed": []}
-    written = await file_events(mics_node.data_dir / "events" / f"{tenant.tenant_id}.jsonl", 3)
-    assert [e["event_type"] for e in written] == ["CONNECT_ONLINE", "SINGLE_CHAT_MSG", "GROUP_MEMBER_CHANGE"]
+    written = await file_events(mics_node.data_dir / "events" / f"{tenant.tenant_id}.jsonl", 4)
+    bob_was_offline = "OFFLINE_PUSH"
+    expected = ["CONNECT_ONLINE", "SINGLE_CHAT_MSG", bob_was_offline, "GROUP_MEMBER_CHANGE"]
+    assert [e["event_type"] for e in written] == expected
