@@ -101,3 +101,37 @@ def test_the_codec_round_trips_every_hook_both_ways(encoding: str) -> None:
 
 def test_the_node_uses_the_sdk_codec() -> None:
     assert node_codec.encode_request is codec.encode_request and node_codec.dumps is codec.dumps
+
+
+# -- section 11 helpers --------------------------------------------------------------------------------
+def _m(msg_id: str, type: str = "chat", **fields: object) -> Message:
+    return Message.from_kwargs({"msg_id": msg_id, "type": type, "from_user_id": "alice", "ts": 10, **fields})
+
+
+def test_a_timeline_folds_recalls_and_edits_into_what_is_shown_whatever_comes_first() -> None:
+    from mics_client import Timeline
+
+    timeline = Timeline()
+    assert timeline.apply(_m("a", body="teh")).body == "teh"
+    edited = timeline.apply(_m("e1", "edit", body="the", ref_msg_id="a", ts=20, content_type="text/plain"))
+    assert (edited.msg_id, edited.body, edited.edited_at, edited.content_type) == ("a", "the", 20, "text/plain")
+    assert timeline.apply(_m("e0", "edit", body="older", ref_msg_id="a", ts=15)).body == "the", "an older edit loses"
+    recalled = timeline.apply(_m("r1", "recall", body=None, ref_msg_id="a", ts=30))
+    assert (recalled.body, recalled.recalled) == (None, True)
+    assert timeline.apply(_m("e2", "edit", body="back", ref_msg_id="a", ts=40)).body is None, "nothing undoes a recall"
+    assert timeline.apply(_m("a", body="teh")) is None, "a repeat of the original changes nothing"
+    # a change that overtakes its original waits for it
+    assert timeline.apply(_m("r2", "recall", body=None, ref_msg_id="b", ts=50)) is None
+    assert timeline.apply(_m("b", body="secret")).recalled
+    assert timeline.apply(_m("s", "signal", body={"typing": True})) is None
+    assert timeline.apply(_m("c", body=None, recalled=True)).recalled, "a held tombstone from sync"
+    assert [m.msg_id for m in timeline] == ["a", "b", "c"] and timeline.get("b").body is None
+
+
+def test_typing_signals_and_changes_are_recognised() -> None:
+    assert _m("s", "signal", body={"typing": True}).typing is True
+    assert _m("s", "signal", body={"typing": False}, group_id="g").typing is False
+    assert _m("s", "signal", body={"sdp": "x"}).typing is None and _m("c", body={"typing": True}).typing is None
+    assert _m("r", "recall", ref_msg_id="a").is_change and not _m("c").is_change
+    message = _m("g", "group_chat", mentions=["bob"], reply_to="a", edited_at=5, recalled=False)
+    assert (message.mentions, message.reply_to, message.edited_at, message.extra) == (["bob"], "a", 5, {})

@@ -25,13 +25,14 @@ from mics_client.errors import (
     TenantDisabled,
     Unavailable,
 )
-from mics_client.types import Ack, Message, Presence, SyncGap, SyncResult, Welcome
+from mics_client.timeline import Timeline
+from mics_client.types import Ack, Message, Presence, PresenceChange, SyncGap, SyncResult, Welcome
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Ack", "ConnectionClosed", "ConnectionLimit", "EmptyGroup", "HeartbeatTimeout", "HookUnavailable",
     "Internal", "InvalidMessage", "InvalidTenant", "InvalidToken", "Kicked", "Message", "MicsError", "NotAuthorized",
-    "NotConnected", "NotFound", "PayloadTooLarge", "Presence", "RateLimited", "Rejected", "Replaced", "Shutdown",
-    "SyncGap", "SyncResult", "TenantDisabled", "Unavailable", "Welcome",
+    "NotConnected", "NotFound", "PayloadTooLarge", "Presence", "PresenceChange", "RateLimited", "Rejected",
+    "Replaced", "Shutdown", "SyncGap", "SyncResult", "TenantDisabled", "Timeline", "Unavailable", "Welcome",
 ]  # fmt: skip

@@ -20,6 +20,7 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig, SubscribeOptions
 
 from mics_client import errors
+from mics_client.conversation import TYPING_INTERVAL_S, ConversationFeatures
 from mics_client.types import Ack, Message, Presence, SyncGap, SyncResult, Welcome
 
 INBOX_PREFIX = "mics.inbox."
@@ -118,7 +119,7 @@ class SessionMixin:
 Callback = Callable[..., Any]
 
 
-class ClientCore:
+class ClientCore(ConversationFeatures):
     """One user device's connection to a tenant realm; see docs/sdk-python.md for the behaviour.
 
     Subclasses set `_session_class` and implement `_open_transport()` and `_spawn()`.
@@ -142,6 +143,7 @@ class ClientCore:
         call_timeout_s: float | None = None,
         dedupe_limit: int = 10_000,
         gap_wait_s: float = 0.5,
+        typing_interval_s: float = TYPING_INTERVAL_S,
         on_message: Callback | None = None,
         on_gap: Callback | None = None,
         on_close: Callback | None = None,
@@ -176,8 +178,14 @@ class ClientCore:
         self._close_waiters: list[Any] = []
         self._groups: set[str] = set()
         self._all_groups = False
+        self._watches: dict[str, list[Callback]] = {}  # user_id -> presence callbacks
+        self._presence_subscriptions: dict[str, Any] = {}
+        self._typing_interval_s = typing_interval_s
+        self._typing_sent: dict[tuple[str, str], float] = {}  # ("u"|"g", id) -> when typing was last sent
         self._last_activity = 0.0
-        self._callbacks: dict[str, list[Callback]] = {"message": [], "gap": [], "close": [], "connect": []}
+        self._callbacks: dict[str, list[Callback]] = {
+            "message": [], "gap": [], "close": [], "connect": [], "recall": [], "edit": [], "typing": [],
+        }  # fmt: skip
         self.log = txaio.make_logger()
         # callbacks given here see the first sync too (it runs inside connect())
         for name, callback in (("message", on_message), ("gap", on_gap), ("close", on_close), ("connect", on_connect)):
@@ -303,6 +311,8 @@ class ClientCore:
                 await self._subscribe_group(session, group_id)
             if self._all_groups:
                 await self._subscribe_group(session, None)
+            for user_id in list(self._watches):
+                await self._subscribe_presence(session, user_id)
         except BaseException:
             if self._session is session:
                 self._session = None
@@ -317,6 +327,8 @@ class ClientCore:
             await self.sync()
         except Exception as e:  # the session dropped again: the reconnect loop syncs next time
             self.log.info("mics client sync after join failed: {error}", error=str(e))
+        if self._watches:  # what changed while this device was away
+            self._spawn(self._presence_snapshot(list(self._watches)))
         return welcome
 
     async def _subscribe_group(self, session: Any, group_id: str | None) -> None:
@@ -454,6 +466,10 @@ class ClientCore:
             return False
         if message.from_device_id == self.device_id and message.from_user_id == self.user_id:
             return False
+        if message.is_change:
+            self._fire(message.type, message)
+        elif message.typing is not None:
+            self._fire("typing", message)
         self._fire("message", message)
         return True
 
@@ -498,15 +514,19 @@ class ClientCore:
             raise errors.from_application_error(e) from None
 
     async def send(self, to_user_id: str, body: Any, client_msg_id: str | None = None,
-                   content_type: str | None = None) -> Ack:  # fmt: skip
-        """Send a chat message to one user (all their devices and your other devices)."""
-        kwargs = _optional(client_msg_id=client_msg_id, content_type=content_type)
+                   content_type: str | None = None, reply_to: str | None = None) -> Ack:  # fmt: skip
+        """Send a chat message to one user (all their devices and your other devices); `reply_to` quotes
+        an earlier message by its msg_id."""
+        kwargs = _optional(client_msg_id=client_msg_id, content_type=content_type, reply_to=reply_to)
         return self._own(await self._call("mics.message.send", to_user_id=to_user_id, body=body, **kwargs))
 
     async def send_group(self, group_id: str, body: Any, client_msg_id: str | None = None,
-                         content_type: str | None = None) -> Ack:  # fmt: skip
-        """Send to a group; the tenant's group-members hook decides who gets it (`Ack.recipients`)."""
-        kwargs = _optional(client_msg_id=client_msg_id, content_type=content_type)
+                         content_type: str | None = None, reply_to: str | None = None,
+                         mentions: list[str] | None = None) -> Ack:  # fmt: skip
+        """Send to a group; the tenant's group-members hook decides who gets it (`Ack.recipients`).
+        `mentions` (at most 100 distinct user ids) also triggers a push for mentioned members offline."""
+        kwargs = _optional(client_msg_id=client_msg_id, content_type=content_type, reply_to=reply_to,
+                           mentions=list(mentions) if mentions else None)  # fmt: skip
         return self._own(await self._call("mics.group.send", group_id=group_id, body=body, **kwargs))
 
     async def receipt(self, to_user_id: str, msg_ids: list[str], kind: str = "read") -> Ack:
@@ -556,7 +576,8 @@ class ClientCore:
 
     #: the coroutine methods a flavour exposes (the Twisted flavour wraps them to return Deferreds)
     ASYNC_API = ("connect", "close", "sync", "send", "send_group", "receipt", "signal", "presence", "ping",
-                 "subscribe_group", "subscribe_groups", "call")  # fmt: skip
+                 "subscribe_group", "subscribe_groups", "call", "recall", "edit", "signal_group", "typing",
+                 "watch_presence", "unwatch_presence")  # fmt: skip
 
 
 def _optional(**kwargs: Any) -> dict[str, Any]:

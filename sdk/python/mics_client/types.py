@@ -23,13 +23,24 @@ class Message:
     client_msg_id: str | None = None
     seq: int | None = None
     trace_id: str | None = None
+    #: group sends: the user ids it mentions (section 11)
+    mentions: list[str] | None = None
+    #: the msg_id this message replies to
+    reply_to: str | None = None
+    #: `recall` / `edit` messages: the message they change
+    ref_msg_id: str | None = None
+    #: True on a recalled message (its body is gone: show "message recalled")
+    recalled: bool | None = None
+    #: ms: when its body was last edited
+    edited_at: int | None = None
     #: True when this came from `mics.inbox.sync` rather than a live event
     replayed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     _FIELDS = (
         "msg_id", "type", "from_user_id", "body", "ts", "tenant_id", "from_device_id", "to_user_id",
-        "group_id", "content_type", "client_msg_id", "seq", "trace_id",
+        "group_id", "content_type", "client_msg_id", "seq", "trace_id", "mentions", "reply_to", "ref_msg_id",
+        "recalled", "edited_at",
     )  # fmt: skip
 
     @classmethod
@@ -44,6 +55,18 @@ class Message:
     @property
     def is_receipt(self) -> bool:
         return self.type == "receipt"
+
+    @property
+    def is_change(self) -> bool:
+        """A `recall` or `edit` of an earlier message (`ref_msg_id`): apply it (see `Timeline`)."""
+        return self.type in ("recall", "edit")
+
+    @property
+    def typing(self) -> bool | None:
+        """For a typing signal (`client.typing()`), whether the sender is typing; else None."""
+        if self.type == "signal" and isinstance(self.body, dict) and isinstance(self.body.get("typing"), bool):
+            return bool(self.body["typing"])
+        return None
 
     def to_kwargs(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self._FIELDS}
@@ -106,6 +129,18 @@ class Presence:
 
     online: bool
     devices: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """A watched user's online devices (`watch_presence`): live events on `mics.presence.<user_id>`, and
+    `snapshot=True` for the state fetched when the watch starts and after each reconnect."""
+
+    user_id: str
+    online: bool
+    devices: list[str]
+    ts: int
+    snapshot: bool = False
 
 
 @dataclass(frozen=True, slots=True)
