@@ -1,6 +1,8 @@
 // Compiled (not run) by `npm --prefix sdk/js run typecheck` in scripts/test-js: the shipped .d.ts
 // files must describe how the SDK is used in docs/sdk-js.md.
-import { connect, MicsClient, RejectedError, MicsError, type Ack, type Message } from '../../sdk/js/src/index.js';
+import {
+  connect, MicsClient, NotFoundError, RejectedError, MicsError, Timeline, type Ack, type Message, type PresenceChange,
+} from '../../sdk/js/src/index.js';
 import { TenantBackend, createHookServer, HookRejection } from '../../sdk/js/src/hooks.js';
 
 export async function client(): Promise<void> {
@@ -24,6 +26,24 @@ export async function client(): Promise<void> {
     if (err instanceof MicsError && err.isFinal) console.log('final');
   }
   console.log(n, online, lastSeq, epoch, RejectedError.uri);
+  const reply = await c.sendGroup('team', 'hi @bob', { mentions: ['bob'], replyTo: ack.msg_id });
+  await c.edit(reply.msg_id, 'hi @bob!', { contentType: 'text/plain' });
+  try {
+    await c.recall(reply.msg_id);
+  } catch (err) {
+    if (err instanceof NotFoundError) console.log(err.code);
+  }
+  const timeline = new Timeline();
+  c.onMessage((m) => timeline.apply(m));
+  c.onRecall((m) => console.log(timeline.apply(m)?.recalled, m.ref_msg_id));
+  c.onEdit((m) => console.log(timeline.apply(m)?.edited_at));
+  c.onTyping((m) => console.log(m.body.typing, m.group_id));
+  const sent: Ack | null = await c.typing({ groupId: 'team' });
+  await c.typing({ toUserId: 'bob' }, false);
+  const unwatch = await c.watchPresence('bob', (p: PresenceChange) => console.log(p.online, p.devices, p.snapshot));
+  unwatch();
+  const shown: Message[] = timeline.messages();
+  console.log(sent, shown.length, shown[0]?.mentions, shown[0]?.reply_to);
   await c.close();
 }
 

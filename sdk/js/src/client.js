@@ -13,6 +13,8 @@ import {
 
 const INBOX = 'mics.inbox.';
 const GROUP = 'mics.group.';
+const PRESENCE = 'mics.presence.';
+const TYPING_INTERVAL_MS = 3000; // a typing signal per conversation at most this often (receivers show ~5 s)
 const GAP_TRACK_MAX = 1000; // of a bigger jump in seqs, the newest this many are fetched
 const DEFAULT_RECONNECT = { initialDelayMs: 500, maxDelayMs: 30_000, factor: 2, jitter: 0.5, maxAttempts: Infinity };
 
@@ -49,6 +51,7 @@ export class MicsClient extends Emitter {
     position = null,
     groups = null,
     gapWaitMs = 500,
+    typingIntervalMs = TYPING_INTERVAL_MS,
     onMessage,
     onReceipt,
     onSignal,
@@ -64,6 +67,7 @@ export class MicsClient extends Emitter {
     this.serializer = serializer;
     this.autoSync = autoSync;
     this.gapWaitMs = gapWaitMs;
+    this.typingIntervalMs = typingIntervalMs;
     this.heartbeatEnabled = heartbeat;
     this.reconnectPolicy = reconnect === false ? null : { ...DEFAULT_RECONNECT, ...(reconnect === true ? {} : reconnect) };
     this.userId = null;
@@ -92,6 +96,9 @@ export class MicsClient extends Emitter {
   #opening = null;
   #missing = new Set(); // inbox seqs live delivery skipped; a sync fetches them if still missing
   #gapTimer = null;
+  #watches = new Map(); // presence: user id -> Set(callback)
+  #watchSubscriptions = new Map(); // user id -> autobahn Subscription (this session's)
+  #typingSent = new Map(); // 'u:<id>' | 'g:<id>' -> when "typing" was last sent (ms)
 
   /** True while joined to the tenant realm. */
   get connected() {
@@ -153,19 +160,52 @@ export class MicsClient extends Emitter {
     return this.on('signal', handler);
   }
 
+  /** A recall of an earlier message (`ref_msg_id`); `Timeline.apply` folds it into what you show. */
+  onRecall(handler) {
+    return this.on('recall', handler);
+  }
+
+  /** An edit of an earlier message (`ref_msg_id`, the new `body`). */
+  onEdit(handler) {
+    return this.on('edit', handler);
+  }
+
+  /** Someone is typing (`message.body.typing` true) or stopped (false); `group_id` for a group. */
+  onTyping(handler) {
+    return this.on('typing', handler);
+  }
+
   // -- calls (protocol.md section 3) ----------------------------------------------------------------
   /** Send a 1:1 message; resolves with the Ack. A `clientMsgId` is made up when not given. */
-  send(toUserId, body, { clientMsgId = newClientMsgId(), contentType } = {}) {
+  send(toUserId, body, { clientMsgId = newClientMsgId(), contentType, replyTo } = {}) {
     const kwargs = { to_user_id: toUserId, body, client_msg_id: clientMsgId };
     if (contentType) kwargs.content_type = contentType;
+    if (replyTo) kwargs.reply_to = replyTo;
     return this.call('mics.message.send', kwargs).then((ack) => this.#own(ack));
   }
 
-  /** Send to a group; the Ack also carries `recipients` (member count). */
-  sendGroup(groupId, body, { clientMsgId = newClientMsgId(), contentType } = {}) {
+  /**
+   * Send to a group; the Ack also carries `recipients` (member count). `mentions` (at most 100
+   * distinct user ids) also triggers a push for mentioned members who are offline.
+   */
+  sendGroup(groupId, body, { clientMsgId = newClientMsgId(), contentType, replyTo, mentions } = {}) {
     const kwargs = { group_id: groupId, body, client_msg_id: clientMsgId };
     if (contentType) kwargs.content_type = contentType;
+    if (replyTo) kwargs.reply_to = replyTo;
+    if (mentions && mentions.length) kwargs.mentions = [...mentions];
     return this.call('mics.group.send', kwargs).then((ack) => this.#own(ack));
+  }
+
+  /** Take back a message you sent, within the tenant's recall window (NotFoundError after it). */
+  recall(msgId) {
+    return this.call('mics.message.recall', { msg_id: msgId }).then((ack) => this.#own(ack));
+  }
+
+  /** Replace the body of a message you sent; the new body passes the check-message hook and size limit. */
+  edit(msgId, body, { contentType } = {}) {
+    const kwargs = { msg_id: msgId, body };
+    if (contentType) kwargs.content_type = contentType;
+    return this.call('mics.message.edit', kwargs).then((ack) => this.#own(ack));
   }
 
   /** Tell `toUserId` that messages were `delivered` or `read`. */
@@ -176,6 +216,96 @@ export class MicsClient extends Emitter {
   /** A live-only message (e.g. WebRTC offer/answer/ICE): never buffered, no seq. */
   signal(toUserId, body) {
     return this.call('mics.signal.send', { to_user_id: toUserId, body });
+  }
+
+  /** A live-only message to a group's online members (you must be one). */
+  signalGroup(groupId, body) {
+    return this.call('mics.signal.send', { group_id: groupId, body });
+  }
+
+  /**
+   * Say you are typing to `{toUserId}` or `{groupId}` (`active: false`: stopped). Throttled: at most
+   * one "typing" per conversation every `typingIntervalMs`; a throttled call sends nothing (null).
+   */
+  async typing({ toUserId, groupId } = {}, active = true) {
+    if (!toUserId === !groupId) throw new TypeError('typing: give toUserId or groupId');
+    const key = toUserId ? `u:${toUserId}` : `g:${groupId}`;
+    if (active) {
+      const last = this.#typingSent.get(key);
+      if (last !== undefined && Date.now() - last < this.typingIntervalMs) return null;
+      this.#typingSent.set(key, Date.now());
+    } else if (!this.#typingSent.delete(key)) {
+      return null; // never said it was typing: nothing to take back
+    }
+    const body = { typing: active };
+    return toUserId ? this.signal(toUserId, body) : this.signalGroup(groupId, body);
+  }
+
+  /**
+   * Watch a user's online devices: `callback({user_id, online, devices, ts, snapshot})` first with the
+   * current state (`snapshot: true`), then on every change (on any node), and again after each
+   * reconnect. Resolves with a function that stops this watch. Rejects with NotAuthorizedError when
+   * the tenant turns presence queries off.
+   */
+  async watchPresence(userId, callback) {
+    if (!this.#watches.has(userId)) this.#watches.set(userId, new Set());
+    const callbacks = this.#watches.get(userId);
+    callbacks.add(callback);
+    const session = this.#session;
+    if (session) {
+      try {
+        if (!this.#watchSubscriptions.has(userId)) await this.#subscribePresence(session, userId);
+      } catch (err) {
+        callbacks.delete(callback);
+        if (!callbacks.size) this.#watches.delete(userId);
+        throw fromWampError(err);
+      }
+      await this.#presenceSnapshot([userId], callback);
+    }
+    return () => this.#unwatch(userId, callback);
+  }
+
+  #unwatch(userId, callback) {
+    const callbacks = this.#watches.get(userId);
+    callbacks?.delete(callback);
+    if (callbacks?.size) return;
+    this.#watches.delete(userId);
+    const subscription = this.#watchSubscriptions.get(userId);
+    this.#watchSubscriptions.delete(userId);
+    if (subscription && this.#session) subscription.unsubscribe().catch(() => {});
+  }
+
+  async #subscribePresence(session, userId) {
+    const subscription = await session.subscribe(PRESENCE + userId, (args, kwargs) => {
+      this.#presenceChanged({ ...(kwargs || {}), snapshot: false });
+    });
+    this.#watchSubscriptions.set(userId, subscription);
+  }
+
+  async #presenceSnapshot(userIds, only = null) {
+    for (let at = 0; at < userIds.length; at += 100) {
+      let states;
+      try {
+        states = await this.presence(userIds.slice(at, at + 100));
+      } catch (err) {
+        this.emit('error', err);
+        return;
+      }
+      const ts = Date.now();
+      for (const [userId, state] of Object.entries(states)) {
+        this.#presenceChanged({ user_id: userId, online: state.online, devices: state.devices, ts, snapshot: true }, only);
+      }
+    }
+  }
+
+  #presenceChanged(change, only = null) {
+    for (const callback of only ? [only] : [...(this.#watches.get(change.user_id) || [])]) {
+      try {
+        callback(change);
+      } catch (err) {
+        this.emit('error', err);
+      }
+    }
   }
 
   ping() {
@@ -261,7 +391,8 @@ export class MicsClient extends Emitter {
     if (typeof message.seq === 'number' && !this.#advance(message.seq, source)) return false;
     const meta = { source };
     if (message.type === 'receipt') this.emit('receipt', message, meta);
-    else if (message.type === 'signal') this.emit('signal', message, meta);
+    else if (message.type === 'signal') this.emit(typeof message.body?.typing === 'boolean' ? 'typing' : 'signal', message, meta);
+    else if (message.type === 'recall' || message.type === 'edit') this.emit(message.type, message, meta);
     else this.emit('message', message, meta);
     return true;
   }
@@ -348,9 +479,14 @@ export class MicsClient extends Emitter {
     await session.subscribe(INBOX + this.userId, (args, kwargs) => this.#dispatch(kwargs || {}, 'live'));
     await Promise.all([...this.#groups].map((g) => this.#subscribeGroup(session, g)));
     await Promise.all([...this.#topics.keys()].map((t) => this.#subscribeTopic(session, t)));
+    this.#watchSubscriptions.clear();
+    // a watch the router refuses now (presence queries turned off) must not fail the join
+    const watched = [...this.#watches.keys()];
+    await Promise.all(watched.map((u) => this.#subscribePresence(session, u).catch((err) => this.emit('error', fromWampError(err)))));
     this.#startHeartbeat();
     const reconnected = !first;
     if (this.autoSync) await this.sync();
+    if (this.#watches.size) this.#presenceSnapshot([...this.#watches.keys()]); // what changed while away
     this.emit('connect', { userId: this.userId, deviceId: this.deviceId, reconnected, details });
     if (first) first.resolve(this);
   }

@@ -4,10 +4,10 @@ export * from './errors.js';
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
-/** A message as delivered live or by sync (protocol.md section 4). */
+/** A message as delivered live or by sync (protocol.md sections 4 and 11). */
 export interface Message {
   msg_id: string;
-  type: 'chat' | 'group_chat' | 'receipt' | 'signal' | 'system';
+  type: 'chat' | 'group_chat' | 'receipt' | 'signal' | 'system' | 'recall' | 'edit';
   tenant_id: string;
   from_user_id: string;
   from_device_id: string | null;
@@ -19,6 +19,44 @@ export interface Message {
   seq?: number;
   ts: number;
   trace_id: string;
+  /** group sends: the user ids it mentions */
+  mentions?: string[];
+  /** the msg_id this message replies to */
+  reply_to?: string;
+  /** `recall` / `edit`: the message it changes */
+  ref_msg_id?: string;
+  /** a recalled message (its body is gone: show "message recalled") */
+  recalled?: boolean;
+  /** ms: when its body was last edited */
+  edited_at?: number;
+}
+
+/** A recall of `ref_msg_id` (body null). */
+export interface RecallMessage extends Message {
+  type: 'recall';
+  ref_msg_id: string;
+  body: null;
+}
+
+/** An edit of `ref_msg_id`: `body` is the new body. */
+export interface EditMessage extends Message {
+  type: 'edit';
+  ref_msg_id: string;
+}
+
+/** A typing signal (`client.typing()`); `group_id` set for a group. */
+export interface TypingMessage extends Message {
+  type: 'signal';
+  body: { typing: boolean };
+}
+
+/** A watched user's online devices (`watchPresence`); `snapshot` for the state fetched on watch and after a reconnect. */
+export interface PresenceChange {
+  user_id: string;
+  online: boolean;
+  devices: string[];
+  ts: number;
+  snapshot: boolean;
 }
 
 export interface ReceiptMessage extends Message {
@@ -88,6 +126,8 @@ export interface ConnectOptions {
   gapWaitMs?: number;
   /** group messages: `true` = all my groups (prefix), or a list of group ids */
   groups?: true | string[] | null;
+  /** at most one typing signal per conversation this often (ms), default 3000 */
+  typingIntervalMs?: number;
   onMessage?: (message: Message, meta: EventMeta) => void;
   onReceipt?: (message: ReceiptMessage, meta: EventMeta) => void;
   onSignal?: (message: Message, meta: EventMeta) => void;
@@ -101,12 +141,22 @@ export interface SendOptions {
   /** dedup key; one is made up when not given */
   clientMsgId?: string;
   contentType?: string;
+  /** the msg_id this message replies to */
+  replyTo?: string;
+}
+
+export interface GroupSendOptions extends SendOptions {
+  /** at most 100 distinct user ids; mentioned members who are offline get a push trigger */
+  mentions?: string[];
 }
 
 export interface ClientEvents {
   message: [Message, EventMeta];
   receipt: [ReceiptMessage, EventMeta];
   signal: [Message, EventMeta];
+  recall: [RecallMessage, EventMeta];
+  edit: [EditMessage, EventMeta];
+  typing: [TypingMessage, EventMeta];
   connect: [{ userId: string; deviceId: string; reconnected: boolean; details: Record<string, unknown> }];
   disconnect: [{ reason: string; error: MicsError; willRetry: true; delayMs: number }];
   close: [{ reason: string; error: MicsError | null }];
@@ -130,6 +180,8 @@ export class MicsClient {
   readonly heartbeatTimeoutS: number | null;
   /** how long a skipped inbox seq may take to arrive live before a sync fetches it (ms) */
   gapWaitMs: number;
+  /** at most one typing signal per conversation this often (ms) */
+  typingIntervalMs: number;
   open(): Promise<this>;
   close(): Promise<void>;
   on<E extends keyof ClientEvents>(event: E, handler: (...args: ClientEvents[E]) => void): () => void;
@@ -138,10 +190,23 @@ export class MicsClient {
   onMessage(handler: (message: Message, meta: EventMeta) => void): () => void;
   onReceipt(handler: (message: ReceiptMessage, meta: EventMeta) => void): () => void;
   onSignal(handler: (message: Message, meta: EventMeta) => void): () => void;
+  onRecall(handler: (message: RecallMessage, meta: EventMeta) => void): () => void;
+  onEdit(handler: (message: EditMessage, meta: EventMeta) => void): () => void;
+  onTyping(handler: (message: TypingMessage, meta: EventMeta) => void): () => void;
   send(toUserId: string, body: Json | Uint8Array, options?: SendOptions): Promise<Ack>;
-  sendGroup(groupId: string, body: Json | Uint8Array, options?: SendOptions): Promise<Ack & { recipients: number }>;
+  sendGroup(groupId: string, body: Json | Uint8Array, options?: GroupSendOptions): Promise<Ack & { recipients: number }>;
+  /** take back your message within the tenant's recall window (NotFoundError after it, RejectedError for others') */
+  recall(msgId: string): Promise<Ack>;
+  /** replace your message's body within the recall window (passes the check-message hook and size limit) */
+  edit(msgId: string, body: Json | Uint8Array, options?: { contentType?: string }): Promise<Ack>;
   receipt(toUserId: string, msgIds: string[], kind?: 'delivered' | 'read'): Promise<Ack>;
   signal(toUserId: string, body: Json): Promise<Ack>;
+  /** a live-only message to a group's online members (you must be one) */
+  signalGroup(groupId: string, body: Json): Promise<Ack>;
+  /** throttled typing indicator; resolves null when throttled (nothing sent) */
+  typing(to: { toUserId: string; groupId?: undefined } | { groupId: string; toUserId?: undefined }, active?: boolean): Promise<Ack | null>;
+  /** resolves with a function that stops this watch */
+  watchPresence(userId: string, callback: (change: PresenceChange) => void): Promise<() => void>;
   ping(): Promise<{ ts: number; heartbeat_timeout_s: number }>;
   presence(userIds: string[]): Promise<Record<string, { online: boolean; devices: string[] }>>;
   subscribeGroups(groupIds?: true | string[]): Promise<void>;
@@ -149,6 +214,20 @@ export class MicsClient {
   call<T = any>(procedure: string, kwargs?: Record<string, unknown>): Promise<T>;
   sync(): Promise<SyncResult>;
 }
+
+/** What an app shows: messages by msg_id with recalls and edits applied, in whatever order they come. */
+export class Timeline {
+  constructor(options?: { limit?: number });
+  readonly size: number;
+  /** the messages as shown, oldest first */
+  messages(): Message[];
+  get(msgId: string): Message | undefined;
+  /** what to show now for the message `message` concerns, or null when nothing shown changed */
+  apply(message: Message): Message | null;
+}
+
+/** The original as it is after a recall or an edit (nothing undoes a recall). */
+export function applyChange(original: Message, change: RecallMessage | EditMessage | Message): Message;
 
 /** Connect a device; resolves after the first join and sync, rejects with the typed error of a refusal. */
 export function connect(options: ConnectOptions): Promise<MicsClient>;

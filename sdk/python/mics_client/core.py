@@ -312,7 +312,10 @@ class ClientCore(ConversationFeatures):
             if self._all_groups:
                 await self._subscribe_group(session, None)
             for user_id in list(self._watches):
-                await self._subscribe_presence(session, user_id)
+                try:
+                    await self._subscribe_presence(session, user_id)
+                except ApplicationError as e:  # refused now (presence queries off): the join goes on
+                    self.log.info("presence watch of {user_id} refused: {error}", user_id=user_id, error=str(e))
         except BaseException:
             if self._session is session:
                 self._session = None
