@@ -97,3 +97,68 @@ test('two tabs chat through the demo page, with receipts, groups and catch-up af
   await bob.screenshot({ path: join(ARTIFACTS, 'demo-bob.png'), fullPage: true });
   assert.deepEqual([...aliceErrors, ...bobErrors], []);
 });
+
+test('two tabs see live presence and typing, reply, edit and recall, and @mention in a group', async () => {
+  const erin = await context.newPage();
+  const frank = await context.newPage();
+  const errors = [...(await signIn(erin, 'erin', 'web-e')), ...(await signIn(frank, 'frank', 'web-f'))];
+  const mine = (page, text) => page.locator('#messages li.mine', { hasText: text });
+
+  // live presence: erin adds frank and sees his dot without polling; frank opens the chat with erin
+  await erin.fill('#add-person-name', 'frank');
+  await erin.press('#add-person-name', 'Enter');
+  await erin.waitForSelector('#people li[data-user="frank"][data-online="yes"]');
+  await frank.fill('#add-person-name', 'erin');
+  await frank.press('#add-person-name', 'Enter');
+
+  // typing indicator
+  await erin.type('#text', 'hel');
+  await frank.waitForSelector('#typing[data-user="erin"]:has-text("erin is typing")');
+  await frank.screenshot({ path: join(ARTIFACTS, 'demo-typing-frank.png'), fullPage: true });
+  await erin.fill('#text', 'hello frank');
+  await erin.click('#send');
+  await bubble(frank, 'hello frank').waitFor();
+  await frank.waitForSelector('#typing:not([data-user="erin"])');
+
+  // frank replies to it; erin sees the quote
+  await bubble(frank, 'hello frank').hover();
+  await bubble(frank, 'hello frank').locator('button.reply').click();
+  await frank.waitForSelector('#composer-mode[data-mode="reply"]');
+  await frank.fill('#text', 'hi erin');
+  await frank.click('#send');
+  await erin.locator('#messages li', { hasText: 'hi erin' }).locator('.quote', { hasText: 'erin: hello frank' }).waitFor();
+
+  // erin edits her message; frank sees the new text, marked edited
+  await mine(erin, 'hello frank').hover();
+  await mine(erin, 'hello frank').locator('button.edit').click();
+  await erin.waitForSelector('#composer-mode[data-mode="edit"]');
+  await erin.fill('#text', 'hello, frank!');
+  await erin.click('#send');
+  await frank.locator('#messages li', { hasText: 'hello, frank!' }).locator('.meta', { hasText: 'edited' }).waitFor();
+
+  // erin sends to the wrong chat and recalls it; frank's bubble says so and the text is gone
+  await erin.fill('#text', 'oops wrong chat');
+  await erin.click('#send');
+  await bubble(frank, 'oops wrong chat').waitFor();
+  await mine(erin, 'oops wrong chat').hover();
+  await mine(erin, 'oops wrong chat').locator('button.recall').click();
+  await frank.waitForSelector('#messages li.recalled:has-text("message recalled")');
+  assert.equal(await bubble(frank, 'oops wrong chat').count(), 0);
+  assert.equal(await bubble(erin, 'oops wrong chat').count(), 0);
+
+  // @mention in the lobby group: erin's copy is highlighted
+  await frank.click('#groups li[data-group="lobby"]');
+  await frank.fill('#text', '@erin look here');
+  await frank.click('#send');
+  await erin.click('#groups li[data-group="lobby"]');
+  await erin.waitForSelector('#messages li.mentions-me:has-text("@erin look here")');
+
+  await erin.screenshot({ path: join(ARTIFACTS, 'demo-conversation-erin.png'), fullPage: true });
+  await frank.click('#people li[data-user="erin"]');
+  await frank.screenshot({ path: join(ARTIFACTS, 'demo-conversation-frank.png'), fullPage: true });
+
+  // frank leaves: erin's dot for him goes grey at once (a presence event, not a poll)
+  await frank.goto('about:blank');
+  await erin.waitForSelector('#people li[data-user="frank"][data-online="no"]', { timeout: 5_000 });
+  assert.deepEqual(errors, []);
+});

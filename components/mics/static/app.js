@@ -1,13 +1,16 @@
 // The MICS web chat demo: the SDK's showcase. Signs in to the `demo` tenant (token `demo-<name>`),
-// shows who is online, chats 1:1 and in groups, sends delivered/read receipts, lists your devices,
-// and keeps its history plus the inbox position (last seq, epoch) in localStorage so a reload
-// catches up through sync.
-import { MicsClient, RejectedError } from './sdk/index.js';
+// shows who is online (live presence watches), chats 1:1 and in groups, sends delivered/read
+// receipts, shows who is typing, replies to, edits and recalls your own messages, @mentions in
+// groups, lists your devices, and keeps its history plus the inbox position (last seq, epoch) in
+// localStorage so a reload catches up through sync.
+import { MicsClient, RejectedError, applyChange } from './sdk/index.js';
 
 const TENANT = 'demo';
 const KNOWN_PEOPLE = ['alice', 'bob', 'carol', 'dave'];
 const GROUPS = ['lobby', 'team'];
 const KEEP_PER_CONVERSATION = 200;
+const TYPING_SHOWN_MS = 5000;
+const RECALL_WINDOW_MS = 120_000; // the demo tenant's recall_window_s (the default)
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -16,10 +19,14 @@ const state = {
   device: null,
   people: new Set(KNOWN_PEOPLE),
   presence: {},
-  conversations: {}, // key "u:<user>" | "g:<group>" -> [{msg_id, from, text, ts, mine, status, system}]
+  // key "u:<user>" | "g:<group>" -> [{msg_id, from, text, ts, mine, status, system, reply_to, mentions, recalled, edited}]
+  conversations: {},
   unread: {},
   current: null,
-  presenceTimer: null,
+  watching: new Set(), // users whose presence is watched
+  typing: {}, // conversation key -> {user, until}
+  replyTo: null, // the entry the composer replies to
+  editing: null, // the entry of mine the composer edits
 };
 
 // -- storage: history and inbox position per tenant/user/device ------------------------------------
@@ -86,13 +93,12 @@ async function signIn(user, device) {
   $('me-device').textContent = device;
   setStatus('online');
   open(state.current && state.conversations[state.current] ? state.current : null);
-  refreshPresence();
-  state.presenceTimer = setInterval(refreshPresence, 2000);
+  state.watching.clear();
+  watchPeople();
   save();
 }
 
 async function signOut() {
-  clearInterval(state.presenceTimer);
   sessionStorage.removeItem('mics-demo:login');
   const client = state.client;
   state.client = null;
@@ -113,6 +119,9 @@ function setStatus(text, stateName = text) {
 function wire(client) {
   client.onMessage(onMessage);
   client.onReceipt(onReceipt);
+  client.onRecall(onChange);
+  client.onEdit(onChange);
+  client.onTyping(onTyping);
   client.on('position', save);
   client.on('connect', () => setStatus('online'));
   client.on('disconnect', ({ error, delayMs }) => setStatus(`reconnecting in ${Math.ceil(delayMs / 1000)} s (${error.uri})`, 'reconnecting'));
@@ -122,8 +131,10 @@ function wire(client) {
   client.on('gap', () => addSystem(state.current, 'Some messages expired before this device caught up.'));
 }
 
+const textOf = (body) => (typeof body === 'object' && body !== null ? (body.text ?? JSON.stringify(body)) : String(body ?? ''));
+
 function onMessage(m) {
-  const text = typeof m.body === 'object' && m.body !== null ? (m.body.text ?? JSON.stringify(m.body)) : String(m.body);
+  const text = textOf(m.body);
   if (m.type === 'system') {
     const key = m.group_id ? `g:${m.group_id}` : `u:${m.from_user_id}`;
     const body = m.body && (m.body.added || m.body.removed)
@@ -137,12 +148,41 @@ function onMessage(m) {
   if (m.type === 'group_chat') key = `g:${m.group_id}`;
   else key = `u:${mine ? m.to_user_id : m.from_user_id}`;
   if (!mine) state.people.add(m.from_user_id);
-  const added = add(key, { msg_id: m.msg_id, from: m.from_user_id, text, ts: m.ts, mine, status: mine ? 'sent' : null });
+  delete state.typing[key]; // the message they were typing came
+  const added = add(key, {
+    msg_id: m.msg_id, from: m.from_user_id, text, ts: m.ts, mine, status: mine ? 'sent' : null,
+    reply_to: m.reply_to, mentions: m.mentions, recalled: Boolean(m.recalled), edited: Boolean(m.edited_at),
+  });
   if (added && !mine && m.type === 'chat') {
     const kind = key === state.current && document.visibilityState === 'visible' ? 'read' : 'delivered';
     state.client.receipt(m.from_user_id, [m.msg_id], kind).catch(() => {});
   }
   renderPeople();
+  watchPeople();
+}
+
+/** A recall or an edit of an earlier message: change the entry where it is shown. */
+function onChange(m) {
+  for (const list of Object.values(state.conversations)) {
+    const index = list.findIndex((e) => e.msg_id === m.ref_msg_id);
+    if (index < 0) continue;
+    const entry = list[index];
+    const changed = applyChange({ ...entry, body: entry.text, edited_at: entry.editedAt ?? 0 }, m);
+    list[index] = {
+      ...entry, text: changed.recalled ? '' : textOf(changed.body), recalled: Boolean(changed.recalled),
+      edited: Boolean(changed.edited_at), editedAt: changed.edited_at,
+    };
+    renderMessages();
+    save();
+  }
+}
+
+function onTyping(m) {
+  if (m.from_user_id === state.me) return;
+  const key = m.group_id ? `g:${m.group_id}` : `u:${m.from_user_id}`;
+  if (m.body.typing) state.typing[key] = { user: m.from_user_id, until: Date.now() + TYPING_SHOWN_MS };
+  else delete state.typing[key];
+  renderTyping();
 }
 
 const RANK = { sent: 0, delivered: 1, read: 2 };
@@ -181,8 +221,10 @@ function open(key) {
   $('conv-title').textContent = !key ? 'Pick someone to chat with' : kind === 'g' ? `# ${name}` : `Chat with ${name}`;
   $('text').disabled = $('send').disabled = !key;
   $('send-error').textContent = '';
+  setComposer(null, null);
   renderPeople();
   renderMessages();
+  renderTyping();
   if (key && kind === 'u') markRead(name, key);
   if (key) $('text').focus();
 }
@@ -195,28 +237,81 @@ function markRead(user, key) {
   save();
 }
 
+/** @names in a group message that are people we know of (the router checks nothing more). */
+function mentionsIn(text) {
+  const names = [...text.matchAll(/@([A-Za-z0-9_-]{1,32})/g)].map((match) => match[1]);
+  return [...new Set(names)].filter((n) => n !== state.me && state.people.has(n));
+}
+
 async function sendCurrent(text) {
   const [kind, name] = state.current.split(':');
   $('send-error').textContent = '';
+  const { replyTo, editing } = state;
+  setComposer(null, null);
   try {
-    const ack = kind === 'g' ? await state.client.sendGroup(name, { text }) : await state.client.send(name, { text });
+    if (editing) {
+      await state.client.edit(editing.msg_id, { text });
+      onChange({ type: 'edit', ref_msg_id: editing.msg_id, body: { text }, ts: Date.now() });
+      return;
+    }
+    const options = replyTo ? { replyTo: replyTo.msg_id } : {};
+    const mentions = kind === 'g' ? mentionsIn(text) : [];
+    const ack = kind === 'g'
+      ? await state.client.sendGroup(name, { text }, { ...options, mentions })
+      : await state.client.send(name, { text }, options);
+    if (kind === 'u') state.client.typing({ toUserId: name }, false).catch(() => {});
     const status = kind === 'g' ? null : ack.delivered === 'online' ? 'sent' : 'sent (offline: held)';
-    add(state.current, { msg_id: ack.msg_id, from: state.me, text, ts: ack.ts, mine: true, status });
+    add(state.current, { msg_id: ack.msg_id, from: state.me, text, ts: ack.ts, mine: true, status,
+      reply_to: replyTo?.msg_id, mentions });
   } catch (err) {
     const why = err instanceof RejectedError ? `rejected by the tenant: ${err.kwargs.reason}` : `${err.name}: ${err.message}`;
     $('send-error').textContent = why;
   }
 }
 
-// -- presence and devices ------------------------------------------------------------------------
-async function refreshPresence() {
-  if (!state.client?.connected) return;
+async function recallEntry(entry) {
+  $('send-error').textContent = '';
   try {
-    state.presence = await state.client.presence([...new Set([state.me, ...state.people])].slice(0, 100));
-  } catch {
-    return;
+    await state.client.recall(entry.msg_id);
+    onChange({ type: 'recall', ref_msg_id: entry.msg_id, body: null, ts: Date.now() });
+  } catch (err) {
+    $('send-error').textContent = `${err.name}: ${err.message}`;
   }
-  renderPeople();
+}
+
+/** The composer replies to `replyTo`, or edits `editing` (one of my messages), or neither. */
+function setComposer(replyTo, editing) {
+  state.replyTo = replyTo;
+  state.editing = editing;
+  const bar = $('composer-mode');
+  const entry = replyTo || editing;
+  bar.hidden = !entry;
+  bar.dataset.mode = replyTo ? 'reply' : editing ? 'edit' : '';
+  $('composer-mode-text').textContent = entry ? `${replyTo ? 'Replying to' : 'Editing'}: ${entry.text}` : '';
+  if (editing) $('text').value = editing.text;
+  if (entry) $('text').focus();
+}
+
+// -- presence and devices: live watches (mics.presence.<user_id>), no polling ------------------------
+function watchPeople() {
+  const client = state.client;
+  if (!client) return;
+  for (const name of [state.me, ...state.people]) {
+    if (state.watching.has(name) || state.watching.size >= 100) continue;
+    state.watching.add(name);
+    client.watchPresence(name, ({ user_id: user, online, devices }) => {
+      state.presence[user] = { online, devices };
+      renderPeople();
+    }).catch(() => state.watching.delete(name));
+  }
+}
+
+function renderTyping() {
+  const now = Date.now();
+  const shown = state.typing[state.current];
+  const active = shown && shown.until > now;
+  $('typing').textContent = active ? `${shown.user} is typing…` : '';
+  $('typing').dataset.user = active ? shown.user : '';
 }
 
 // -- rendering -----------------------------------------------------------------------------------
@@ -284,19 +379,41 @@ function renderPeople() {
   })));
 }
 
+function span(className, text) {
+  return Object.assign(document.createElement('span'), { className, textContent: text });
+}
+
+function action(name, label, onclick) {
+  return Object.assign(document.createElement('button'), { className: `act ${name}`, textContent: label, type: 'button', onclick });
+}
+
 function renderMessages() {
   const list = $('messages');
   list.replaceChildren();
-  for (const m of state.conversations[state.current] || []) {
+  const entries = state.conversations[state.current] || [];
+  const byId = new Map(entries.map((e) => [e.msg_id, e]));
+  for (const m of entries) {
     const item = li('', { msgId: m.msg_id });
-    item.className = m.system ? 'system' : m.mine ? 'mine' : '';
+    item.className = [m.system ? 'system' : m.mine ? 'mine' : '', m.recalled ? 'recalled' : '',
+      m.mentions?.includes(state.me) ? 'mentions-me' : ''].filter(Boolean).join(' ');
+    if (m.reply_to) {
+      const quoted = byId.get(m.reply_to);
+      item.append(span('quote', quoted ? (quoted.recalled ? 'message recalled' : `${quoted.from}: ${quoted.text}`) : 'an earlier message'));
+    }
     const from = state.current?.startsWith('g:') && !m.mine && !m.system ? `${m.from}: ` : '';
-    item.append(`${from}${m.text}`);
-    const meta = document.createElement('span');
-    meta.className = 'meta';
-    meta.textContent = new Date(m.ts).toLocaleTimeString() + (m.mine && m.status ? ` · ${m.status}` : '');
+    item.append(span('text', m.recalled ? 'message recalled' : `${from}${m.text}`));
     if (m.mine && m.status) item.dataset.status = m.status;
-    if (!m.system) item.append(meta);
+    if (!m.system) {
+      const meta = span('meta', new Date(m.ts).toLocaleTimeString() + (m.edited && !m.recalled ? ' · edited' : '')
+        + (m.mine && m.status ? ` · ${m.status}` : ''));
+      if (!m.recalled) {
+        meta.append(action('reply', 'reply', () => setComposer(m, null)));
+        if (m.mine && Date.now() - m.ts < RECALL_WINDOW_MS) {
+          meta.append(action('edit', 'edit', () => setComposer(null, m)), action('recall', 'recall', () => recallEntry(m)));
+        }
+      }
+      item.append(meta);
+    }
     list.append(item);
   }
   list.scrollTop = list.scrollHeight;
@@ -317,6 +434,16 @@ $('composer').onsubmit = (e) => {
   $('text').value = '';
   sendCurrent(text);
 };
+$('text').oninput = () => {
+  if (!state.current || !state.client || state.editing || !$('text').value) return;
+  const [kind, name] = state.current.split(':');
+  state.client.typing(kind === 'g' ? { groupId: name } : { toUserId: name }).catch(() => {});
+};
+$('composer-cancel').onclick = () => {
+  if (state.editing) $('text').value = '';
+  setComposer(null, null);
+};
+setInterval(renderTyping, 1000); // "is typing…" fades when no new signal came
 $('add-person').onsubmit = (e) => {
   e.preventDefault();
   const name = $('add-person-name').value.trim();
@@ -324,7 +451,7 @@ $('add-person').onsubmit = (e) => {
   state.people.add(name);
   $('add-person-name').value = '';
   open(`u:${name}`);
-  refreshPresence();
+  watchPeople();
 };
 document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible' && state.current?.startsWith('u:')) markRead(state.current.slice(2), state.current);
