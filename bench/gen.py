@@ -45,6 +45,7 @@ class Generator:
         self.outstanding = 0
         self.join_lat_ms: list[float] = []
         self.refused: dict[str, int] = {}
+        self.presence_events = 0
 
     # -- sessions ------------------------------------------------------------------------------------
     async def _join(self, user: str) -> TestSession:
@@ -91,6 +92,9 @@ class Generator:
 
     # -- receiving -----------------------------------------------------------------------------------
     def _on_event(self, *args: Any, **kwargs: Any) -> None:
+        if "devices" in kwargs and "online" in kwargs:  # a presence event (section 11)
+            self.presence_events += 1
+            return
         body = kwargs.get("body")
         if not isinstance(body, dict) or body.get("s") != self.step:
             return
@@ -170,6 +174,36 @@ class Generator:
             "lat_us": self.lat_us,
         }
 
+    # -- presence ------------------------------------------------------------------------------------
+    async def toggle(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """`n` presence changes of user `target` one after the other: MICS, a device of `target` joins
+        or leaves (each is one change); raw Crossbar, the first session publishes what MICS would."""
+        target, n = cmd["target"], int(cmd["n"])
+        t = time.perf_counter()
+        if self.system == "raw":
+            session = self.sessions[0]
+            options = PublishOptions(acknowledge=True)
+            for i in range(n):
+                event = {"user_id": target, "online": i % 2 == 0, "devices": ["d1"] if i % 2 == 0 else [], "ts": 0}
+                await session.publish(f"mics.presence.{target}", options=options, **event)
+        else:
+            device: TestSession | None = None
+            for _ in range(n):
+                if device is None:
+                    device = await connect(self.spec["url"], self.spec["realm"], authmethod="ticket",
+                                           ticket=f"tok-{target}", authextra={"device_id": "d1"},
+                                           serializer=self.spec["serializer"], timeout=60)  # fmt: skip
+                else:
+                    await device.close()
+                    device = None
+            if device is not None:
+                await device.close()
+        return {"changes": n, "seconds": time.perf_counter() - t}
+
+    def count(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        n, self.presence_events = self.presence_events, 0
+        return {"presence_events": n}
+
     # -- sync ----------------------------------------------------------------------------------------
     async def fill(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Send `n` messages to a user who is offline, so MICS holds them for a later sync."""
@@ -227,7 +261,8 @@ class Control(LineReceiver):
             return
         gen = self.gen
         handlers = {"open": lambda _c: gen.open(), "close": lambda _c: gen.close(), "step": gen.run_step,
-                    "fill": gen.fill, "serve_sync": gen.serve_sync, "sync": gen.sync}  # fmt: skip
+                    "fill": gen.fill, "serve_sync": gen.serve_sync, "sync": gen.sync, "toggle": gen.toggle,
+                    "count": lambda c: _now(gen.count(c))}  # fmt: skip
         handler = handlers[name]
         Deferred.fromCoroutine(self._reply(handler(cmd)))
 
@@ -237,6 +272,10 @@ class Control(LineReceiver):
         except Exception as e:  # the suite reports the failure; the process keeps serving
             out = {"error": f"{type(e).__name__}: {e}"}
         self.sendLine(json.dumps(out).encode())
+
+
+async def _now(value: dict[str, Any]) -> dict[str, Any]:
+    return value
 
 
 def main() -> None:

@@ -146,6 +146,19 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _ratio(m["p50_ms"], r["p50_ms"]),
             )
         )
+    presence = res.get("presence")
+    if presence and "raw" in presence and "mics" in presence:
+        r, m = presence["raw"], presence["mics"]
+        out.append(
+            (
+                f"presence change to {m['watchers']} watchers: router CPU ms (fan-out only; raw: a publish)",
+                _fmt(r["fanout_cpu_ms_per_change"]),
+                _fmt(m["fanout_cpu_ms_per_change"]),
+                _ratio(m["fanout_cpu_ms_per_change"], r["fanout_cpu_ms_per_change"]),
+            )
+        )
+        out.append(("presence change: events delivered per change", _fmt(r["events_per_change"]),
+                    _fmt(m["events_per_change"]), "-"))  # fmt: skip
     idle = res.get("idle")
     if idle and "raw" in idle and "mics" in idle:
         r, m = idle["raw"], idle["mics"]

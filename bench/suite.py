@@ -4,9 +4,10 @@
 no speed assertions, just a complete report). Writes bench/results/<stamp>.json, latest.json and
 latest.png, and prints a table. Scenarios, each raw then MICS with the node in the same state:
 start-up, idle connections (+ joins/s), 1:1 json and msgpack, check-message hook (wamp, http),
-group send, sync of held messages, two-node cluster, two-worker node; then a py-spy profile of
-the MICS router worker (full mode). The cluster scenario runs two more MICS nodes sharing a
-redis-server, with every send crossing nodes; the workers scenario one node with two router workers.
+group send, sync of held messages, live presence fan-out (section 11), two-node cluster,
+two-worker node; then a py-spy profile of the MICS router worker (full mode). The cluster scenario
+runs two more MICS nodes sharing a redis-server, with every send crossing nodes; the workers
+scenario one node with two router workers.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ TENANT_DEFAULTS = {
     "max_connections": 1_000_000,
     "heartbeat_timeout_s": 3600,
     "max_payload_bytes": 65536,
+    # section 11 limits, out of the way of load generators that share one address and few users
+    "max_user_message_qps": 1_000_000,
+    "max_joins_per_ip_per_s": 1_000_000,
 }
 TENANTS = {
     "bench": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": False},
@@ -64,10 +68,12 @@ class Plan:
     sync_repeat: int
     profile_s: float
     hook_backends: int  # processes serving the WAMP hooks (round-robin), so the hook is not the bottleneck
+    presence_watchers: int = 1000  # sessions watching one user's presence
+    presence_changes: int = 200  # join/leave changes of that user, measured with and without the watchers
 
     @property
     def max_user(self) -> int:
-        return max(self.idle, self.p2p_users, *(g[1] for g in self.groups), 2)
+        return max(self.idle, self.p2p_users, *(g[1] for g in self.groups), self.presence_watchers + 2)
 
 
 FULL = Plan(
@@ -86,8 +92,9 @@ FULL = Plan(
     2,
 )
 SHORT = Plan(
-    True, (300, 1000), 0.8, 1.0, 20, 2, 100, 2, ((100, 10, 20.0), (1000, 20, 10.0), (10000, 20, 5.0)), 1000, 2, 0.0, 2
-)
+    True, (300, 1000), 0.8, 1.0, 20, 2, 100, 2, ((100, 10, 20.0), (1000, 20, 10.0), (10000, 20, 5.0)), 1000, 2, 0.0, 2,
+    100, 20,
+)  # fmt: skip
 
 
 class Bench:
@@ -149,10 +156,12 @@ class Bench:
             return sum(t.user + t.system for t in (p.cpu_times() for p in ps))
 
         before = {k: used(ps) for k, ps in procs.items()}
+        system0 = router.worker.cpu_times().system
         g0, t0 = group.cpu(), time.time()
         out = fn()
         dt = time.time() - t0
-        cpu = {"wall_s": round(dt, 3), "generators_cores": round((group.cpu() - g0) / dt, 3)}
+        cpu = {"wall_s": round(dt, 3), "generators_cores": round((group.cpu() - g0) / dt, 3),
+               "node_system_s": round(router.worker.cpu_times().system - system0, 4)}  # fmt: skip
         for k, ps in procs.items():
             if ps:
                 cpu[f"{k}_cpu_s"] = round(used(ps) - before[k], 4)
@@ -383,6 +392,55 @@ class Bench:
             "node_cpu_ms_per_sync": round(cpu.get("node_cpu_s", 0) * 1000 / len(times), 2),
         }
 
+    def presence(self) -> None:
+        """Section 11 live presence: what one change of a user's devices costs the router with N
+        sessions watching `mics.presence.<user>`. The same changes are measured without watchers, so the
+        difference is the fan-out alone; raw Crossbar publishes the same event to the same subscribers."""
+        plan, out = self.plan, {}
+        watchers = [f"u{i}" for i in range(plan.presence_watchers)]
+        target, observer = f"u{plan.presence_watchers}", f"u{plan.presence_watchers + 1}"
+        toggle = {"cmd": "toggle", "target": target, "n": plan.presence_changes}
+        for name, router in self.routers.items():
+            realm = RAW_REALM if name == "raw" else "bench"
+            toggler = self.gens(router, realm, "msgpack", [observer], 1, None)
+            watching: Group | None = None
+            try:
+                (alone,), cpu_alone = self.measured(router, toggler, lambda t=toggler: t.run(toggle, 300))
+                watching = self.gens(router, realm, "msgpack", watchers, plan.generators, f"mics.presence.{target}")
+                watching.run({"cmd": "count"}, 30)
+                spy = None
+                if os.environ.get("MICS_BENCH_PROFILE_PRESENCE") and name == "mics":  # a py-spy look, on request
+                    from bench import profile
+
+                    spy = profile.start(router.worker.pid, 8, RESULTS / "profile-presence.txt")
+                (watched,), cpu_watched = self.measured(router, toggler, lambda t=toggler: t.run(toggle, 300))
+                if spy is not None:
+                    from bench import profile
+
+                    out["profile"] = profile.finish(spy)
+                time.sleep(1.0)
+                received = sum(r["presence_events"] for r in watching.run({"cmd": "count"}, 30))
+                changes = plan.presence_changes
+                per_change_ms = (cpu_watched["node_cpu_s"] - cpu_alone["node_cpu_s"]) * 1000 / changes
+                kernel_ms = (cpu_watched["node_system_s"] - cpu_alone["node_system_s"]) * 1000 / changes
+                out[name] = {
+                    "watchers": len(watchers),
+                    "changes": changes,
+                    "events_received": received,
+                    "events_per_change": round(received / changes, 1),
+                    "node_cpu_ms_per_change_alone": round(cpu_alone["node_cpu_s"] * 1000 / changes, 3),
+                    "node_cpu_ms_per_change_watched": round(cpu_watched["node_cpu_s"] * 1000 / changes, 3),
+                    "fanout_cpu_ms_per_change": round(per_change_ms, 3),
+                    "fanout_cpu_us_per_watcher": round(per_change_ms * 1000 / len(watchers), 2),
+                    "fanout_kernel_ms_per_change": round(kernel_ms, 3),  # of the fan-out: system CPU (sends)
+                    "seconds": [round(alone["seconds"], 2), round(watched["seconds"], 2)],
+                }
+            finally:
+                toggler.stop()
+                if watching is not None:
+                    watching.stop()
+        self.results["presence"] = out
+
     def cluster(self) -> None:
         """Two MICS nodes sharing one Redis; every 1:1 send crosses nodes (senders on A write to users
         on B and the other way round). Compared with this run's one-node MICS 1:1 msgpack peak."""
@@ -510,6 +568,7 @@ class Bench:
                 ("hook_http", lambda: self.hooked("http")),
                 ("group", self.group_send),
                 ("sync", self.sync),
+                ("presence", self.presence),
                 ("cluster", self.cluster),
                 ("workers", self.workers),
                 ("profile", self.profile),

@@ -236,6 +236,20 @@ async def test_a_watcher_hears_each_change_of_a_users_online_devices(make_tenant
     assert await carol.no_event("mics.presence.alice")
 
 
+@pytest_twisted.ensureDeferred
+async def test_watchers_on_every_serializer_get_the_same_presence_event(make_tenant):
+    """One frame is built per serializer and written to each of its watchers (mics.router.SharedFrames)."""
+    tenant = await make_tenant()
+    watchers = [await tenant.user(f"w{i}", serializer=serializer) for i, serializer in
+                enumerate(("json", "msgpack", "cbor", "json", "msgpack", "cbor"))]  # fmt: skip
+    for watcher in watchers:
+        await watcher.listen("mics.presence.al\u00efce")
+    await tenant.user("al\u00efce", "t\u00e9l\u00e9phone")
+    got = [await w.next_event("mics.presence.al\u00efce") for w in watchers]
+    assert all(_presence(e) == ("al\u00efce", True, ["t\u00e9l\u00e9phone"]) for e in got)
+    assert len({e["ts"] for e in got}) == 1
+
+
 def _presence(event: dict[str, Any]) -> tuple[str, bool, list[str]]:
     return event["user_id"], event["online"], event["devices"]
 

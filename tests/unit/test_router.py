@@ -4,8 +4,10 @@ same sessions; without the internals the realm port falls back to publish()."""
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
+import pytest
 import pytest_twisted
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.types import ComponentConfig, SubscribeOptions
@@ -146,3 +148,80 @@ def test_without_the_router_internals_the_port_falls_back_to_publish():
     assert (topic, options.eligible_authid, options.exclude, kwargs) == ("mics.inbox.bob", ["bob"], [42], {"x": 1})
     assert isinstance(make_fanout(type("R", (), {"_broker": type("B", (), {"_subscription_map": 1}),
                                                  "_session_id_to_session": {}})()), Fanout)  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_shared_frame_is_the_frame_autobahn_sends(size, binary):
+    """SharedFrames writes one frame to many connections: it must be byte for byte Autobahn's own."""
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+    from autobahn.websocket.protocol import TrafficStats, WebSocketProtocol
+    from twisted.internet.testing import StringTransport
+
+    from mics.router import _WS_OPEN, _WS_SEND_GROUND, _ws_frame
+
+    assert (_WS_OPEN, _WS_SEND_GROUND) == (WebSocketProtocol.STATE_OPEN, WebSocketProtocol.SEND_STATE_GROUND)
+    proto = WebSocketServerProtocol()
+    proto.factory = WebSocketServerFactory()
+    proto.transport = StringTransport()
+    proto.state, proto.send_queue, proto.trafficStats = WebSocketProtocol.STATE_OPEN, deque(), TrafficStats()
+    proto.maskServerFrames = proto.logFrames = proto.logOctets = proto.trackedTimings = False
+    proto._perMessageCompress, proto.autoFragmentSize, proto.maxMessagePayloadSize = None, 0, 0
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    proto.sendMessage(payload, isBinary=binary)
+    assert proto.transport.value() == _ws_frame(payload, binary)
+
+
+@pytest_twisted.ensureDeferred
+async def test_deliver_all_reaches_every_subscriber_whatever_their_authid():
+    router, sessions = await _router()
+    port = RealmPort(REALM)
+    port.bind_router(router)
+    watchers = [await _join(sessions, router, name) for name in ("alice", "bob")]
+    for watcher in watchers:
+        await watcher.subscribe(lambda w=watcher, **kw: w.got.append(("presence", None, kw)), "mics.presence.carol")
+    assert port.deliver_all("mics.presence.carol", {"user_id": "carol", "online": True}) == 2
+    assert port.deliver_all("mics.presence.nobody", {"user_id": "nobody", "online": True}) == 0
+    assert [w.got[-1][2] for w in watchers] == [{"user_id": "carol", "online": True}] * 2
+    assert port.subscriptions_under(watchers[0]._session_id, "mics.presence.") == 1
+    assert port.subscriptions_under(watchers[0]._session_id, "mics.inbox.") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_now_writes_at_once_keeps_the_order_behind_queued_data_and_queues_what_the_kernel_leaves():
+    """`_send_now` bypasses Twisted's write queue only when it is empty; a real TCP pair shows the bytes
+    arrive whole and in order either way."""
+    from twisted.internet import protocol
+
+    from mics.router import _send_now
+
+    received = bytearray()
+    server_side: defer.Deferred[Any] = defer.Deferred()
+
+    class Server(protocol.Protocol):
+        def connectionMade(self) -> None:
+            server_side.callback(self.transport)
+
+    class Client(protocol.Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            received.extend(data)
+
+    listening = reactor.listenTCP(0, protocol.Factory.forProtocol(Server), interface="127.0.0.1")
+    client = await protocol.ClientCreator(reactor, Client).connectTCP("127.0.0.1", listening.getHost().port)
+    try:
+        transport = await server_side
+        _send_now(transport, b"a")
+        assert not transport._tempDataBuffer and not transport.dataBuffer, "sent at once"
+        transport.write(b"b")  # queued for the next reactor turn
+        _send_now(transport, b"c")  # must wait behind it
+        assert transport._tempDataBuffer == [b"b", b"c"]
+        big = bytes(range(256)) * 40_000  # 10 MB: more than the kernel takes at once
+        _send_now(transport, big)
+        for _ in range(500):
+            if len(received) >= 3 + len(big):
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
+        assert bytes(received[:3]) == b"abc" and bytes(received[3:]) == big
+    finally:
+        client.transport.loseConnection()
+        await listening.stopListening()
