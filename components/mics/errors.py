@@ -49,7 +49,10 @@ INTERNAL = Reason(
     "mics.error.internal", 500, "an unexpected fault; kwargs carry a trace_id that the node's log line also has"
 )
 INVALID_CONFIG = Reason("mics.error.invalid_config", 400, "a tenant config value is invalid")
-NOT_FOUND = Reason("mics.error.not_found", 404, "no such tenant")
+NOT_FOUND = Reason("mics.error.not_found", 404, "no such tenant (or, over the backend HTTP API, action)")
+BAD_SIGNATURE = Reason(
+    "mics.error.bad_signature", 401, "backend HTTP API: signature missing or wrong, stale timestamp, replayed nonce"
+)
 NOT_AUTHORIZED = Reason("wamp.error.not_authorized", 403, "the role may not do this")
 
 JOIN_REASONS = (INVALID_TOKEN, INVALID_TENANT, CONNECTION_LIMIT, HOOK_UNAVAILABLE_JOIN)

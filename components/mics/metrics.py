@@ -22,6 +22,12 @@ PROCEDURE_SECONDS = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
+HTTP_API = Counter(
+    "mics_http_api_requests_total",
+    "Backend HTTP API requests by action and HTTP status (unknown tenants and actions as '-')",
+    ["tenant", "action", "status"],
+    registry=REGISTRY,
+)
 HOOK_CALLS = Counter(
     "mics_hook_calls_total", "Hook calls by hook and outcome", ["tenant", "hook", "outcome"], registry=REGISTRY
 )
