@@ -62,6 +62,13 @@ CLUSTER_REAPED = Counter("mics_cluster_reaped_total", "Dead members this node cl
 REDIS_FAILURES = Counter(
     "mics_redis_failures_total", "Redis commands that failed, by what they were for", ["what"], registry=REGISTRY
 )
+ROUTER_BUSY = Gauge(
+    "mics_router_busy_ratio", "CPU time of the router worker over wall time, as of the last tick", registry=REGISTRY
+)
+FAIR_SHARE_CAP = Gauge(
+    "mics_fair_share_cap", "Sends/s a tenant may make while the node is saturated (absent: not capped)", ["tenant"],
+    registry=REGISTRY,
+)  # fmt: skip
 GC_PAUSE = Histogram(
     "mics_gc_pause_seconds",
     "Garbage-collector pauses of the router worker (they stall every session)",

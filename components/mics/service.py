@@ -197,7 +197,11 @@ class SendService:
             raise SendFailed(errors.PAYLOAD_TOO_LARGE, f"body is {size} bytes, over {limit}", cmid)
 
     def _take_rate(self, cmid: str | None) -> None:
-        if not self._tenant.bucket.try_take():
+        tenant = self._tenant
+        if not tenant.share.admit():
+            self._failures["fair_share"].inc()
+            raise SendFailed(errors.RATE_LIMITED, "the node is saturated and this tenant is over its fair share", cmid)
+        if not tenant.bucket.try_take():
             self._failures["rate_limited"].inc()
             raise SendFailed(errors.RATE_LIMITED, "the tenant's message rate limit is exceeded", cmid)
 
@@ -305,7 +309,7 @@ class SendService:
         )
 
 
-_FAILURE_REASONS = ("payload_too_large", "rate_limited", "rejected", "hook_unavailable", "empty_group")
+_FAILURE_REASONS = ("payload_too_large", "rate_limited", "fair_share", "rejected", "hook_unavailable", "empty_group")
 
 
 def _require_system(sender: Sender) -> None:
