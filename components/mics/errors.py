@@ -59,8 +59,11 @@ INVALID_CONFIG = Reason("mics.error.invalid_config", 400, "a tenant config value
 NOT_FOUND = Reason(
     "mics.error.not_found",
     404,
-    "what the call names does not exist: a tenant (admin), or a message to recall or"
-    " edit (unknown, recalled, or older than recall_window_s)",
+    "what the call names does not exist: a tenant (admin), an action (backend HTTP API), or a message to"
+    " recall or edit (unknown, recalled, or older than recall_window_s)",
+)
+BAD_SIGNATURE = Reason(
+    "mics.error.bad_signature", 401, "backend HTTP API: signature missing or wrong, stale timestamp, replayed nonce"
 )
 NOT_AUTHORIZED = Reason("wamp.error.not_authorized", 403, "the role may not do this")
 

@@ -42,6 +42,12 @@ PROCEDURE_SECONDS = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
+HTTP_API = Counter(
+    "mics_http_api_requests_total",
+    "Backend HTTP API requests by action and HTTP status (unknown tenants and actions as '-')",
+    ["tenant", "action", "status"],
+    registry=REGISTRY,
+)
 HOOK_CALLS = Counter(
     "mics_hook_calls_total", "Hook calls by hook and outcome", ["tenant", "hook", "outcome"], registry=REGISTRY
 )
@@ -76,6 +82,13 @@ CLUSTER_REAPED = Counter("mics_cluster_reaped_total", "Dead members this node cl
 REDIS_FAILURES = Counter(
     "mics_redis_failures_total", "Redis commands that failed, by what they were for", ["what"], registry=REGISTRY
 )
+ROUTER_BUSY = Gauge(
+    "mics_router_busy_ratio", "CPU time of the router worker over wall time, as of the last tick", registry=REGISTRY
+)
+FAIR_SHARE_CAP = Gauge(
+    "mics_fair_share_cap", "Sends/s a tenant may make while the node is saturated (absent: not capped)", ["tenant"],
+    registry=REGISTRY,
+)  # fmt: skip
 GC_PAUSE = Histogram(
     "mics_gc_pause_seconds",
     "Garbage-collector pauses of the router worker (they stall every session)",

@@ -51,7 +51,7 @@ class OfflinePush:
         config = self._tenant.config
         if config.push_collapse_s > 0:
             key = f"push:{user_id}:{conversation_of(message)}"
-            if not await self._tenant.engine.claim(key, config.push_collapse_s):
+            if not await self._tenant.engine.claim_once(key, config.push_collapse_s):
                 self._counts["collapsed"].inc()
                 return
         if config.push_delay_s <= 0:

@@ -315,8 +315,8 @@ class SendService:
             raise SendFailed(errors.PAYLOAD_TOO_LARGE, f"body is {size} bytes, over {limit}", cmid)
 
     def _take_rate(self, sender: Sender, cmid: str | None) -> None:
-        """The user's own budget first (a flooding user must not use up the tenant's), then the tenant's.
-        A backend's system sends have only the tenant's."""
+        """The user's own budget first (a flooding user must not use up the tenant's), then the node's fair
+        share, then the tenant's budget. A backend's system sends have only the last two."""
         tenant = self._tenant
         if not sender.is_system:
             users = tenant.user_buckets
@@ -325,6 +325,9 @@ class SendService:
                 tenant.limit_hits.hit(limit_log.MAX_USER_MESSAGE_QPS, tenant.config.max_user_message_qps,
                                       users.recent(sender.user_id), sender.user_id)  # fmt: skip
                 raise SendFailed(errors.RATE_LIMITED, "your message rate limit is exceeded", cmid)
+        if not tenant.share.admit():
+            self._failures["fair_share"].inc()
+            raise SendFailed(errors.RATE_LIMITED, "the node is saturated and this tenant is over its fair share", cmid)
         bucket = tenant.bucket
         if not bucket.try_take():
             self._failures["rate_limited"].inc()
@@ -441,7 +444,9 @@ class SendService:
         )
 
 
-_FAILURE_REASONS = ("payload_too_large", "rate_limited", "rejected", "hook_unavailable", "empty_group", "not_found")
+_FAILURE_REASONS = (
+    "payload_too_large", "rate_limited", "fair_share", "rejected", "hook_unavailable", "empty_group", "not_found",
+)  # fmt: skip
 
 
 def _require_system(sender: Sender) -> None:

@@ -28,7 +28,7 @@ from mics.hooks.http import HttpHook
 from mics.hooks.policy import GuardedHook
 from mics.hooks.wamp import WampHook
 from mics.limit_log import LimitHits
-from mics.limits import KeyedBuckets, TokenBucket
+from mics.limits import FairShare, KeyedBuckets, TenantShare, TokenBucket
 from mics.push import OfflinePush
 from mics.router import RealmPort
 from mics.service import SendService
@@ -49,10 +49,10 @@ class TenantRuntime:
 
     def __init__(
         self, config: TenantConfig, settings: NodeSettings, reactor: IReactorTime, engines: EngineFactory,
-        ids: MsgIdFactory, port: RealmPort | None = None,
+        ids: MsgIdFactory, port: RealmPort | None = None, share: TenantShare | None = None,
     ) -> None:  # fmt: skip
         """`port`: how the runtime reaches its realm; a node binds a RealmPort to the realm's router
-        (tests pass a recording fake)."""
+        (tests pass a recording fake). `share`: this tenant's slot in the node's FairShare."""
         self.tenant_id = config.tenant_id
         self.node_id = settings.node_id
         self.ids = ids
@@ -67,6 +67,7 @@ class TenantRuntime:
         self.hook: GuardedHook | None = None
         self._hook_settings: tuple[Any, ...] | None = None
         self.bucket = TokenBucket(config.max_message_qps, reactor.seconds)
+        self.share = share if share is not None else TenantShare(self.tenant_id, reactor.seconds)
         # section 11: per user (all devices on this node) and per client address (joins)
         self.user_buckets = KeyedBuckets(config.max_user_message_qps, reactor.seconds)
         self.join_buckets = KeyedBuckets(config.max_joins_per_ip_per_s, reactor.seconds)
@@ -286,12 +287,14 @@ class TenantRegistry:
     """All tenants of this node, by id."""
 
     def __init__(
-        self, settings: NodeSettings, reactor: IReactorTime, engines: EngineFactory, ids: MsgIdFactory
-    ) -> None:
+        self, settings: NodeSettings, reactor: IReactorTime, engines: EngineFactory, ids: MsgIdFactory,
+        fair: FairShare | None = None,
+    ) -> None:  # fmt: skip
         self._settings = settings
         self._reactor = reactor
         self._engines = engines
         self._ids = ids
+        self._fair = fair if fair is not None else FairShare(reactor.seconds)
         self._tenants: dict[str, TenantRuntime] = {}
 
     def __iter__(self):  # type: ignore[no-untyped-def]
@@ -307,7 +310,12 @@ class TenantRegistry:
         runtime = self._tenants.get(config.tenant_id)
         if runtime is None:
             runtime = self._tenants[config.tenant_id] = TenantRuntime(
-                config, self._settings, self._reactor, self._engines, self._ids
+                config,
+                self._settings,
+                self._reactor,
+                self._engines,
+                self._ids,
+                share=self._fair.share(config.tenant_id),
             )
         else:
             runtime.update(config)

@@ -241,6 +241,14 @@ async def test_a_client_msg_id_is_remembered_for_dedup(pair):
     assert await here.engine.seen("bob", "c1") is None
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_key_is_claimed_once_on_every_node_until_it_expires(pair):
+    here, there = pair
+    assert await here.engine.claim_once("nonce-1", 60)
+    assert not await there.engine.claim_once("nonce-1", 60)
+    assert await there.engine.claim_once("nonce-2", 60)
+
+
 # -- section 11: the sender index, held copies changed in place, claims, presence changes ------------------
 @pytest_twisted.ensureDeferred
 async def test_the_sender_index_remembers_who_sent_what_to_whom_and_where_the_copies_are_held(pair):
@@ -310,13 +318,13 @@ async def test_the_sender_index_forgets_after_its_window(pair):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_claim_is_granted_once_per_window_on_every_node(pair):
+async def test_a_claim_can_be_made_again_once_its_time_is_up(pair):
+    """Offline push triggers collapse per (user, conversation) for push_collapse_s with claim_once."""
     here, there = pair
-    assert await here.engine.claim("push:bob:u:alice", 0.2)
-    assert not await there.engine.claim("push:bob:u:alice", 0.2)
-    assert await there.engine.claim("push:bob:g:team", 0.2)
+    assert await here.engine.claim_once("push:bob:u:alice", 0.2)
+    assert not await there.engine.claim_once("push:bob:u:alice", 0.2)
     await here.elapse(0.3)
-    assert await there.engine.claim("push:bob:u:alice", 0.2)
+    assert await there.engine.claim_once("push:bob:u:alice", 0.2)
 
 
 @pytest_twisted.ensureDeferred

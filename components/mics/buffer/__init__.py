@@ -96,10 +96,6 @@ class CatchupBuffer(ABC):
         recalled meanwhile (nothing changed)."""
 
     @abstractmethod
-    async def claim(self, key: str, keep_s: float) -> bool:
-        """True for the first claim of `key` within `keep_s` (across the cluster), False after."""
-
-    @abstractmethod
     async def flush(self) -> None:
         """Drop everything held and start a new epoch."""
 

@@ -44,7 +44,6 @@ class MemoryBuffer(CatchupBuffer):
         self._bytes = 0
         self._dedup: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
         self._sent: OrderedDict[str, tuple[float, Sent]] = OrderedDict()  # msg_id -> (expires, record)
-        self._claims: OrderedDict[str, tuple[float, None]] = OrderedDict()  # key -> (expires, None)
 
     async def append(self, user_id: str, entry: dict[str, Any], size: int, hold_s: float) -> int:
         inbox = self._inboxes.get(user_id)
@@ -131,17 +130,6 @@ class MemoryBuffer(CatchupBuffer):
             self._evict_oldest()
         return True
 
-    async def claim(self, key: str, keep_s: float) -> bool:
-        claims = self._claims
-        hit = claims.get(key)
-        if hit is not None and hit[0] > self._clock():
-            return False
-        claims[key] = (self._clock() + keep_s, None)
-        claims.move_to_end(key)
-        if len(claims) > DEDUP_MAX_ENTRIES:
-            claims.popitem(last=False)
-        return True
-
     def _held_item(self, user_id: str, seq: int) -> list[Any] | None:
         """The held [seq, expires, size, entry] of a user's seq (recent ones are at the end)."""
         inbox = self._inboxes.get(user_id)
@@ -166,7 +154,7 @@ class MemoryBuffer(CatchupBuffer):
             if items and items[0][0] <= seq:
                 break
             order.popleft()
-        for index in (self._dedup, self._sent, self._claims):  # roughly by expiry: stop at the first live one
+        for index in (self._dedup, self._sent):  # roughly by expiry: stop at the first live one
             while index:
                 key, (expires, _value) = next(iter(index.items()))
                 if expires > now:
@@ -179,7 +167,6 @@ class MemoryBuffer(CatchupBuffer):
         self._bytes = 0
         self._dedup.clear()
         self._sent.clear()
-        self._claims.clear()
         self._epoch = os.urandom(6).hex()
 
     def stats(self) -> dict[str, int]:

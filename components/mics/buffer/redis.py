@@ -430,10 +430,6 @@ class RedisBuffer(CatchupBuffer):
         )  # fmt: skip
         return bool(int(changed))
 
-    async def claim(self, key: str, keep_s: float) -> bool:
-        got = await self._redis.execute_command("SET", self._keys.claim(key), b"1", "NX", "PX", int(keep_s * 1000))
-        return got is not None
-
     def expire(self) -> Deferred[None]:
         def failed(f: Any) -> None:
             metrics.REDIS_FAILURES.labels("expiry").inc()
@@ -459,7 +455,7 @@ class RedisBuffer(CatchupBuffer):
         self._candidate = os.urandom(6).hex()
         await redis.set(self._keys.epoch, self._candidate)
         self._epoch = ""
-        for pattern in ("inbox:*", "seq:*", "dedup:*", "sent:*", "once:*", "held", "bytes"):
+        for pattern in ("inbox:*", "seq:*", "dedup:*", "sent:*", "held", "bytes"):
             cursor = b"0"
             while True:
                 cursor, found = await redis.execute_command("SCAN", cursor, "MATCH", prefix + pattern, "COUNT", 1000)

@@ -74,13 +74,13 @@ class TenantKeys:
     def dedup(self, user_id: str, client_msg_id: str) -> str:
         return self.prefix + "dedup:" + user_id + ":" + client_msg_id
 
-    def claim(self, key: str) -> str:
-        """Something done at most once per window across the cluster (offline push collapse)."""
-        return self.prefix + "once:" + key
-
     def sent(self, msg_id: str) -> str:
         """The sender index record of a message (section 11: recall and edit)."""
         return self.prefix + "sent:" + msg_id
+
+    def once(self, key: str) -> str:
+        """A claim that may be made once (a signed request's nonce, an offline push per conversation)."""
+        return self.prefix + "once:" + key
 
 
 class FailFastHandler(txredisapi.ConnectionHandler):

@@ -92,6 +92,10 @@ class Engine(ABC):
     async def kick_elsewhere(self, user_id: str, device_id: str | None) -> int:
         """Ask other nodes to end the user's (or one device's) sessions there; returns how many."""
 
+    @abstractmethod
+    async def claim_once(self, key: str, ttl_s: float) -> bool:
+        """True the first time `key` is claimed within `ttl_s` on any node (replay protection)."""
+
     def deliver_local(self, topic: str, authids: Sequence[str], exclude: int | None, message: dict[str, Any]) -> None:
         """Deliver to this node's sessions only (what another node forwarded here)."""
         self.port.deliver(topic, authids, exclude, message)
@@ -116,10 +120,6 @@ class Engine(ABC):
         """Change the held copies of `sent` in place (a recall's tombstone, an edit's body); False
         when it was recalled meanwhile or is gone."""
         return await self.buffer.amend(sent, patch, size, recall)
-
-    async def claim(self, key: str, keep_s: float) -> bool:
-        """The first claim of `key` within `keep_s`, on every node (offline push collapse)."""
-        return await self.buffer.claim(key, keep_s)
 
     async def sync(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
         return await self.buffer.since(user_id, since_seq, epoch)
