@@ -30,13 +30,23 @@ EXAMPLES = int(os.environ.get("MICS_FUZZ_EXAMPLES", "150"))
 SEED = int(os.environ.get("MICS_FUZZ_SEED", "20261130"))
 
 USER_PROCEDURES = {
-    "mics.message.send": ["to_user_id", "body", "client_msg_id", "content_type", "from_user_id"],
-    "mics.group.send": ["group_id", "body", "client_msg_id", "content_type"],
+    "mics.message.send": [
+        "to_user_id",
+        "body",
+        "client_msg_id",
+        "content_type",
+        "from_user_id",
+        "reply_to",
+        "mentions",
+    ],
+    "mics.group.send": ["group_id", "body", "client_msg_id", "content_type", "reply_to", "mentions"],
     "mics.inbox.sync": ["since_seq", "epoch"],
     "mics.message.receipt": ["to_user_id", "msg_ids", "kind"],
-    "mics.signal.send": ["to_user_id", "body"],
+    "mics.signal.send": ["to_user_id", "group_id", "body"],
     "mics.ping": [],
     "mics.presence.get": ["user_ids"],
+    "mics.message.recall": ["msg_id"],
+    "mics.message.edit": ["msg_id", "body", "content_type"],
 }
 BACKEND_PROCEDURES = {
     "mics.message.send": ["to_user_id", "body", "from_user_id", "client_msg_id", "content_type"],
@@ -81,6 +91,8 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "epoch": st.text(max_size=12), "msg_ids": st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=3),
     "kind": st.sampled_from(["read", "delivered"]), "user_ids": st.lists(users, max_size=3),
     "added": st.lists(users, max_size=2), "removed": st.lists(users, max_size=2),
+    "reply_to": st.text(min_size=1, max_size=8), "mentions": st.lists(users, max_size=3),
+    "msg_id": st.text(max_size=33),
 }  # fmt: skip
 
 
