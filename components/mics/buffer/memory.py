@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from mics.buffer import CatchupBuffer, Sent, sync_result
@@ -43,7 +42,11 @@ class MemoryBuffer(CatchupBuffer):
         self._order: deque[tuple[str, int, int]] = deque()
         self._bytes = 0
         self._dedup: OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = OrderedDict()
-        self._sent: OrderedDict[str, tuple[float, Sent]] = OrderedDict()  # msg_id -> (expires, record)
+        # the sender index: msg_id -> (expires, from, to, group, ts, held (user, seq, user, seq, ...),
+        # recalled); plain tuples of strings and numbers, which the garbage collector stops tracking,
+        # so a window full of records costs no collection time. `_sent_order`: (expires, msg_id).
+        self._sent: dict[str, tuple[Any, ...]] = {}
+        self._sent_order: deque[tuple[float, str]] = deque()
 
     async def append(self, user_id: str, entry: dict[str, Any], size: int, hold_s: float) -> int:
         inbox = self._inboxes.get(user_id)
@@ -105,22 +108,42 @@ class MemoryBuffer(CatchupBuffer):
             dedup.popitem(last=False)
 
     async def remember_sent(self, sent: Sent, keep_s: float) -> None:
-        index = self._sent
-        index[sent.msg_id] = (self._clock() + keep_s, sent)
-        if len(index) > SENT_MAX_ENTRIES:
-            index.popitem(last=False)
+        self.index_sent(sent.msg_id, sent.from_user_id, sent.to_user_id, sent.group_id, sent.ts,
+                        tuple(x for pair in sent.held for x in pair), keep_s)  # fmt: skip
+
+    def index_sent(
+        self, msg_id: str, from_user_id: str, to_user_id: str | None, group_id: str | None, ts: int,
+        held: tuple[Any, ...], keep_s: float,
+    ) -> None:  # fmt: skip
+        """`remember_sent` without building a record or awaiting: the one-node send path calls this."""
+        expires = self._clock() + keep_s
+        self._sent[msg_id] = (expires, from_user_id, to_user_id, group_id, ts, held, False)
+        order = self._sent_order
+        order.append((expires, msg_id))
+        if len(order) > SENT_MAX_ENTRIES:
+            self._forget_sent(*order.popleft())
+
+    def _forget_sent(self, expires: float, msg_id: str) -> None:
+        hit = self._sent.get(msg_id)
+        if hit is not None and hit[0] == expires:  # not remembered again since
+            del self._sent[msg_id]
 
     async def sent(self, msg_id: str) -> Sent | None:
         hit = self._sent.get(msg_id)
-        return hit[1] if hit is not None and hit[0] > self._clock() else None
+        if hit is None or hit[0] <= self._clock():
+            return None
+        _expires, from_user_id, to_user_id, group_id, ts, held, recalled = hit
+        pairs = tuple(zip(held[::2], held[1::2], strict=True))
+        return Sent(msg_id, from_user_id, to_user_id, group_id, ts, pairs, recalled)
 
     async def amend(self, sent: Sent, patch: dict[str, Any], size: int, recall: bool) -> bool:
         hit = self._sent.get(sent.msg_id)
-        if hit is None or hit[0] <= self._clock() or hit[1].recalled:
+        if hit is None or hit[0] <= self._clock() or hit[6]:
             return False
         if recall:
-            self._sent[sent.msg_id] = (hit[0], replace(hit[1], recalled=True))
-        for user_id, seq in hit[1].held:
+            self._sent[sent.msg_id] = (*hit[:6], True)
+        held = hit[5]
+        for user_id, seq in zip(held[::2], held[1::2], strict=True):
             item = self._held_item(user_id, seq)
             if item is not None and item[3].get("msg_id") == sent.msg_id:
                 item[3] = {**item[3], **patch}  # a new dict: what was delivered before stays as it was
@@ -154,12 +177,15 @@ class MemoryBuffer(CatchupBuffer):
             if items and items[0][0] <= seq:
                 break
             order.popleft()
-        for index in (self._dedup, self._sent):  # roughly by expiry: stop at the first live one
-            while index:
-                key, (expires, _value) = next(iter(index.items()))
-                if expires > now:
-                    break
-                del index[key]
+        dedup = self._dedup
+        while dedup:
+            key, (expires, _ack) = next(iter(dedup.items()))
+            if expires > now:
+                break
+            del dedup[key]
+        order = self._sent_order  # roughly by expiry (the window may change): stop at the first live one
+        while order and order[0][0] <= now:
+            self._forget_sent(*order.popleft())
 
     async def flush(self) -> None:
         self._inboxes.clear()
@@ -167,6 +193,7 @@ class MemoryBuffer(CatchupBuffer):
         self._bytes = 0
         self._dedup.clear()
         self._sent.clear()
+        self._sent_order.clear()
         self._epoch = os.urandom(6).hex()
 
     def stats(self) -> dict[str, int]:

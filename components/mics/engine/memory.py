@@ -13,7 +13,7 @@ from typing import Any
 from mics import uris
 from mics.buffer.memory import MemoryBuffer
 from mics.config import TenantConfig
-from mics.engine import Engine, EngineFactory, Held, Holds, sent_of
+from mics.engine import Engine, EngineFactory, Held, Holds
 from mics.presence.memory import MemoryPresence
 from mics.router import RealmPort
 from mics.sessions import SessionTable
@@ -22,6 +22,8 @@ MAX_CLAIMS = 200_000
 
 
 class MemoryEngine(Engine):
+    buffer: MemoryBuffer
+
     def __init__(self, *args: Any, clock: Callable[[], float], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._clock = clock
@@ -44,8 +46,9 @@ class MemoryEngine(Engine):
             if devices(copy_for):
                 self.port.deliver(uris.inbox_topic(copy_for), (copy_for,), exclude, copy)
         if remember_s:
-            held = ((to_user_id, seq),) if copy_seq is None else ((to_user_id, seq), (copy_for, copy_seq))
-            await self.buffer.remember_sent(sent_of(message, held), remember_s)  # type: ignore[arg-type]
+            held = (to_user_id, seq) if copy_seq is None else (to_user_id, seq, copy_for, copy_seq)
+            self.buffer.index_sent(message["msg_id"], message["from_user_id"], to_user_id, None, message["ts"], held,
+                                   remember_s)  # fmt: skip
         return Held(seq, copy_seq, online)
 
     async def group(self, topic: str, members: Sequence[str], exclude: int | None, message: dict[str, Any]) -> None:

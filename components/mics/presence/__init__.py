@@ -11,7 +11,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from txaio import make_logger
+
 from mics.sessions import SessionInfo
+
+log = make_logger()
 
 # (user_id, online devices): a user's set of online devices changed (section 11, live presence)
 OnChange = Callable[[str, list[str]], None]
@@ -65,8 +69,13 @@ class Presence(ABC):
         return False
 
     def _changed(self, user_id: str, devices: list[str]) -> None:
-        if self.on_change is not None:
+        """Tell `on_change`; its trouble must never break the session bookkeeping that called it."""
+        if self.on_change is None:
+            return
+        try:
             self.on_change(user_id, devices)
+        except Exception:
+            log.failure("presence change of {user_id} not published", user_id=user_id)
 
     async def settled(self) -> None:  # noqa: B027 - optional
         """Wait until this node's presence writes in flight have landed (or failed)."""
