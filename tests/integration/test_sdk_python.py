@@ -238,6 +238,23 @@ async def test_a_dropped_connection_reconnects_and_syncs_what_it_missed_once(mak
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_call_in_flight_when_the_connection_drops_fails_with_not_connected_and_never_hangs(
+    make_tenant: Any, device: Devices
+) -> None:
+    tenant = await make_tenant()
+    tenant.logic.check_delay = 0.1  # the send is still waiting for the check hook when the line drops
+    alice = await device(tenant, "alice", backoff_initial_s=0.05)
+    in_flight = alice.client.send("bob", "x", client_msg_id="retry-me")
+    alice.client._session._transport.dropConnection(abort=True)
+    in_flight.addTimeout(3, reactor)
+    with pytest.raises(errors.NotConnected):
+        await in_flight
+    await alice.next_connect()
+    ack = await alice.client.send("bob", "x", client_msg_id="retry-me")  # the retry gets the first Ack
+    assert ack.msg_id and ack.client_msg_id == "retry-me"
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_sync_with_a_lost_stream_reports_a_gap(make_tenant: Any, device: Devices) -> None:
     tenant = await make_tenant()
     alice = await device(tenant, "alice")

@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import txaio
-from autobahn.wamp.exception import ApplicationError
+from autobahn.exception import Disconnected
+from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import ComponentConfig, SubscribeOptions
 
 from mics_client import errors
@@ -27,6 +28,7 @@ GROUP_PREFIX = "mics.group."
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
 GAP_TRACK_MAX = 1000  # of a bigger jump in seqs, the newest this many are fetched
 NORMAL_CLOSE = "wamp.close.normal"
+TRANSPORT_LOST = "wamp.close.transport_lost"  # a call in flight when the connection dropped
 
 # connection states
 NEW, CONNECTING, CONNECTED, RECONNECTING, CLOSED = "new", "connecting", "connected", "reconnecting", "closed"
@@ -109,6 +111,8 @@ class SessionMixin:
         self.disconnect()  # type: ignore[attr-defined]
 
     def onDisconnect(self) -> None:
+        # calls still waiting for an answer fail (TransportLost -> NotConnected): never hang
+        super().onDisconnect()  # type: ignore[misc]
         if not txaio.is_called(self._joined):
             txaio.reject(self._joined, errors.TransportFailed("connection closed before the session joined"))
         else:
@@ -495,7 +499,11 @@ class ClientCore:
                 kwargs["options"] = CallOptions(timeout=self._call_timeout_ms)
             return await session.call(procedure, **kwargs)
         except ApplicationError as e:
+            if e.error == TRANSPORT_LOST:
+                raise errors.NotConnected("the connection dropped during the call (it reconnects)") from None
             raise errors.from_application_error(e) from None
+        except (Disconnected, TransportLost):  # closed between our check and the send
+            raise errors.NotConnected("the connection dropped during the call (it reconnects)") from None
 
     async def send(self, to_user_id: str, body: Any, client_msg_id: str | None = None,
                    content_type: str | None = None) -> Ack:  # fmt: skip
