@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mics.config import MicsConfig
+from mics.config import MicsConfig, default_router_config
 from mics.errors import ConfigError
 
-DEFAULT_CONFIG = Path("router/.crossbar/config.json")
+DEFAULT_CONFIG = default_router_config()  # --config, else $MICS_CONFIG, a checkout's, or the packaged one
 CONTROL_CLASS = "mics.admin.ControlComponent"
 
 
