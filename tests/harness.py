@@ -207,11 +207,16 @@ def start_node(
 
 
 def start_mics_node(
-    argv: list[str], tmp: Path, env: dict[str, str], log_name: str = "mics-node.log", cwd: Path = ROOT
+    argv: list[str],
+    tmp: Path,
+    env: dict[str, str],
+    log_name: str = "mics-node.log",
+    cwd: Path = ROOT,
+    timeout: float = 30.0,
 ) -> tuple[ManagedProcess, int]:
     """`mics node ...` as an operator starts it, on a free MICS_PORT; returns it and the port."""
 
     def spawn(port: int) -> ManagedProcess:
         return ManagedProcess("mics-node", argv, tmp / log_name, {**env, "MICS_PORT": str(port)}, cwd)
 
-    return start_listening(spawn, lambda port, _proc: node_ready(port, env.get("MICS_NODE_ID")))
+    return start_listening(spawn, lambda port, _proc: node_ready(port, env.get("MICS_NODE_ID")), timeout=timeout)
