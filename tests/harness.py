@@ -28,6 +28,11 @@ ADMIN_SECRET = "test-admin-secret-0123456789"
 _ADDRESS_IN_USE = re.compile(r"address already in use|EADDRINUSE|errno 98", re.IGNORECASE)
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without MICS_* settings, plus `extra`."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("MICS_")}, **extra}
+
+
 def free_port() -> int:
     """A port free right now. A server that binds it itself must be started with `start_listening`."""
     with socket.socket() as s:
@@ -194,7 +199,7 @@ def start_node(
 
     base = json.loads((ROOT / "router/.crossbar/config.json").read_text())
     data_dir = tmp / name
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MICS_")}, **(env or {})}
+    env = clean_env(**(env or {}))
     node_id = (node or {}).get("node_id", f"test-{name}")
 
     def spawn(port: int) -> ManagedProcess:

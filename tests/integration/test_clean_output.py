@@ -8,7 +8,6 @@ below 2, and these tests hold the line.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,13 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, start_mics_node
+from harness import ROOT, clean_env, start_mics_node
 
 MICS = str(Path(sys.executable).with_name("mics"))
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("MICS_")}, **extra}
 
 
 def no_traceback(text: str) -> bool:

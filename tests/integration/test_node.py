@@ -1,7 +1,6 @@
 """The node as an operator sees it: `mics node`, environment overrides, HTTP probes, SIGTERM."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, http_get, start_mics_node
+from harness import ROOT, clean_env, http_get, start_mics_node
 
 MICS = str(Path(sys.executable).with_name("mics"))
 
@@ -21,12 +20,6 @@ def write_config(tmp: Path, mutate=None) -> Path:
     path = tmp / "config.json"
     path.write_text(json.dumps(config))
     return path
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MICS_")}
-    env.update(extra)
-    return env
 
 
 def test_mics_node_honours_environment_and_stops_cleanly_on_sigterm(tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import ROOT, http_get, start_mics_node
+from harness import clean_env as without_mics_settings
 
 SDK = ROOT / "sdk/python"
 
@@ -54,8 +55,8 @@ print(len(names))
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without MICS_* settings or this checkout's venv and paths."""
-    drop = ("MICS_", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
-    return {**{k: v for k, v in os.environ.items() if not k.startswith(drop)}, **extra}
+    env = without_mics_settings(**extra)
+    return {k: v for k, v in env.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
 
 
 def run(argv: list[str | Path], **kw) -> subprocess.CompletedProcess[str]:
