@@ -15,6 +15,19 @@ SEND_FAILURES = Counter(
 CONNECTIONS = Gauge("mics_connections", "User sessions online on this node", ["tenant"], registry=REGISTRY)
 JOINS = Counter("mics_joins_total", "Join attempts by outcome", ["tenant", "outcome"], registry=REGISTRY)
 CLOSES = Counter("mics_closes_total", "Sessions the node closed, by reason", ["tenant", "reason"], registry=REGISTRY)
+PROCEDURE_SECONDS = Histogram(
+    "mics_procedure_duration_seconds",
+    "Time a MICS procedure took in the router worker, from arguments to answer (errors included)",
+    ["tenant", "procedure"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)
+HTTP_API = Counter(
+    "mics_http_api_requests_total",
+    "Backend HTTP API requests by action and HTTP status (unknown tenants and actions as '-')",
+    ["tenant", "action", "status"],
+    registry=REGISTRY,
+)
 HOOK_CALLS = Counter(
     "mics_hook_calls_total", "Hook calls by hook and outcome", ["tenant", "hook", "outcome"], registry=REGISTRY
 )

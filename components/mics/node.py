@@ -20,6 +20,8 @@ from mics import errors, events, heartbeat, metrics, speedups
 from mics.cluster import DELIVER, KICK, REPLACE, TENANT, Cluster, Operation
 from mics.cluster import redis as cluster_keys
 from mics.config import MicsConfig, NodeSettings, TenantConfig, is_valid_tenant_id
+from mics.engine import EngineFactory
+from mics.engine.memory import MemoryEngines
 from mics.errors import ConfigError
 from mics.realms import RealmManager
 from mics.tenants import TenantRegistry, TenantRuntime
@@ -42,6 +44,7 @@ class Node:
         self.realms: RealmManager | None = None
         self.msg_ids: MsgIdFactory | None = None
         self.cluster: Cluster | None = None
+        self.engines: EngineFactory | None = None
         self.is_ready = False
         self.drained = 0  # user sessions closed with mics.close.shutdown
         self._waiters: list[Deferred[None]] = []
@@ -53,7 +56,9 @@ class Node:
         settings = config.node
         self.settings = settings
         self.msg_ids = MsgIdFactory(settings.node_id)
-        if settings.redis_url:
+        if settings.redis_url:  # cluster mode: the one place that decides it
+            from mics.engine.redis import RedisEngines
+
             self.cluster = Cluster(
                 settings.node_id,
                 settings.redis_url,
@@ -62,8 +67,11 @@ class Node:
                 self._reap,
                 self._restore_presence,
             )
-        self.tenants = TenantRegistry(settings, self.reactor, self.cluster)
-        self.realms = RealmManager(controller, dict(settings.backend_components))
+            self.engines = RedisEngines(self.cluster)
+        else:
+            self.engines = MemoryEngines(settings.node_id)
+        self.tenants = TenantRegistry(settings, self.reactor, self.engines, self.msg_ids)
+        self.realms = RealmManager(controller, dict(settings.backend_components), self._realm_started)
         for tenant_config in config.tenants.values():
             self.tenants.add(tenant_config)
         if self.cluster is not None:
@@ -101,13 +109,13 @@ class Node:
         now = self.reactor.seconds()
         heartbeat.sweep(self.tenants, now)
         for tenant in self.tenants:
-            tenant.presence.retry()
+            tenant.engine.presence.retry()
         self._ticks += 1
         if self._ticks % EXPIRE_EVERY_TICKS == 0:
             for tenant in self.tenants:
-                tenant.buffer.expire()
+                tenant.engine.buffer.expire()
                 tenant.sessions.sweep_pending(now)
-                held = tenant.buffer.stats()
+                held = tenant.engine.buffer.stats()
                 metrics.BUFFER_HELD.labels(tenant.tenant_id).set(held["held_messages"])
                 metrics.BUFFER_BYTES.labels(tenant.tenant_id).set(held["held_bytes"])
 
@@ -138,13 +146,18 @@ class Node:
             tenant = self.tenants.get(tenant_id) if self.tenants else None
         return tenant
 
+    def _realm_started(self, realm: str, router: Any) -> None:
+        """A tenant realm exists now: its runtime can reach the router."""
+        tenant = self.tenants.get(realm) if self.tenants else None
+        if tenant is not None:
+            tenant.port.bind_router(router)
+
     async def _tenant_changed(self, tenant: TenantRuntime) -> None:
         assert self.realms is not None
         if tenant.enabled:
             await self.realms.ensure(tenant.tenant_id)
-        elif tenant.component is not None:
-            for info in list(tenant.sessions.by_id.values()):
-                tenant.component.close_session(info.session_id, errors.CLOSE_TENANT_DISABLED, "the tenant was disabled")
+        else:
+            tenant.close_all(errors.CLOSE_TENANT_DISABLED, "the tenant was disabled")
 
     async def _load_cluster_tenants(self, only: str | None = None) -> None:
         """Tenants upserted through the admin API on any node live in Redis, over the router config."""
@@ -177,28 +190,27 @@ class Node:
             )
             return
         tenant = self.tenants.get(tenant_id) if self.tenants else None
-        component = tenant.component if tenant else None
-        if component is None:
+        if tenant is None:
             return
         if kind == DELIVER:
-            component.deliver_forwarded(*args)
+            tenant.deliver_forwarded(*args)
         elif kind == KICK:
-            component.kick_local(*args)
+            tenant.kick_local(*args)
         elif kind == REPLACE:
-            component.close_session(args[0], errors.CLOSE_REPLACED, "the same device connected again")
+            tenant.close_session(args[0], errors.CLOSE_REPLACED, "the same device connected again")
 
     def _restore_presence(self) -> None:
         assert self.tenants is not None
         for tenant in self.tenants:
             for info in list(tenant.sessions.by_id.values()):
-                tenant.presence.joined(info)
+                tenant.engine.presence.joined(info)
 
     async def _reap(self, node_id: str, announce: bool = True) -> None:
         """A node died (or this node restarted): its sessions leave presence, with an offline event
         (`announce`; a clean shutdown has sent those events already)."""
         assert self.tenants is not None
         for tenant in self.tenants:
-            lost = await tenant.presence.reap(node_id)
+            lost = await tenant.engine.presence.reap(node_id)
             for entry in lost if announce else ():
                 tenant.events.put(
                     events.Event(
