@@ -98,5 +98,7 @@ async def test_counters_move_by_exactly_what_the_traffic_did(make_tenant, node):
         "mics_hook_duration_seconds_count{hook=auth}": 3,
         "mics_hook_duration_seconds_count{hook=check_message}": 5,
         "mics_hook_duration_seconds_count{hook=group_members}": 1,
+        "mics_procedure_duration_seconds_count{procedure=mics.message.send}": 5,  # refused ones too
+        "mics_procedure_duration_seconds_count{procedure=mics.group.send}": 1,
         EVENTS_WRITTEN: 6,
     }
