@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mics.config import MicsConfig
+from mics.config import MicsConfig, default_router_config
 from mics.errors import ConfigError
 
-DEFAULT_CONFIG = Path("router/.crossbar/config.json")
+DEFAULT_CONFIG = default_router_config()  # --config, else $MICS_CONFIG, a checkout's, or the packaged one
 CONTROL_CLASS = "mics.admin.ControlComponent"
 
 
@@ -126,10 +126,18 @@ def cmd_node(args: argparse.Namespace) -> int:
         return 2
     cbdir = write_node_dir(config)
     node = mics_extra(config)["node"]
-    print(f"mics: starting node {node['node_id']} on ws://0.0.0.0:{node['port']}/ws", flush=True)
-    if node.get("dev_mode") and node.get("admin_secret") and not os.environ.get("MICS_ADMIN_SECRET"):
-        print(f"mics: development admin secret: {node['admin_secret']}", flush=True)
     json_logs = os.environ.get("MICS_LOG_FORMAT", node.get("log_format", "text")) == "json"
+
+    def say(text: str) -> None:  # with JSON logs, every stdout line is a JSON object, these too
+        if json_logs:
+            from mics.logs import line_to_record
+
+            text = json.dumps(line_to_record(text, "info", node["node_id"]))
+        print(text, flush=True)
+
+    say(f"mics: starting node {node['node_id']} on ws://0.0.0.0:{node['port']}/ws")
+    if node.get("dev_mode") and node.get("admin_secret") and not os.environ.get("MICS_ADMIN_SECRET"):
+        say(f"mics: development admin secret: {node['admin_secret']}")
     argv = crossbar_command(cbdir, args.loglevel, "syslogd" if json_logs else "standard")
     return supervise(argv, node_id=node["node_id"] if json_logs else None)
 

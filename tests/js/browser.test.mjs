@@ -1,5 +1,6 @@
-// The web chat demo at / in headless Chromium: two tabs (alice, bob) on the node's demo tenant chat
-// 1:1 and in a group, see receipts, presence and devices, and a reload catches up through sync.
+// The web chat demo at / in headless Chromium: the signed-out first screen; then two tabs (alice, bob)
+// on the node's demo tenant chat 1:1 and in a group, see receipts, presence and devices, and a reload
+// catches up through sync.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,8 +44,24 @@ async function signIn(page, user, device) {
   await page.click('#login-button');
   await page.waitForSelector('#status[data-state="online"]');
   assert.equal(await page.textContent('#me-user'), user);
+  assert.equal(await page.isVisible('#login'), false, 'the sign-in card goes once signed in');
+  assert.equal(await page.isVisible('#chat'), true);
   return errors;
 }
+
+test('the first screen shows the sign-in card alone, without the chat pane', async () => {
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (err) => errors.push(err));
+  await page.goto(`${node.http}/`);
+  await page.waitForSelector('#login-button');
+  assert.equal(await page.isVisible('#login'), true);
+  assert.equal(await page.isVisible('#chat'), false, 'no chat pane before sign-in');
+  assert.equal(await page.isVisible('#composer'), false);
+  await page.screenshot({ path: join(ARTIFACTS, 'demo-signed-out.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
 
 const bubble = (page, text) => page.locator('#messages li', { hasText: text });
 
