@@ -19,6 +19,7 @@ from harness import Node, http_get
 from wamp_clients import JoinRefused, sleep
 
 EVENTS_WRITTEN = "mics_events_total{outcome=ok,sink=file}"
+HELD = "mics_buffer_held_messages{}"
 Sample = tuple[str, tuple[tuple[str, str], ...]]  # (name, sorted labels without "tenant")
 
 
@@ -79,8 +80,10 @@ async def test_counters_move_by_exactly_what_the_traffic_did(make_tenant, node):
     with pytest.raises(ApplicationError):
         await alice.call("mics.message.send", to_user_id="bob", body="x" * 200)
 
-    # events reach their sink a moment after the sends: wait for the six (two connects, four messages)
-    moved = await eventually_moved(node, tenant.tenant_id, before, EVENTS_WRITTEN, 6)
+    # events reach their sink a moment after the sends: wait for the six (two connects, four messages);
+    # the buffer gauges follow the node's expiry tick (every 5 s): wait for the six held messages too
+    await eventually_moved(node, tenant.tenant_id, before, EVENTS_WRITTEN, 6)
+    moved = await eventually_moved(node, tenant.tenant_id, before, HELD, 6)
     assert moved == {
         "mics_joins_total{outcome=ok}": 2,
         "mics_joins_total{outcome=invalid_token}": 1,
@@ -101,4 +104,8 @@ async def test_counters_move_by_exactly_what_the_traffic_did(make_tenant, node):
         "mics_procedure_duration_seconds_count{procedure=mics.message.send}": 5,  # refused ones too
         "mics_procedure_duration_seconds_count{procedure=mics.group.send}": 1,
         EVENTS_WRITTEN: 6,
+        # held for sync: two chats to bob and one to carol, each with alice's copy, 256 bytes each
+        # beyond the body's encoded size ("one", "two": 5; "while you are away": 20)
+        HELD: 6,
+        "mics_buffer_held_bytes{}": 2 * (2 * (256 + 5) + 256 + 20),
     }
