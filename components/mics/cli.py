@@ -1,5 +1,6 @@
 """The `mics` command: `mics node` starts a node from the router config (env overrides applied),
-`mics config check` validates a config without starting anything."""
+`mics config check` validates a config without starting anything, and `mics tenants|sessions|stats|dlq`
+call the admin API of a running node (mics.admincli)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mics import admincli
 from mics.config import MicsConfig
 from mics.errors import ConfigError
 
@@ -180,16 +182,6 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dlq(args: argparse.Namespace) -> int:
-    import txaio
-
-    txaio.use_twisted()
-    from mics.events import dlq
-
-    url = args.url or f"ws://127.0.0.1:{os.environ.get('MICS_PORT', '8080')}/ws"
-    return dlq.cli_main(args.dlq_command, args.tenant, args.limit, url)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mics", description="MICS instant-messaging node")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,14 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     check = config_sub.add_parser("check", help="validate the router config")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     check.set_defaults(fn=cmd_config_check)
-    dlq = sub.add_parser("dlq", help="list or re-push a tenant's dead-lettered events (asks the running node)")
-    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
-    for action in ("list", "repush"):
-        p = dlq_sub.add_parser(action, help=f"mics.admin.dlq.{action} (needs MICS_ADMIN_SECRET)")
-        p.add_argument("--tenant", required=True)
-        p.add_argument("--limit", type=int, default=None, help="oldest N (list: default 100; repush: default all)")
-        p.add_argument("--url", default=None, help="node WebSocket URL (default: ws://127.0.0.1:$MICS_PORT/ws)")
-        p.set_defaults(fn=cmd_dlq)
+    admincli.add_commands(sub)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 
