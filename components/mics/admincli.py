@@ -276,6 +276,9 @@ def run(call: AdminCall, url: str, secret: str | None, as_json: bool, out: IO[st
     if not secret:
         print("mics: set MICS_ADMIN_SECRET to the node's admin secret", file=err)
         return EXIT_USAGE
+    # Autobahn tries the optional UBJSON serializer (bjdata), whose build for NumPy 1.x prints a
+    # long traceback to stderr on every import; the admin client speaks JSON, so skip it.
+    sys.modules.setdefault("bjdata", None)  # type: ignore[arg-type]
     import txaio
 
     txaio.use_twisted()

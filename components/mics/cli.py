@@ -8,6 +8,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,10 +63,16 @@ def effective_config(
     extra_node["node_id"] = settings.node_id
     extra_node["data_dir"] = str(Path(settings.data_dir).resolve())
     extra_node["router_workers"] = settings.router_workers
+    tls = None
+    if settings.tls_cert and settings.tls_key:
+        tls = {"certificate": str(Path(settings.tls_cert).resolve()), "key": str(Path(settings.tls_key).resolve())}
+        extra_node["tls_cert"], extra_node["tls_key"] = tls["certificate"], tls["key"]
     for transport in _router_worker(config).get("transports", []):
         endpoint = transport.get("endpoint", {})
         if endpoint.get("type") == "tcp":
             endpoint["port"] = settings.port
+            if tls is not None:  # the same port then serves wss:// and https:// only
+                endpoint["tls"] = dict(tls)
             if settings.router_workers > 1:
                 endpoint["shared"] = True  # SO_REUSEPORT: the kernel spreads connections over the workers
     if settings.router_workers > 1:
@@ -94,8 +101,31 @@ def write_node_dir(config: dict[str, Any]) -> Path:
     data_dir = Path(mics_extra(config)["node"]["data_dir"])
     cbdir = data_dir / "crossbar"
     cbdir.mkdir(parents=True, exist_ok=True)
+    _split_tls_chains(config, cbdir)
     (cbdir / "config.json").write_text(json.dumps(config, indent=2))
     return cbdir
+
+
+PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\s*", re.DOTALL)
+
+
+def _split_tls_chains(config: dict[str, Any], cbdir: Path) -> None:
+    """A certificate file with intermediates after the server certificate (a "fullchain" PEM):
+    Crossbar reads one certificate per file, so the intermediates go to files of their own
+    (`tls-chain-<n>.pem` in the cbdir) listed as `chain_certificates`."""
+    for worker in config.get("workers", []):
+        for transport in worker.get("transports", []):
+            tls = transport.get("endpoint", {}).get("tls")
+            if not tls or "chain_certificates" in tls:
+                continue
+            certs = PEM_CERT.findall(Path(tls["certificate"]).read_bytes())
+            chain = []
+            for n, cert in enumerate(certs[1:], start=1):
+                path = cbdir / f"tls-chain-{n}.pem"
+                path.write_bytes(cert)
+                chain.append(str(path))
+            if chain:
+                tls["chain_certificates"] = chain
 
 
 def crossbar_command(cbdir: Path, loglevel: str = "info", logformat: str = "standard") -> list[str]:
@@ -128,7 +158,8 @@ def cmd_node(args: argparse.Namespace) -> int:
         return 2
     cbdir = write_node_dir(config)
     node = mics_extra(config)["node"]
-    print(f"mics: starting node {node['node_id']} on ws://0.0.0.0:{node['port']}/ws", flush=True)
+    scheme = "wss" if node.get("tls_cert") else "ws"
+    print(f"mics: starting node {node['node_id']} on {scheme}://0.0.0.0:{node['port']}/ws", flush=True)
     if node.get("dev_mode") and node.get("admin_secret") and not os.environ.get("MICS_ADMIN_SECRET"):
         print(f"mics: development admin secret: {node['admin_secret']}", flush=True)
     json_logs = os.environ.get("MICS_LOG_FORMAT", node.get("log_format", "text")) == "json"

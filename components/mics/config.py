@@ -249,6 +249,8 @@ class NodeSettings:
     # by `mics node` on each copy and suffixes the node id (`<node_id>-w<n>`)
     router_workers: int = 1
     worker: int | None = None
+    tls_cert: str | None = None  # PEM paths: the listener serves wss:// and https:// (both or neither)
+    tls_key: str | None = None
 
     @property
     def default_event_sinks(self) -> tuple[str, ...]:
@@ -296,6 +298,13 @@ class NodeSettings:
             parse_url(redis_url)  # a bad URL stops the node at start, not at the first send
         elif workers > 1:
             raise ConfigError("node.router_workers", "more than one router worker needs cluster mode (MICS_REDIS_URL)")
+        tls_cert = _env_str(env, "MICS_TLS_CERT", raw.get("tls_cert"))
+        tls_key = _env_str(env, "MICS_TLS_KEY", raw.get("tls_key"))
+        for name, path, other in (("MICS_TLS_CERT", tls_cert, tls_key), ("MICS_TLS_KEY", tls_key, tls_cert)):
+            if path is None and other is not None:
+                raise ConfigError(name, "TLS needs both MICS_TLS_CERT and MICS_TLS_KEY")
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(name, f"no such file: {path!r}")
         return cls(
             node_id=node_id,
             port=port,
@@ -310,6 +319,8 @@ class NodeSettings:
             backend_components=dict(backends),
             router_workers=workers,
             worker=worker,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
 
 
