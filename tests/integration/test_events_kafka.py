@@ -160,6 +160,7 @@ async def test_events_during_a_broker_outage_are_retried_dead_lettered_and_repus
         listing = await tenant.admin.call("mics.admin.dlq.list", tenant_id=tenant.tenant_id, limit=1)
         _, from_cli = await mics_cli(kafka_node, "dlq", "list", tenant.tenant_id)
         as_table = await run_mics("dlq", "list", tenant.tenant_id, "--url", kafka_node.url)
+        during = http_get(f"{kafka_node.http}/ready")
     finally:
         kafka_broker.start()
 
@@ -185,6 +186,8 @@ async def test_events_during_a_broker_outage_are_retried_dead_lettered_and_repus
     assert [e["msg_id"] for e in events] == [a["msg_id"] for a in acks]
     assert (await tenant.admin.call("mics.admin.dlq.list", tenant_id=tenant.tenant_id))["total"] == 0
     assert metric(kafka_node, tenant.tenant_id, "repushed") == 2
+    assert during[0] == 200 and json.loads(during[1])["kafka"] == "down", "reported, not fatal: events are spooled"
+    assert json.loads(http_get(f"{kafka_node.http}/ready")[1])["kafka"] == "up"
 
 
 @pytest_twisted.ensureDeferred
