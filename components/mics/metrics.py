@@ -16,6 +16,9 @@ MESSAGES = Counter(
 SEND_FAILURES = Counter(
     "mics_send_failures_total", "Sends refused, by error reason", ["tenant", "reason"], registry=REGISTRY
 )
+NODE_READY = Gauge(  # computed at scrape time by mics.web
+    "mics_node_ready", "1 while /ready answers 200 (tenants loaded; in cluster mode Redis reachable)", registry=REGISTRY
+)
 CONNECTIONS = Gauge("mics_connections", "User sessions online on this node", ["tenant"], registry=REGISTRY)
 JOINS = Counter("mics_joins_total", "Join attempts by outcome", ["tenant", "outcome"], registry=REGISTRY)
 CLOSES = Counter("mics_closes_total", "Sessions the node closed, by reason", ["tenant", "reason"], registry=REGISTRY)

@@ -16,7 +16,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from mics.admin import hook_guards
-from mics.metrics import REGISTRY
+from mics.metrics import NODE_READY, REGISTRY
 from mics.node import NODE, Node
 
 
@@ -76,6 +76,13 @@ def readiness(node: Node) -> dict[str, Any]:
         "kafka": kafka,
         "hook_breakers": breakers,
     }
+
+
+def is_ready(node: Node) -> bool:
+    return node.is_ready and readiness(node)["status"] == "ready"
+
+
+NODE_READY.set_function(lambda: float(is_ready(NODE)))
 
 
 class MetricsResource(Resource):
