@@ -5,6 +5,9 @@ Crossbar prints what its workers log without the level (info and debug on stdout
 errors alike on stderr), so an operator cannot tell an error from a warning, and `mics.logs`
 (MICS_LOG_FORMAT=json) could only guess. The node's controller process prints every line (workers
 send theirs to it with their level), so wrapping its two console observers is enough.
+
+It also keeps Autobahn's optional UBJSON serializer out of the node's processes (see
+`_without_ubjson/bjdata.py`).
 """
 
 from __future__ import annotations
@@ -35,7 +38,13 @@ def with_level(make_observer: Callable[..., Observer]) -> Callable[..., Observer
     return make
 
 
+WITHOUT_UBJSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_without_ubjson")
+
+
 def main() -> Any:
+    # the workers' PYTHONPATH is the controller's sys.path: the stand-in bjdata comes first there too
+    if os.path.isdir(WITHOUT_UBJSON):
+        sys.path.insert(0, WITHOUT_UBJSON)
     from crossbar.node import main as node_main
 
     node_main.make_stdout_observer = with_level(node_main.make_stdout_observer)
