@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,6 +100,16 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return e.code, e.read()
     except OSError:
         return 0, b""
+
+
+def http_post_json(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """POST `body`; returns the status and the decoded JSON answer (error answers too)."""
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 @dataclass

@@ -6,6 +6,7 @@ answers ABORT. Events are queued per topic so a test can `await session.next_eve
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
@@ -14,13 +15,34 @@ from urllib.parse import urlparse
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp import auth
-from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
+from autobahn.wamp.serializer import CBORSerializer, JsonObjectSerializer, JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import ComponentConfig
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-SERIALIZERS = {"json": JsonSerializer, "msgpack": MsgPackSerializer, "cbor": CBORSerializer}
+
+class _EscapingJsonObjectSerializer(JsonObjectSerializer):
+    """JSON as a hostile client may write it: `\\u` escapes carry lone surrogates that a UTF-8
+    encoder refuses (Autobahn's own serializer can't send them)."""
+
+    def serialize(self, obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+class EscapingJsonSerializer(JsonSerializer):
+    def __init__(self) -> None:
+        super().__init__()
+        self._serializer = _EscapingJsonObjectSerializer()
+        self._serializer._parent_serializer = self
+
+
+SERIALIZERS = {
+    "json": JsonSerializer,
+    "msgpack": MsgPackSerializer,
+    "cbor": CBORSerializer,
+    "json-escaping": EscapingJsonSerializer,
+}
 DEFAULT_TIMEOUT = 5.0
 
 

@@ -7,33 +7,39 @@ with a message naming tenant and field.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from autobahn.twisted.wamp import ApplicationSession
-from autobahn.wamp.exception import ApplicationError
 from txaio import make_logger
 
 from mics import errors, metrics, uris
-from mics.cluster import unavailable_on_redis_failure
 from mics.config import MicsConfig, is_valid_entity_id, is_valid_tenant_id
 from mics.errors import ConfigError, MicsError
 from mics.events import dlq
 from mics.hooks.policy import Guard
 from mics.node import NODE
+from mics.procedures import MicsSession, expose
+from mics.requests import Args
+from mics.router import controller_of
 from mics.tenants import TenantRuntime
 
 log = make_logger()
 
 
-def _controller_of(session: ApplicationSession) -> Any:
-    """The router worker's controller. `crossbar start` does not pass it to components
-    (crossbar-notes.md section 1), so fall back to the router factory's worker."""
-    if session.config.controller is not None:
-        return session.config.controller
-    return session._transport._router._factory._worker  # type: ignore[attr-defined]
+def _keywords(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Admin procedures take keyword arguments only (validated by each procedure)."""
+    Args(args, kwargs)
+    return kwargs
 
 
-class ControlComponent(ApplicationSession):
+def _call_with(fn: Callable[..., Any]) -> Callable[[Mapping[str, Any], Any], Any]:
+    """Call `fn` with the keywords it knows; others are ignored, as for every procedure."""
+    known = set(inspect.signature(fn).parameters)
+    return lambda kwargs, _details: fn(**{k: v for k, v in kwargs.items() if k in known})
+
+
+class ControlComponent(MicsSession):
     """Starts the MICS node, then serves mics.admin.* to admins."""
 
     @staticmethod
@@ -50,7 +56,7 @@ class ControlComponent(ApplicationSession):
                 "development admin secret (embedded default): {secret} - set MICS_ADMIN_SECRET in production",
                 secret=config.node.admin_secret,
             )
-        await NODE.start(config, _controller_of(self))
+        await NODE.start(config, controller_of(self))
         procedures = {
             uris.ADMIN_TENANT_LIST: self.tenant_list,
             uris.ADMIN_TENANT_GET: self.tenant_get,
@@ -62,8 +68,9 @@ class ControlComponent(ApplicationSession):
             uris.ADMIN_DLQ_LIST: self.dlq_list,
             uris.ADMIN_DLQ_REPUSH: self.dlq_repush,
         }
+        transient = NODE.engines.transient_errors if NODE.engines else ()
         for uri, fn in procedures.items():
-            await self.register(fn if NODE.cluster is None else unavailable_on_redis_failure(fn), uri)
+            await self.register(expose(uri, _keywords, _call_with(fn), "-", transient), uri)
 
     def onLeave(self, details: Any) -> None:
         NODE.stop()
@@ -72,7 +79,7 @@ class ControlComponent(ApplicationSession):
     def _tenant(self, tenant_id: Any) -> TenantRuntime:
         tenant = NODE.tenants.get(tenant_id) if isinstance(tenant_id, str) and NODE.tenants else None
         if tenant is None:
-            raise MicsError(errors.NOT_FOUND, f"no tenant {tenant_id!r}", tenant_id=tenant_id)
+            raise MicsError(errors.NOT_FOUND, f"no tenant {tenant_id!r}")
         return tenant
 
     def tenant_list(self) -> dict[str, Any]:
@@ -109,15 +116,13 @@ class ControlComponent(ApplicationSession):
         tenant = self._tenant(tenant_id)
         if user_id is not None and not is_valid_entity_id(user_id):
             raise MicsError(errors.INVALID_MESSAGE, "user_id is invalid")
-        return {"sessions": await tenant.presence.sessions(user_id)}
+        return {"sessions": await tenant.engine.presence.sessions(user_id)}
 
     async def session_kick(self, tenant_id: Any = None, user_id: Any = None, device_id: Any = None) -> dict[str, Any]:
         tenant = self._tenant(tenant_id)
         if not is_valid_entity_id(user_id) or (device_id is not None and not is_valid_entity_id(device_id)):
             raise MicsError(errors.INVALID_MESSAGE, "user_id (and device_id, if given) must be valid ids")
-        if tenant.component is None:
-            return {"kicked": 0}
-        return {"kicked": await tenant.component.kick(user_id, device_id)}
+        return {"kicked": await tenant.kick(user_id, device_id)}
 
     def stats(self, tenant_id: Any = None) -> dict[str, Any]:
         assert NODE.tenants is not None
@@ -131,7 +136,7 @@ class ControlComponent(ApplicationSession):
                     "users_online": len(t.sessions.by_user),
                     "events_queued": len(t.events.items),
                     "events_dropped": t.events.dropped,
-                    **{f"buffer_{k}": v for k, v in t.buffer.stats().items()},
+                    **{f"buffer_{k}": v for k, v in t.engine.buffer.stats().items()},
                     "hooks": hook_health(t),
                 }
                 for t in tenants
@@ -181,4 +186,4 @@ def _without_cbdir(extra: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in extra.items() if k != "cbdir"}
 
 
-__all__ = ["ApplicationError", "ControlComponent"]
+__all__ = ["ControlComponent"]

@@ -19,7 +19,8 @@ from urllib.parse import unquote, urlsplit
 from mics.errors import ConfigError
 
 TENANT_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{2,63}$")
-_ID_FORBIDDEN = re.compile(r"[.#\s]")
+# '.' and '#' would change a topic's meaning, whitespace and control characters no id needs
+_ID_FORBIDDEN = re.compile(r"[.#\s\x00-\x1f\x7f]")
 MIB = 1024 * 1024
 
 EVENT_SINKS = ("kafka", "file", "wamp")
@@ -30,8 +31,17 @@ def is_valid_tenant_id(value: object) -> bool:
 
 
 def is_valid_entity_id(value: object) -> bool:
-    """user_id, device_id, group_id: non-empty, at most 128 chars, no '.', '#' or whitespace."""
-    return isinstance(value, str) and 0 < len(value) <= 128 and _ID_FORBIDDEN.search(value) is None
+    """user_id, device_id, group_id: non-empty, at most 128 chars, no '.', '#', whitespace or
+    control characters, valid Unicode (a lone surrogate can't be sent to clients)."""
+    if not isinstance(value, str) or not 0 < len(value) <= 128 or _ID_FORBIDDEN.search(value) is not None:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,9 @@ SECTIONS: dict[str, dict[str, tuple[str, Callable[[], str]]]] = {
         "call-errors": (ERRORS_SOURCE, lambda: reason_table(errors.CALL_REASONS, "error URI")),
         "other-errors": (
             ERRORS_SOURCE,
-            lambda: reason_table((errors.INVALID_CONFIG, errors.NOT_FOUND, errors.NOT_AUTHORIZED), "error URI"),
+            lambda: reason_table(
+                (errors.INVALID_CONFIG, errors.NOT_FOUND, errors.BAD_SIGNATURE, errors.NOT_AUTHORIZED), "error URI"
+            ),
         ),
     },
     "docs/tenants.md": {

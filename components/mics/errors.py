@@ -45,13 +45,21 @@ HOOK_UNAVAILABLE = Reason("mics.error.hook_unavailable", 503, "the group-members
 UNAVAILABLE = Reason(
     "mics.error.unavailable", 503, "cluster mode: Redis is unreachable; retry later with the same client_msg_id"
 )
+INTERNAL = Reason(
+    "mics.error.internal", 500, "an unexpected fault; kwargs carry a trace_id that the node's log line also has"
+)
 INVALID_CONFIG = Reason("mics.error.invalid_config", 400, "a tenant config value is invalid")
-NOT_FOUND = Reason("mics.error.not_found", 404, "no such tenant")
+NOT_FOUND = Reason("mics.error.not_found", 404, "no such tenant (or, over the backend HTTP API, action)")
+BAD_SIGNATURE = Reason(
+    "mics.error.bad_signature", 401, "backend HTTP API: signature missing or wrong, stale timestamp, replayed nonce"
+)
 NOT_AUTHORIZED = Reason("wamp.error.not_authorized", 403, "the role may not do this")
 
 JOIN_REASONS = (INVALID_TOKEN, INVALID_TENANT, CONNECTION_LIMIT, HOOK_UNAVAILABLE_JOIN)
 CLOSE_REASONS = (CLOSE_HEARTBEAT_TIMEOUT, CLOSE_KICKED, CLOSE_REPLACED, CLOSE_SHUTDOWN, CLOSE_TENANT_DISABLED)
-CALL_REASONS = (INVALID_MESSAGE, PAYLOAD_TOO_LARGE, RATE_LIMITED, REJECTED, EMPTY_GROUP, HOOK_UNAVAILABLE, UNAVAILABLE)
+CALL_REASONS = (
+    INVALID_MESSAGE, PAYLOAD_TOO_LARGE, RATE_LIMITED, REJECTED, EMPTY_GROUP, HOOK_UNAVAILABLE, UNAVAILABLE, INTERNAL,
+)  # fmt: skip
 
 
 class MicsError(ApplicationError):

@@ -22,6 +22,19 @@ NODE_READY = Gauge(  # computed at scrape time by mics.web
 CONNECTIONS = Gauge("mics_connections", "User sessions online on this node", ["tenant"], registry=REGISTRY)
 JOINS = Counter("mics_joins_total", "Join attempts by outcome", ["tenant", "outcome"], registry=REGISTRY)
 CLOSES = Counter("mics_closes_total", "Sessions the node closed, by reason", ["tenant", "reason"], registry=REGISTRY)
+PROCEDURE_SECONDS = Histogram(
+    "mics_procedure_duration_seconds",
+    "Time a MICS procedure took in the router worker, from arguments to answer (errors included)",
+    ["tenant", "procedure"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)
+HTTP_API = Counter(
+    "mics_http_api_requests_total",
+    "Backend HTTP API requests by action and HTTP status (unknown tenants and actions as '-')",
+    ["tenant", "action", "status"],
+    registry=REGISTRY,
+)
 HOOK_OUTCOMES = ("ok", "rejected", "timeout", "failure", "queue_full", "breaker_open")  # HOOK_CALLS "outcome"
 HOOK_CALLS = Counter(
     "mics_hook_calls_total", "Hook calls by hook and outcome", ["tenant", "hook", "outcome"], registry=REGISTRY
@@ -31,15 +44,6 @@ HOOK_SECONDS = Histogram(
     "Hook call latency",
     ["tenant", "hook"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5),
-    registry=REGISTRY,
-)
-# One child per (tenant, user procedure): observed by the WAMP adapter (mics.messaging) around each
-# call, from the router receiving it to the answer being handed back.
-PROCEDURE_SECONDS = Histogram(
-    "mics_procedure_duration_seconds",
-    "User procedure latency on this node, by procedure",
-    ["tenant", "procedure"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
 BREAKER_OPEN = Gauge(
@@ -66,6 +70,13 @@ CLUSTER_REAPED = Counter("mics_cluster_reaped_total", "Dead members this node cl
 REDIS_FAILURES = Counter(
     "mics_redis_failures_total", "Redis commands that failed, by what they were for", ["what"], registry=REGISTRY
 )
+ROUTER_BUSY = Gauge(
+    "mics_router_busy_ratio", "CPU time of the router worker over wall time, as of the last tick", registry=REGISTRY
+)
+FAIR_SHARE_CAP = Gauge(
+    "mics_fair_share_cap", "Sends/s a tenant may make while the node is saturated (absent: not capped)", ["tenant"],
+    registry=REGISTRY,
+)  # fmt: skip
 GC_PAUSE = Histogram(
     "mics_gc_pause_seconds",
     "Garbage-collector pauses of the router worker (they stall every session)",

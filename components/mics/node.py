@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,10 @@ from mics import errors, events, heartbeat, metrics, speedups
 from mics.cluster import DELIVER, KICK, REPLACE, TENANT, Cluster, Operation
 from mics.cluster import redis as cluster_keys
 from mics.config import MicsConfig, NodeSettings, TenantConfig, is_valid_tenant_id
+from mics.engine import EngineFactory
+from mics.engine.memory import MemoryEngines
 from mics.errors import ConfigError
+from mics.limits import FairShare
 from mics.realms import RealmManager
 from mics.tenants import TenantRegistry, TenantRuntime
 from mics.types import MsgIdFactory, now_ms
@@ -30,6 +34,8 @@ log = make_logger()
 EVENT_DRAIN_S = 0.05
 EXPIRE_EVERY_TICKS = 10
 DRAIN_GRACE_S = 0.5
+LAG_PROBE_S = 0.05
+LAG_SATURATED_S = 0.1  # a timer 100 ms late: the worker is fully behind
 
 
 class Node:
@@ -42,18 +48,24 @@ class Node:
         self.realms: RealmManager | None = None
         self.msg_ids: MsgIdFactory | None = None
         self.cluster: Cluster | None = None
+        self.engines: EngineFactory | None = None
         self.is_ready = False
         self.drained = 0  # user sessions closed with mics.close.shutdown
         self._waiters: list[Deferred[None]] = []
         self._ticks = 0
         self._timers: list[LoopingCall] = []
+        self.fair = FairShare(reactor.seconds)
+        self._cpu = (time.process_time(), time.monotonic())
+        self._lag_due, self._lag_max = time.monotonic(), 0.0
 
     async def start(self, config: MicsConfig, controller: Any) -> None:
         """Load tenants, start their realms and the timers; then accept sessions."""
         settings = config.node
         self.settings = settings
         self.msg_ids = MsgIdFactory(settings.node_id)
-        if settings.redis_url:
+        if settings.redis_url:  # cluster mode: the one place that decides it
+            from mics.engine.redis import RedisEngines
+
             self.cluster = Cluster(
                 settings.node_id,
                 settings.redis_url,
@@ -62,8 +74,11 @@ class Node:
                 self._reap,
                 self._restore_presence,
             )
-        self.tenants = TenantRegistry(settings, self.reactor, self.cluster)
-        self.realms = RealmManager(controller, dict(settings.backend_components))
+            self.engines = RedisEngines(self.cluster)
+        else:
+            self.engines = MemoryEngines(settings.node_id)
+        self.tenants = TenantRegistry(settings, self.reactor, self.engines, self.msg_ids, self.fair)
+        self.realms = RealmManager(controller, dict(settings.backend_components), self._realm_started)
         for tenant_config in config.tenants.values():
             self.tenants.add(tenant_config)
         if self.cluster is not None:
@@ -74,6 +89,8 @@ class Node:
         self.reactor.addSystemEventTrigger("before", "shutdown", self.drain)
         self._start_timer(self._tick, heartbeat.TICK_S)
         self._start_timer(self._drain_events, EVENT_DRAIN_S)
+        self._lag_due = time.monotonic() + LAG_PROBE_S
+        self._start_timer(self._probe_lag, LAG_PROBE_S)
         if settings.speedups:
             speedups.apply()
         self.is_ready = True
@@ -100,16 +117,48 @@ class Node:
         assert self.tenants is not None
         now = self.reactor.seconds()
         heartbeat.sweep(self.tenants, now)
+        self._share_fairly()
         for tenant in self.tenants:
-            tenant.presence.retry()
+            tenant.engine.presence.retry()
         self._ticks += 1
         if self._ticks % EXPIRE_EVERY_TICKS == 0:
             for tenant in self.tenants:
-                tenant.buffer.expire()
+                tenant.engine.buffer.expire()
                 tenant.sessions.sweep_pending(now)
-                held = tenant.buffer.stats()
+                held = tenant.engine.buffer.stats()
                 metrics.BUFFER_HELD.labels(tenant.tenant_id).set(held["held_messages"])
                 metrics.BUFFER_BYTES.labels(tenant.tenant_id).set(held["held_bytes"])
+
+    def _probe_lag(self) -> None:
+        """How late the reactor runs a 50 ms timer: a backlog of work shows here even when the OS
+        gives the worker less than a core (a CPU fraction alone would miss that)."""
+        now = time.monotonic()
+        self._lag_max = max(self._lag_max, now - self._lag_due)
+        self._lag_due = now + LAG_PROBE_S
+
+    def _share_fairly(self) -> None:
+        """Saturated: the tenants over their fair share are refused first (mics.limits.FairShare).
+        Load is the worker's CPU fraction, or its timer lag as a fraction of LAG_SATURATED_S (both
+        scaled so that 1.0 is fully saturated), whichever is higher."""
+        cpu, wall = time.process_time(), time.monotonic()
+        busy = (cpu - self._cpu[0]) / max(wall - self._cpu[1], 1e-3)
+        self._cpu = (cpu, wall)
+        lag, self._lag_max = self._lag_max, 0.0
+        busy = max(busy, min(lag / LAG_SATURATED_S, 1.5))
+        metrics.ROUTER_BUSY.set(round(busy, 3))
+        before = self.fair.capped()
+        self.fair.tick(busy)
+        after = self.fair.capped()
+        for tenant_id in before.keys() | after.keys():
+            cap = after.get(tenant_id)
+            if cap is None:
+                metrics.FAIR_SHARE_CAP.remove(tenant_id)
+                log.info("fair share: tenant_id={tenant_id} no longer capped", tenant_id=tenant_id)
+            else:
+                metrics.FAIR_SHARE_CAP.labels(tenant_id).set(round(cap, 1))
+                if tenant_id not in before:
+                    log.warn("node saturated (busy {busy}): tenant_id={tenant_id} over its fair share, capped to "
+                             "{cap} sends/s", busy=round(busy, 2), tenant_id=tenant_id, cap=round(cap))  # fmt: skip
 
     def _drain_events(self) -> None:
         assert self.tenants is not None
@@ -138,13 +187,18 @@ class Node:
             tenant = self.tenants.get(tenant_id) if self.tenants else None
         return tenant
 
+    def _realm_started(self, realm: str, router: Any) -> None:
+        """A tenant realm exists now: its runtime can reach the router."""
+        tenant = self.tenants.get(realm) if self.tenants else None
+        if tenant is not None:
+            tenant.port.bind_router(router)
+
     async def _tenant_changed(self, tenant: TenantRuntime) -> None:
         assert self.realms is not None
         if tenant.enabled:
             await self.realms.ensure(tenant.tenant_id)
-        elif tenant.component is not None:
-            for info in list(tenant.sessions.by_id.values()):
-                tenant.component.close_session(info.session_id, errors.CLOSE_TENANT_DISABLED, "the tenant was disabled")
+        else:
+            tenant.close_all(errors.CLOSE_TENANT_DISABLED, "the tenant was disabled")
 
     async def _load_cluster_tenants(self, only: str | None = None) -> None:
         """Tenants upserted through the admin API on any node live in Redis, over the router config."""
@@ -177,28 +231,27 @@ class Node:
             )
             return
         tenant = self.tenants.get(tenant_id) if self.tenants else None
-        component = tenant.component if tenant else None
-        if component is None:
+        if tenant is None:
             return
         if kind == DELIVER:
-            component.deliver_forwarded(*args)
+            tenant.deliver_forwarded(*args)
         elif kind == KICK:
-            component.kick_local(*args)
+            tenant.kick_local(*args)
         elif kind == REPLACE:
-            component.close_session(args[0], errors.CLOSE_REPLACED, "the same device connected again")
+            tenant.close_session(args[0], errors.CLOSE_REPLACED, "the same device connected again")
 
     def _restore_presence(self) -> None:
         assert self.tenants is not None
         for tenant in self.tenants:
             for info in list(tenant.sessions.by_id.values()):
-                tenant.presence.joined(info)
+                tenant.engine.presence.joined(info)
 
     async def _reap(self, node_id: str, announce: bool = True) -> None:
         """A node died (or this node restarted): its sessions leave presence, with an offline event
         (`announce`; a clean shutdown has sent those events already)."""
         assert self.tenants is not None
         for tenant in self.tenants:
-            lost = await tenant.presence.reap(node_id)
+            lost = await tenant.engine.presence.reap(node_id)
             for entry in lost if announce else ():
                 tenant.events.put(
                     events.Event(

@@ -7,12 +7,14 @@ without it. Concurrent first joins for one tenant share one creation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from txaio import make_logger
 
 from mics import authz, uris
+from mics.router import router_of
 
 log = make_logger()
 
@@ -25,9 +27,12 @@ def realm_id(realm: str) -> str:
 class RealmManager:
     """Creates tenant realms through the router worker's controller."""
 
-    def __init__(self, controller: Any, backend_components: dict[str, str]) -> None:
+    def __init__(
+        self, controller: Any, backend_components: dict[str, str], started: Callable[[str, Any], None]
+    ) -> None:
         self._controller = controller
         self._backend_components = backend_components
+        self._started = started  # (realm, its router): before our component joins it
         self._creating: dict[str, list[Deferred[None]]] = {}
 
     def has_realm(self, realm: str) -> bool:
@@ -64,6 +69,7 @@ class RealmManager:
         await controller.start_router_realm(rid, {"name": realm})
         for role in authz.tenant_roles():
             controller.start_router_realm_role(rid, "role-" + role["name"], role)
+        self._started(realm, router_of(controller, realm))
         await controller.start_router_component(
             "c-" + rid,
             {"type": "class", "classname": "mics.messaging.TenantComponent", "realm": realm, "role": uris.ROLE_SERVICE},

@@ -1,21 +1,24 @@
 """Tenants known to this node and the runtime objects each one owns.
 
-Everything per tenant hangs off its `TenantRuntime` (limiter, hooks, buffer, sessions, sinks), so
-one tenant's flood, hook outage or full buffer never touches another. A config change validates a
-whole new TenantConfig, then swaps it in and rebuilds what depends on it.
+Everything per tenant hangs off its `TenantRuntime`: config, sessions, engine (holding and
+routing), send service, hooks, limiter and event sinks. So one tenant's flood, hook outage or full
+buffer never touches another. The runtime reaches its realm only through its `RealmPort`
+(deliver, close a session, call, publish), so what a tenant can do never depends on whether its
+realm component has joined. A config change validates a whole new TenantConfig, then swaps it in
+and rebuilds only what depends on the changed fields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from txaio import make_logger
 
-from mics.buffer import CatchupBuffer, make_buffer
-from mics.cluster import REPLACE, Cluster
-from mics.config import NodeSettings, TenantConfig
+from mics import errors, events, metrics
+from mics.config import NodeSettings, TenantConfig, is_valid_entity_id
+from mics.engine import EngineFactory
 from mics.errors import ConfigError
 from mics.events import EventQueue, EventSink
 from mics.events.file import FileSink
@@ -23,65 +26,64 @@ from mics.hooks import Hook
 from mics.hooks.http import HttpHook
 from mics.hooks.policy import GuardedHook
 from mics.hooks.wamp import WampHook
-from mics.limits import TokenBucket
-from mics.presence import Presence
-from mics.presence.memory import MemoryPresence
-from mics.presence.redis import RedisPresence
-from mics.sessions import SessionTable
-
-if TYPE_CHECKING:
-    from mics.messaging import TenantComponent
+from mics.limits import FairShare, TenantShare, TokenBucket
+from mics.router import RealmPort
+from mics.service import SendService
+from mics.sessions import SessionInfo, SessionTable
+from mics.types import MsgIdFactory, now_ms
 
 log = make_logger()
+
+
+def _hook_transport(config: TenantConfig) -> tuple[Any, ...]:
+    """The settings a hook's transport is built from: only a change here rebuilds the hook (and
+    resets its breakers and HTTP pool); policy settings are applied in place."""
+    return (config.hook_transport, config.hook_base_url, config.hook_encoding, config.secret)
 
 
 class TenantRuntime:
     """One tenant on this node: its config and the live objects built from it."""
 
     def __init__(
-        self, config: TenantConfig, settings: NodeSettings, reactor: IReactorTime, cluster: Cluster | None = None
-    ) -> None:
+        self, config: TenantConfig, settings: NodeSettings, reactor: IReactorTime, engines: EngineFactory,
+        ids: MsgIdFactory, port: RealmPort | None = None, share: TenantShare | None = None,
+    ) -> None:  # fmt: skip
+        """`port`: how the runtime reaches its realm; a node binds a RealmPort to the realm's router
+        (tests pass a recording fake). `share`: this tenant's slot in the node's FairShare."""
         self.tenant_id = config.tenant_id
+        self.node_id = settings.node_id
+        self.ids = ids
         self._settings = settings
         self._reactor = reactor
-        self._cluster = cluster
-        redis = cluster.redis if cluster is not None else None
-        self.sessions = SessionTable()
-        self.presence: Presence = (
-            RedisPresence(self.tenant_id, settings.node_id, redis, self.sessions, self._replaced)
-            if redis is not None
-            else MemoryPresence(self.sessions, settings.node_id)
-        )
-        self.buffer: CatchupBuffer = make_buffer(
-            self.tenant_id, config.offline_max_per_user, config.offline_max_bytes, reactor.seconds, redis
-        )
-        self.component: TenantComponent | None = None
-        self.events = EventQueue(self.tenant_id, [])
         self.config = config  # in effect: base_config plus auth-hook overrides taken since
         self.base_config = config  # from the router config or the admin API (what Redis holds)
+        self.sessions = SessionTable()
+        self.port = port if port is not None else RealmPort(self.tenant_id)
+        self.engine = engines.make(self.tenant_id, config, self.sessions, self.port, reactor.seconds)
+        self.events = EventQueue(self.tenant_id, [])
         self.hook: GuardedHook | None = None
+        self._hook_settings: tuple[Any, ...] | None = None
         self.bucket = TokenBucket(config.max_message_qps, reactor.seconds)
+        self.share = share if share is not None else TenantShare(self.tenant_id, reactor.seconds)
+        self.service = SendService(self)
+        self._connections = metrics.CONNECTIONS.labels(self.tenant_id)
         self._apply(config)
-
-    def _replaced(self, node_id: str, session_id: int) -> None:
-        """This device connected here while its older session lives on another node: end that one."""
-        if self._cluster is not None:
-            self._cluster.send_to(node_id, [REPLACE, self.tenant_id, session_id])
 
     @property
     def enabled(self) -> bool:
         return self.config.enabled
 
+    # -- config -----------------------------------------------------------------------------------
     def _apply(self, config: TenantConfig) -> None:
         old = self.config
         self.config = config
         if self.bucket.rate != config.max_message_qps:
             self.bucket = TokenBucket(config.max_message_qps, self._reactor.seconds)
-        self.buffer.configure(config.offline_max_per_user, config.offline_max_bytes)
-        self._rebuild_hook()
+        self.engine.configure(config)
+        self._apply_hook(config)
         if old is not config:
             log.info("tenant config applied: tenant_id={tenant_id}", tenant_id=self.tenant_id)
-        self._rebuild_sinks()
+        self._apply_sinks(config)
 
     def update(self, config: TenantConfig) -> None:
         """Swap in a new validated config (router config, admin upsert): overrides start over."""
@@ -98,33 +100,35 @@ class TenantRuntime:
         if config != self.config:
             self._apply(config)
 
-    def _make_hook(self) -> Hook | None:
-        config = self.config
+    def _apply_hook(self, config: TenantConfig) -> None:
+        settings = _hook_transport(config)
+        if self.hook is not None and settings == self._hook_settings:
+            self.hook.configure(config)
+            return
+        if self.hook is not None:
+            self.hook.close()
+        self.hook = GuardedHook(self.tenant_id, self._make_hook(config), config, self._reactor)
+        self._hook_settings = settings
+
+    def _make_hook(self, config: TenantConfig) -> Hook:
         if config.hook_transport == "http":
             assert config.hook_base_url is not None
             return HttpHook(self.tenant_id, config.secret, config.hook_base_url, config.hook_encoding, self._reactor)
-        if self.component is None:
-            return None
-        return WampHook(self.tenant_id, self.component)
+        return WampHook(self.tenant_id, self.port)
 
-    def _rebuild_hook(self) -> None:
-        if self.hook is not None:
-            self.hook.close()
-        hook = self._make_hook()
-        self.hook = None if hook is None else GuardedHook(self.tenant_id, hook, self.config, self._reactor)
-
-    def _rebuild_sinks(self) -> None:
-        names = self.config.event_sinks
+    def _apply_sinks(self, config: TenantConfig) -> None:
+        names = config.event_sinks
         if names is None:
             names = self._settings.default_event_sinks
         old = {s.name: s for s in self.events.sinks}
         sinks: list[EventSink] = []
         for name in names:
             sink = old.pop(name, None) or self._make_sink(name)
-            if sink is not None:
-                if hasattr(sink, "reconfigure"):
-                    sink.reconfigure(self.config)  # e.g. Kafka signs with the current secret
-                sinks.append(sink)
+            if sink is None:
+                continue  # logged by its maker (e.g. kafka without a bootstrap)
+            if hasattr(sink, "reconfigure"):
+                sink.reconfigure(config)  # e.g. Kafka signs with the current secret
+            sinks.append(sink)
         for sink in old.values():
             sink.close()
         self.events.sinks = sinks
@@ -133,28 +137,96 @@ class TenantRuntime:
         if name == "file":
             return FileSink(self.tenant_id, self._settings.data_dir)
         if name == "wamp":
-            if self.component is None:
-                return None  # added when the realm component joins
             from mics.events.wamp import WampSink
 
-            return WampSink(self.tenant_id, self.component)
+            return WampSink(self.tenant_id, self.port)
         if name == "kafka":
             from mics.events import kafka
 
             return kafka.make_sink(self.tenant_id, self._settings, self.config)
         raise AssertionError(name)
 
-    def attach(self, component: TenantComponent) -> None:
-        """The realm's component joined: hooks over WAMP and the WAMP sink can work now."""
-        self.component = component
-        self._rebuild_hook()
-        self.events.sinks = [s for s in self.events.sinks if s.name != "wamp"]
-        self._rebuild_sinks()
+    # -- sessions -------------------------------------------------------------------------------------
+    def session_joined(self, session_id: int, user_id: str, device_id: Any) -> SessionInfo | None:
+        """A user session joined the realm (meta event, or a call that overtook it): track it,
+        replace an older session of the same device, emit CONNECT_ONLINE."""
+        if not is_valid_entity_id(device_id):
+            return None
+        sessions = self.sessions
+        known = sessions.by_id.get(session_id)
+        if known is not None:
+            return known
+        info = SessionInfo(session_id, self.tenant_id, user_id, device_id, now_ms(), self._reactor.seconds())
+        older = sessions.add(info)
+        self.engine.presence.joined(info)
+        self._connections.set(sessions.connections)
+        if older is not None:
+            self.close_session(older.session_id, errors.CLOSE_REPLACED, "the same device connected again")
+        self._emit_connection(events.CONNECT_ONLINE, info)
+        return info
 
-    def detach(self) -> None:
-        self.component = None
-        self._rebuild_hook()
-        self._rebuild_sinks()
+    def session_left(self, session_id: int) -> None:
+        info = self.sessions.remove(session_id)
+        if info is None:
+            return
+        self.engine.presence.left(info)
+        self._connections.set(self.sessions.connections)
+        self._emit_connection(events.CONNECT_OFFLINE, info)
+
+    def touch(self, session_id: int) -> SessionInfo | None:
+        """A call from this session: heartbeat activity."""
+        info = self.sessions.by_id.get(session_id)
+        if info is not None:
+            info.last_active = self._reactor.seconds()
+        return info
+
+    def _emit_connection(self, event_type: str, info: SessionInfo) -> None:
+        self.events.put(
+            events.Event(
+                tenant_id=self.tenant_id,
+                event_type=event_type,
+                timestamp=now_ms(),
+                node_id=self.node_id,
+                data=info.to_kwargs(self.node_id),
+                user_id=info.user_id,
+                device_id=info.device_id,
+            )
+        )
+
+    def close_session(self, session_id: int, reason: errors.Reason, message: str) -> None:
+        self.port.close_session(session_id, reason, message)
+
+    def close_all(self, reason: errors.Reason, message: str) -> int:
+        """End every user session of this tenant on this node (disable, shutdown)."""
+        infos = list(self.sessions.by_id.values())
+        for info in infos:
+            self.close_session(info.session_id, reason, message)
+        return len(infos)
+
+    def close_silent(self, now: float) -> int:
+        """The heartbeat: close every user session silent past the tenant's timeout."""
+        if not self.sessions.by_id:
+            return 0
+        deadline = now - self.config.heartbeat_timeout_s
+        silent = [s for s in self.sessions.by_id.values() if s.last_active < deadline]
+        for info in silent:
+            info.last_active = float("inf")  # closing: don't ask again while the close is in flight
+            self.close_session(info.session_id, errors.CLOSE_HEARTBEAT_TIMEOUT, "no activity for heartbeat_timeout_s")
+        return len(silent)
+
+    def kick_local(self, user_id: str, device_id: str | None) -> int:
+        targets = self.sessions.sessions_of(user_id, device_id)
+        for info in targets:
+            self.close_session(info.session_id, errors.CLOSE_KICKED, "kicked")
+        return len(targets)
+
+    async def kick(self, user_id: str, device_id: str | None) -> int:
+        """End the user's sessions (or one device's) on this node and on every other node."""
+        return self.kick_local(user_id, device_id) + await self.engine.kick_elsewhere(user_id, device_id)
+
+    def deliver_forwarded(self, topic: str, authids: Sequence[str], message: dict[str, Any]) -> None:
+        """Another node's delivery to users on this node."""
+        self.engine.deliver_local(topic, authids, None, message)
 
     def close(self) -> None:
         if self.hook is not None:
@@ -166,10 +238,15 @@ class TenantRuntime:
 class TenantRegistry:
     """All tenants of this node, by id."""
 
-    def __init__(self, settings: NodeSettings, reactor: IReactorTime, cluster: Cluster | None = None) -> None:
+    def __init__(
+        self, settings: NodeSettings, reactor: IReactorTime, engines: EngineFactory, ids: MsgIdFactory,
+        fair: FairShare | None = None,
+    ) -> None:  # fmt: skip
         self._settings = settings
         self._reactor = reactor
-        self._cluster = cluster  # cluster mode: tenants keep presence and buffers in Redis
+        self._engines = engines
+        self._ids = ids
+        self._fair = fair if fair is not None else FairShare(reactor.seconds)
         self._tenants: dict[str, TenantRuntime] = {}
 
     def __iter__(self):  # type: ignore[no-untyped-def]
@@ -185,7 +262,12 @@ class TenantRegistry:
         runtime = self._tenants.get(config.tenant_id)
         if runtime is None:
             runtime = self._tenants[config.tenant_id] = TenantRuntime(
-                config, self._settings, self._reactor, self._cluster
+                config,
+                self._settings,
+                self._reactor,
+                self._engines,
+                self._ids,
+                share=self._fair.share(config.tenant_id),
             )
         else:
             runtime.update(config)

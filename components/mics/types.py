@@ -19,6 +19,21 @@ RECEIPT_KINDS = ("delivered", "read")
 
 
 @dataclass(frozen=True, slots=True)
+class Sender:
+    """Who is calling: a user's device, or the tenant backend sending as `user_id` (system)."""
+
+    user_id: str
+    device_id: str | None
+    session_id: int
+    is_system: bool
+
+    @property
+    def own_session(self) -> int | None:
+        """The calling device's session, which never gets its own message back (None for system)."""
+        return None if self.is_system else self.session_id
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """A MICS message (protocol.md section 4). `seq` is per recipient, so it is not stored here."""
 

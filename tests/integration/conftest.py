@@ -44,8 +44,8 @@ class Tenant:
         self.sessions.append(session)
         return session
 
-    async def backend(self, authid: str = "backend") -> TestSession:
-        session = await backend(self.node.url, self.tenant_id, self.secret, authid)
+    async def backend(self, authid: str = "backend", **kw: Any) -> TestSession:
+        session = await backend(self.node.url, self.tenant_id, self.secret, authid, **kw)
         self.sessions.append(session)
         return session
 

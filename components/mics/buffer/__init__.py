@@ -92,16 +92,3 @@ def sync_result(
     messages = [entry for seq, entry in held if seq > start]
     complete = same_epoch and since_seq <= last and len(messages) == last - start
     return SyncResult(messages, last, epoch, complete)
-
-
-def make_buffer(
-    tenant_id: str, max_per_user: int, max_bytes: int, clock: Callable[[], float], redis: Any = None
-) -> CatchupBuffer:
-    """Memory on one node; Redis (shared by the nodes) in cluster mode."""
-    if redis is not None:
-        from mics.buffer.redis import RedisBuffer
-
-        return RedisBuffer(tenant_id, max_per_user, max_bytes, clock, redis)
-    from mics.buffer.memory import MemoryBuffer
-
-    return MemoryBuffer(tenant_id, max_per_user, max_bytes, clock)

@@ -9,13 +9,10 @@ heartbeat key expires, one live node (holding a lock) removes the dead node's pr
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
-from inspect import isawaitable
 from typing import Any
 
 import msgpack
-import txredisapi
 from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
@@ -23,7 +20,6 @@ from mics import metrics, uris
 from mics.cluster import redis as keys
 from mics.cluster.redis import SubscriberFactory, connect_pool
 from mics.config import RedisAddress, parse_url
-from mics.errors import UNAVAILABLE, SendFailed
 
 log = make_logger()
 
@@ -180,28 +176,6 @@ class Cluster:
         """Remove a node's presence (a dead node, or this node's own leftovers after a crash)."""
         await self._on_node_lost(node_id)
         await self.redis.srem(keys.NODES, node_id)
-
-
-def unavailable_on_redis_failure(fn: Callable[..., Any], count: Callable[[], None] | None = None) -> Callable[..., Any]:
-    """Wrap a procedure: a call that could not reach Redis fails with `mics.error.unavailable`
-    (retryable; a send keeps its client_msg_id) instead of a bare runtime error."""
-
-    @functools.wraps(fn)
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            result = fn(*args, **kwargs)
-            return (await result) if isawaitable(result) else result
-        except txredisapi.RedisError as e:
-            log.warn("redis unreachable: {error}", error=str(e))
-            metrics.REDIS_FAILURES.labels("call").inc()
-            if count is not None:
-                count()
-            cmid = kwargs.get("client_msg_id")
-            raise SendFailed(
-                UNAVAILABLE, "the cluster state is unreachable, retry", cmid if isinstance(cmid, str) else None
-            ) from None
-
-    return call
 
 
 def _logged(d: Any, what: str) -> Any:

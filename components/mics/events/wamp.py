@@ -8,10 +8,13 @@ from autobahn.wamp.types import PublishOptions
 
 from mics import metrics, uris
 from mics.events import Event, EventSink
+from mics.router import NoRealmSession
 
 
 class Publisher(Protocol):
-    def publish(self, topic: str, *args: Any, **kwargs: Any) -> Any: ...
+    """The realm, as our component sees it (mics.router.RealmPort)."""
+
+    def publish(self, topic: str, options: PublishOptions, kwargs: dict[str, Any]) -> None: ...
 
 
 _BACKENDS_ONLY = PublishOptions(eligible_authrole=[uris.ROLE_BACKEND])
@@ -22,11 +25,16 @@ class WampSink(EventSink):
 
     name = "wamp"
 
-    def __init__(self, tenant_id: str, session: Publisher) -> None:
-        self._session = session
+    def __init__(self, tenant_id: str, realm: Publisher) -> None:
+        self._realm = realm
         self._ok = metrics.EVENTS.labels(tenant_id, "wamp", "ok")
+        self._dropped = metrics.EVENTS.labels(tenant_id, "wamp", "dropped")
 
     def deliver(self, events: list[Event]) -> None:
-        for event in events:
-            self._session.publish(uris.event_topic(event.event_type), options=_BACKENDS_ONLY, **event.to_dict())
+        try:
+            for event in events:
+                self._realm.publish(uris.event_topic(event.event_type), _BACKENDS_ONLY, event.to_dict())
+        except NoRealmSession:  # only before the realm component joined: nobody could subscribe yet
+            self._dropped.inc(len(events))
+            return
         self._ok.inc(len(events))

@@ -41,17 +41,14 @@ class Guard:
         hook: str,
         config: TenantConfig,
         timeout_ms: int,
+        queue_timeout_ms: int | None,
         reactor: IReactorTime,
-        queue_timeout_ms: int | None = None,
     ) -> None:
         self._reactor = reactor
-        self._timeout_s = timeout_ms / 1000.0
-        self._max = config.hook_max_concurrency
-        queue_ms = config.hook_queue_timeout_ms if queue_timeout_ms is None else queue_timeout_ms
-        self._queue_timeout_s = queue_ms / 1000.0
         self.breaker = CircuitBreaker(
             config.hook_breaker_failure_threshold, config.hook_breaker_open_ms / 1000.0, reactor.seconds
         )
+        self.configure(config, timeout_ms, queue_timeout_ms)
         self.in_flight = 0
         self._waiters: deque[Deferred[None]] = deque()
         self._calls = {o: metrics.HOOK_CALLS.labels(tenant_id, hook, o) for o in _OUTCOMES}
@@ -59,6 +56,15 @@ class Guard:
         self._breaker_gauge = metrics.BREAKER_OPEN.labels(tenant_id, hook)
         self.tenant_id = tenant_id
         self.hook = hook
+
+    def configure(self, config: TenantConfig, timeout_ms: int, queue_timeout_ms: int | None = None) -> None:
+        """New policy settings, in place: calls in flight, waiters and the breaker's state stay."""
+        self._timeout_s = timeout_ms / 1000.0
+        self._max = config.hook_max_concurrency
+        queue_ms = config.hook_queue_timeout_ms if queue_timeout_ms is None else queue_timeout_ms
+        self._queue_timeout_s = queue_ms / 1000.0
+        self.breaker.threshold = config.hook_breaker_failure_threshold
+        self.breaker.open_s = config.hook_breaker_open_ms / 1000.0
 
     async def _acquire(self) -> None:
         if self.in_flight < self._max:
@@ -131,6 +137,12 @@ class Guard:
             )
 
 
+def _auth_timeouts(config: TenantConfig) -> tuple[int, int]:
+    """Joins come in bursts (a reconnect storm after a restart): they may wait for a slot as long as
+    the auth hook itself may take, not the send path's short queue timeout."""
+    return config.hook_auth_timeout_ms, config.hook_auth_timeout_ms
+
+
 _OUTCOMES = ("ok", "rejected", "timeout", "failure", "queue_full", "breaker_open")
 
 
@@ -141,20 +153,17 @@ class GuardedHook:
         self.tenant_id = tenant_id
         self.hook = hook
         self._reactor = reactor
-        # joins come in bursts (a reconnect storm after a restart): they may wait for a slot as long
-        # as the auth hook itself may take, not the send path's short queue timeout
-        self.auth_guard = Guard(
-            tenant_id,
-            "auth",
-            config,
-            config.hook_auth_timeout_ms,
-            reactor,
-            queue_timeout_ms=config.hook_auth_timeout_ms,
-        )
-        self.check_guard = Guard(tenant_id, "check_message", config, config.hook_timeout_ms, reactor)
-        self.members_guard = Guard(tenant_id, "group_members", config, config.hook_timeout_ms, reactor)
+        self.auth_guard = Guard(tenant_id, "auth", config, *_auth_timeouts(config), reactor)
+        self.check_guard = Guard(tenant_id, "check_message", config, config.hook_timeout_ms, None, reactor)
+        self.members_guard = Guard(tenant_id, "group_members", config, config.hook_timeout_ms, None, reactor)
         self._last_warn = -1.0
         self._suppressed = 0
+
+    def configure(self, config: TenantConfig) -> None:
+        """The tenant's policy settings changed (the transport did not): keep breakers and pools."""
+        self.auth_guard.configure(config, *_auth_timeouts(config))
+        self.check_guard.configure(config, config.hook_timeout_ms)
+        self.members_guard.configure(config, config.hook_timeout_ms)
 
     async def auth(self, token: str, device_id: str) -> AuthReply:
         return await self.auth_guard.run(lambda: self.hook.auth(token, device_id))

@@ -17,16 +17,17 @@ from mics.hooks import (
     parse_check_reply,
     parse_members_reply,
 )
+from mics.router import NoRealmSession
 
 
 class Caller(Protocol):
-    """What the hook needs of a WAMP session: `call`."""
+    """What the hook needs of the realm: `call` (mics.router.RealmPort)."""
 
     def call(self, procedure: str, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class WampHook(Hook):
-    """Calls mics.hook.* in the tenant realm through our router-embedded session (no network hop)."""
+    """Calls mics.hook.* in the tenant realm as our router-embedded component (no network hop)."""
 
     def __init__(self, tenant_id: str, session: Caller) -> None:
         self.tenant_id = tenant_id
@@ -35,6 +36,8 @@ class WampHook(Hook):
     async def _call(self, procedure: str, **kwargs: Any) -> Any:
         try:
             return await self._session.call(procedure, **kwargs)
+        except NoRealmSession:
+            raise HookFailure(f"{procedure}: the realm component has not joined") from None
         except ApplicationError as e:
             if procedure == uris.HOOK_AUTH and e.error == INVALID_TOKEN.uri:
                 raise HookRejected(e.error_message()) from None

@@ -40,6 +40,8 @@ export const RejectedError: Typed<'mics.error.rejected', 403>;
 export const EmptyGroupError: Typed<'mics.error.empty_group', 404>;
 /** Cluster mode: the node could not reach Redis; retry later with the same client_msg_id. */
 export const UnavailableError: Typed<'mics.error.unavailable', 503>;
+/** `mics.error.internal` (500): an unexpected fault; `kwargs.trace_id` matches the node's log line. */
+export const InternalError: Typed<'mics.error.internal', 500>;
 /** `wamp.error.not_authorized` (403): the role may not do this. */
 export const NotAuthorizedError: Typed<'wamp.error.not_authorized', 403>;
 /** The WebSocket could not be opened (`mics.client.unreachable`) or was lost (`mics.client.lost`). */

@@ -53,6 +53,8 @@ export const RejectedError = define('RejectedError', 'mics.error.rejected', 403)
 export const EmptyGroupError = define('EmptyGroupError', 'mics.error.empty_group', 404);
 /** Cluster mode: the node could not reach Redis; retry later with the same client_msg_id. */
 export const UnavailableError = define('UnavailableError', 'mics.error.unavailable', 503);
+/** An unexpected fault in the node; `kwargs.trace_id` matches the node's log line. */
+export const InternalError = define('InternalError', 'mics.error.internal', 500);
 export const NotAuthorizedError = define('NotAuthorizedError', 'wamp.error.not_authorized', 403);
 
 // -- client-side conditions (no router URI)
@@ -65,7 +67,7 @@ export const ERROR_CLASSES = [
   InvalidTokenError, InvalidTenantError, ConnectionLimitError, HookUnavailableError,
   HeartbeatTimeoutError, KickedError, ReplacedError, ShutdownError, TenantDisabledError,
   InvalidMessageError, PayloadTooLargeError, RateLimitedError, RejectedError, EmptyGroupError, UnavailableError,
-  NotAuthorizedError,
+  InternalError, NotAuthorizedError,
 ];
 const BY_URI = new Map(ERROR_CLASSES.map((cls) => [cls.uri, cls]));
 

@@ -8,6 +8,7 @@ from mics_client.errors import (
     EmptyGroup,
     HeartbeatTimeout,
     HookUnavailable,
+    Internal,
     InvalidMessage,
     InvalidTenant,
     InvalidToken,
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Ack", "ConnectionClosed", "ConnectionLimit", "EmptyGroup", "HeartbeatTimeout", "HookUnavailable",
-    "InvalidMessage", "InvalidTenant", "InvalidToken", "Kicked", "Message", "MicsError", "NotAuthorized",
+    "Internal", "InvalidMessage", "InvalidTenant", "InvalidToken", "Kicked", "Message", "MicsError", "NotAuthorized",
     "NotConnected", "PayloadTooLarge", "Presence", "RateLimited", "Rejected", "Replaced", "Shutdown", "SyncGap",
     "SyncResult", "TenantDisabled", "Unavailable", "Welcome",
 ]  # fmt: skip

@@ -104,6 +104,12 @@ class Unavailable(SendError):
     uri, code = "mics.error.unavailable", 503
 
 
+class Internal(SendError):
+    """An unexpected fault in the node; `kwargs["trace_id"]` matches the node's log line."""
+
+    uri, code = "mics.error.internal", 500
+
+
 class NotAuthorized(SendError):
     uri, code = "wamp.error.not_authorized", 403
 
@@ -153,7 +159,7 @@ ERRORS: dict[str, type[MicsError]] = {
     cls.uri: cls
     for cls in (
         InvalidToken, InvalidTenant, ConnectionLimit, HookUnavailable, AuthenticationFailed, NoSuchRealm,
-        InvalidMessage, PayloadTooLarge, RateLimited, Rejected, EmptyGroup, Unavailable, NotAuthorized,
+        InvalidMessage, PayloadTooLarge, RateLimited, Rejected, EmptyGroup, Unavailable, Internal, NotAuthorized,
         Kicked, Replaced, HeartbeatTimeout, Shutdown, TenantDisabled,
     )
 }  # fmt: skip

@@ -1,0 +1,317 @@
+"""The send service of one tenant: every user and backend procedure, with no WAMP in it.
+
+A send runs admit -> dedup -> check -> hold -> deliver -> event:
+
+- admit: the request was validated at the edge (mics.requests); here the tenant's own limits
+  apply (`max_payload_bytes`, the message QPS bucket);
+- dedup: a repeat of (user, client_msg_id) gets the first Ack, even while the first is in flight;
+- check: the check-message hook (bounded; trouble degrades to allow, a "no" fails the send);
+- hold and deliver: one engine call (mics.engine) holds the message for sync and delivers it to
+  the recipient's devices wherever they are connected, and returns its seq;
+- event: appended to the tenant's event queue; the sinks run later.
+
+The service is reached through `TenantRuntime.service`; the WAMP adapter (mics.messaging) only
+parses requests, resolves the caller and maps errors. Unit tests drive it with a memory engine
+and a fake realm port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from txaio import make_logger
+
+from mics import errors, events, metrics, uris
+from mics.engine import Holds
+from mics.errors import MicsError, SendFailed
+from mics.hooks.policy import HookUnavailable
+from mics.requests import (
+    GroupSendRequest,
+    MembersChangedRequest,
+    NoArgs,
+    PresenceRequest,
+    ReceiptRequest,
+    SendRequest,
+    SessionKickRequest,
+    SessionListRequest,
+    SignalRequest,
+    SyncRequest,
+)
+from mics.types import CHAT, GROUP_CHAT, RECEIPT, SIGNAL, SYSTEM, Ack, Message, Sender, now_ms
+from mics.values import body_size
+
+if TYPE_CHECKING:
+    from mics.tenants import TenantRuntime
+
+log = make_logger()
+
+ENTRY_OVERHEAD = 256  # bytes a held message costs beyond its body, for the byte cap
+_DELIVERED = ("online", "buffered", "offline")
+
+
+class SendService:
+    """One tenant's procedures (protocol.md sections 3 and 7)."""
+
+    def __init__(self, tenant: TenantRuntime) -> None:
+        self._tenant = tenant
+        self.tenant_id = tenant.tenant_id
+        self._inflight: dict[tuple[str, str], list[Deferred[dict[str, Any]]]] = {}
+        self._messages = {
+            (t, d): metrics.MESSAGES.labels(self.tenant_id, t, d)
+            for t in (CHAT, GROUP_CHAT, RECEIPT, SIGNAL, SYSTEM)
+            for d in _DELIVERED
+        }
+        self._failures = {r: metrics.SEND_FAILURES.labels(self.tenant_id, r) for r in _FAILURE_REASONS}
+
+    # -- sends ------------------------------------------------------------------------------------------
+    async def send(self, sender: Sender, req: SendRequest) -> dict[str, Any]:
+        """`mics.message.send`: hold and deliver to the recipient, copy to the sender's other devices."""
+        cmid = req.client_msg_id
+        self._admit(req.size, cmid)
+
+        async def work() -> dict[str, Any]:
+            self._take_rate(cmid)
+            message = self._new_message(
+                sender, CHAT, req.body, to_user_id=req.to_user_id, content_type=req.content_type, client_msg_id=cmid
+            )
+            payload = message.to_kwargs()
+            await self._check(sender, payload, cmid)
+            seq, delivered = await self._to_inbox(sender, req.to_user_id, payload, req.size)
+            self._messages[(message.type, delivered)].inc()
+            self._emit_message(events.SINGLE_CHAT_MSG, message, payload, sender)
+            return Ack(message.msg_id, message.ts, delivered, seq, cmid).to_kwargs()
+
+        return await self._once(sender, cmid, work)
+
+    async def group_send(self, sender: Sender, req: GroupSendRequest) -> dict[str, Any]:
+        """`mics.group.send`: one delivery to the members; held for offline ones with group_buffering."""
+        cmid = req.client_msg_id
+        self._admit(req.size, cmid)
+
+        async def work() -> dict[str, Any]:
+            self._take_rate(cmid)
+            tenant = self._tenant
+            message = self._new_message(
+                sender, GROUP_CHAT, req.body, group_id=req.group_id, content_type=req.content_type, client_msg_id=cmid
+            )
+            payload = message.to_kwargs()
+            # ask both hooks at once; members decide delivery, the check may reject
+            checked = Deferred.fromCoroutine(self._check(sender, payload, cmid))
+            try:
+                members = await self._members(req.group_id, sender.user_id, cmid)
+            except BaseException:
+                checked.addErrback(lambda _f: None)  # the send failed already; drop the check's outcome
+                raise
+            await checked
+            engine = tenant.engine
+            eligible = members if sender.user_id in members or sender.is_system else [*members, sender.user_id]
+            await engine.group(uris.group_topic(req.group_id), eligible, sender.own_session, payload)
+            others = [m for m in members if m != sender.user_id]
+            config = tenant.config
+            if config.group_buffering:  # offline members find it with sync (an entry each)
+                online = await engine.online_among(others)
+                offline = [m for m in others if m not in online]
+                await engine.hold(offline, payload, req.size + ENTRY_OVERHEAD, config.offline_ttl_s)
+                any_online = bool(online)
+            else:
+                any_online = await engine.any_online(others)
+            # nobody else online: held for them with group_buffering, otherwise gone (best effort)
+            delivered = "online" if any_online else ("buffered" if config.group_buffering else "offline")
+            self._messages[(message.type, delivered)].inc()
+            self._emit_message(events.GROUP_CHAT_MSG, message, payload, sender)
+            return Ack(message.msg_id, message.ts, delivered, None, cmid, recipients=len(members)).to_kwargs()
+
+        return await self._once(sender, cmid, work)
+
+    async def receipt(self, sender: Sender, req: ReceiptRequest) -> dict[str, Any]:
+        """`mics.message.receipt`: a `receipt` Message on the inbox path (held, with a seq)."""
+        self._take_rate(None)
+        body = req.body
+        message = self._new_message(sender, RECEIPT, body, to_user_id=req.to_user_id)
+        seq, delivered = await self._to_inbox(sender, req.to_user_id, message.to_kwargs(), body_size(body))
+        self._messages[(message.type, delivered)].inc()
+        return Ack(message.msg_id, message.ts, delivered, seq).to_kwargs()
+
+    async def signal(self, sender: Sender, req: SignalRequest) -> dict[str, Any]:
+        """`mics.signal.send`: live to the recipient's online devices only; never held, no seq."""
+        self._admit(req.size, None)
+        self._take_rate(None)
+        message = self._new_message(sender, SIGNAL, req.body, to_user_id=req.to_user_id)
+        online = await self._tenant.engine.live(req.to_user_id, sender.own_session, message.to_kwargs())
+        delivered = "online" if online else "offline"
+        self._messages[(message.type, delivered)].inc()
+        return Ack(message.msg_id, message.ts, delivered).to_kwargs()
+
+    async def members_changed(self, sender: Sender, req: MembersChangedRequest) -> dict[str, Any]:
+        """`mics.group.members_changed` (backends): GROUP_MEMBER_CHANGE, and a system message to the
+        group's members and to those who joined or left."""
+        _require_system(sender)
+        tenant = self._tenant
+        message = self._new_message(sender, SYSTEM, req.body, group_id=req.group_id)
+        try:
+            members = await tenant.hook.group_members(req.group_id, sender.user_id) if tenant.hook else []
+        except HookUnavailable:
+            members = []  # still tell those whose membership changed
+        eligible = list(dict.fromkeys([*members, *req.added, *req.removed]))
+        await tenant.engine.group(uris.group_topic(req.group_id), eligible, None, message.to_kwargs())
+        self._emit(
+            events.GROUP_MEMBER_CHANGE, message, {"group_id": req.group_id, **req.body}, user_id=sender.user_id,
+            group_id=req.group_id,
+        )  # fmt: skip
+        return {"msg_id": message.msg_id, "ts": message.ts, "recipients": len(eligible)}
+
+    # -- reads and sessions ----------------------------------------------------------------------------
+    async def sync(self, sender: Sender, req: SyncRequest) -> dict[str, Any]:
+        """`mics.inbox.sync`: what is held after `since_seq`, oldest first."""
+        if sender.is_system:
+            raise MicsError(errors.NOT_AUTHORIZED, "only users have an inbox")
+        result = await self._tenant.engine.sync(sender.user_id, req.since_seq, req.epoch)
+        return result.to_kwargs()
+
+    async def ping(self, sender: Sender, req: NoArgs) -> dict[str, Any]:
+        return {"ts": now_ms(), "heartbeat_timeout_s": self._tenant.config.heartbeat_timeout_s}
+
+    async def presence(self, sender: Sender, req: PresenceRequest) -> dict[str, Any]:
+        """`mics.presence.get` (users only where the tenant allows presence queries)."""
+        if not sender.is_system and not self._tenant.config.presence_queries:
+            raise MicsError(errors.NOT_AUTHORIZED, "presence queries are disabled for this tenant")
+        return await self._tenant.engine.presence.get(req.user_ids)
+
+    async def session_list(self, sender: Sender, req: SessionListRequest) -> dict[str, Any]:
+        """`mics.session.list` (backends): sessions on every node."""
+        _require_system(sender)
+        return {"sessions": await self._tenant.engine.presence.sessions(req.user_id)}
+
+    async def session_kick(self, sender: Sender, req: SessionKickRequest) -> dict[str, Any]:
+        """`mics.session.kick` (backends)."""
+        _require_system(sender)
+        return {"kicked": await self._tenant.kick(req.user_id, req.device_id)}
+
+    # -- the pipeline's steps --------------------------------------------------------------------------
+    def _admit(self, size: int, cmid: str | None) -> None:
+        limit = self._tenant.config.max_payload_bytes
+        if size > limit:
+            self._failures["payload_too_large"].inc()
+            raise SendFailed(errors.PAYLOAD_TOO_LARGE, f"body is {size} bytes, over {limit}", cmid)
+
+    def _take_rate(self, cmid: str | None) -> None:
+        tenant = self._tenant
+        if not tenant.share.admit():
+            self._failures["fair_share"].inc()
+            raise SendFailed(errors.RATE_LIMITED, "the node is saturated and this tenant is over its fair share", cmid)
+        if not tenant.bucket.try_take():
+            self._failures["rate_limited"].inc()
+            raise SendFailed(errors.RATE_LIMITED, "the tenant's message rate limit is exceeded", cmid)
+
+    async def _once(
+        self, sender: Sender, cmid: str | None, work: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """Run a send once per (user, client_msg_id): a repeat gets the first Ack, even mid-flight."""
+        if cmid is None:
+            return await work()
+        key = (sender.user_id, cmid)
+        waiters = self._inflight.get(key)
+        if waiters is not None:
+            waiter: Deferred[dict[str, Any]] = Deferred()
+            waiters.append(waiter)
+            return await waiter
+        self._inflight[key] = waiters = []
+        engine = self._tenant.engine
+        try:
+            ack = await engine.seen(sender.user_id, cmid)
+            if ack is None:
+                ack = await work()
+                await engine.remember(sender.user_id, cmid, ack)
+        except BaseException as e:
+            for w in waiters:
+                w.errback(e)
+            raise
+        finally:
+            del self._inflight[key]
+        for w in waiters:
+            w.callback(ack)
+        return ack
+
+    def _new_message(self, sender: Sender, kind: str, body: Any, **fields: Any) -> Message:
+        ts = now_ms()
+        msg_id = self._tenant.ids.make(ts)
+        return Message(
+            msg_id=msg_id,
+            type=SYSTEM if sender.is_system else kind,
+            tenant_id=self.tenant_id,
+            from_user_id=sender.user_id,
+            from_device_id=sender.device_id,
+            body=body,
+            ts=ts,
+            trace_id=msg_id,  # a send starts its trace; hooks, events and logs carry it
+            **fields,
+        )
+
+    async def _check(self, sender: Sender, payload: dict[str, Any], cmid: str | None) -> None:
+        """The check-message hook: a rejection fails the send; trouble degrades to allow."""
+        tenant = self._tenant
+        if sender.is_system or not tenant.config.check_message_hook or tenant.hook is None:
+            return
+        verdict = await tenant.hook.check_message(payload)
+        if not verdict.allow:
+            self._failures["rejected"].inc()
+            raise SendFailed(errors.REJECTED, verdict.reason or "rejected by the tenant", cmid)
+
+    async def _to_inbox(self, sender: Sender, to_user_id: str, payload: dict[str, Any], size: int) -> tuple[int, str]:
+        """Hold and deliver an inbox message (and the sender's copy). Returns the Ack's seq (the
+        sender's copy; the recipient's for a system sender or a note to self) and `delivered`."""
+        tenant = self._tenant
+        to_self = to_user_id == sender.user_id
+        copy_for = None if sender.is_system or to_self else sender.user_id
+        held = await tenant.engine.inbox(
+            to_user_id, copy_for, sender.own_session, payload, size + ENTRY_OVERHEAD, Holds.of(tenant.config)
+        )
+        seq = held.seq if held.copy_seq is None else held.copy_seq
+        return seq, "online" if held.online else "buffered"
+
+    async def _members(self, group_id: str, from_user_id: str, cmid: str | None) -> list[str]:
+        hook = self._tenant.hook
+        try:
+            if hook is None:
+                raise HookUnavailable("no_hook")
+            members = await hook.group_members(group_id, from_user_id)
+        except HookUnavailable as e:
+            self._failures["hook_unavailable"].inc()
+            log.warn("group-members hook unavailable: tenant_id={tenant_id} cause={cause}",
+                     tenant_id=self.tenant_id, cause=e.cause)  # fmt: skip
+            raise SendFailed(errors.HOOK_UNAVAILABLE, "the group-members hook is unavailable", cmid) from None
+        if not members:
+            self._failures["empty_group"].inc()
+            raise SendFailed(errors.EMPTY_GROUP, f"group {group_id!r} has no members", cmid)
+        return members
+
+    def _emit_message(self, event_type: str, message: Message, payload: dict[str, Any], sender: Sender) -> None:
+        """`payload` is the message's kwargs, already built for delivery (never mutated after)."""
+        self._emit(
+            event_type, message, payload, user_id=message.from_user_id, device_id=sender.device_id or "",
+            to_user_id=message.to_user_id or "", group_id=message.group_id or "",
+        )  # fmt: skip
+
+    def _emit(self, event_type: str, message: Message, data: dict[str, Any], **fields: str) -> None:
+        self._tenant.events.put(
+            events.Event(
+                tenant_id=self.tenant_id,
+                event_type=event_type,
+                timestamp=message.ts,
+                node_id=self._tenant.node_id,
+                data=data,
+                msg_id=message.msg_id,
+                trace_id=message.trace_id,
+                **fields,
+            )
+        )
+
+
+_FAILURE_REASONS = ("payload_too_large", "rate_limited", "fair_share", "rejected", "hook_unavailable", "empty_group")
+
+
+def _require_system(sender: Sender) -> None:
+    if not sender.is_system:
+        raise MicsError(errors.NOT_AUTHORIZED, "backend sessions only")

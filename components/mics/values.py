@@ -1,0 +1,93 @@
+"""What every serializer can carry to every client (protocol.md section 4).
+
+A value a client sends is held, then sent to other clients over JSON, msgpack or CBOR, live and
+on every sync while it is held. A value one of them cannot carry would stop the recipient from
+receiving or syncing (a lone surrogate, an integer out of msgpack's range, NaN for JSON, nesting
+past a decoder's limit, a string JSON clients would take for base64 bytes), so it is refused at the
+edge, once, before anything is held.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_DEPTH = 32
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+# Autobahn's JSON serializer sends bytes as a string "\x00" + base64, and turns every such string
+# back into bytes: a *string* starting with NUL would reach JSON clients as (broken) bytes.
+_BINARY_MARK = "\x00"
+
+_encode_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+class InvalidValue(ValueError):
+    """The value can't be carried by every serializer; the message says why (safe to show)."""
+
+
+def is_text(value: object) -> bool:
+    """A string every serializer carries: valid Unicode (no lone surrogates), not NUL-led."""
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return not value.startswith(_BINARY_MARK)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def body_size(body: Any) -> int:
+    """Check a message body and return its encoded size: bytes as is, anything else as compact
+    UTF-8 JSON. Raises InvalidValue for what some serializer or client can't carry."""
+    if isinstance(body, bytes | bytearray):
+        return len(body)
+    if isinstance(body, str):
+        if not is_text(body):
+            raise InvalidValue("body is not valid Unicode text")
+        return len(body.encode("utf-8")) + 2
+    if isinstance(body, dict | list):
+        _check_tree(body)
+    elif isinstance(body, int) and not isinstance(body, bool) and not INT_MIN <= body <= INT_MAX:
+        raise InvalidValue("body has an integer out of range")
+    try:
+        return len(_encode_json(body).encode("utf-8"))
+    except ValueError:  # NaN/Infinity, or a lone surrogate (UnicodeEncodeError)
+        raise InvalidValue("body has a value JSON can't carry (NaN, Infinity or invalid text)") from None
+    except TypeError:
+        raise InvalidValue("body is not a JSON value or bytes") from None
+
+
+def _check_tree(root: dict[str, Any] | list[Any]) -> None:
+    """Depth, key types, integer range and NUL-led strings; the JSON encoder checks the rest."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > MAX_DEPTH:
+            raise InvalidValue(f"body is nested more than {MAX_DEPTH} deep")
+        if isinstance(node, dict):
+            for key in node:
+                if not isinstance(key, str):
+                    raise InvalidValue("body has an object key that is not a string")
+                if key.startswith(_BINARY_MARK):
+                    raise InvalidValue("body has a string starting with NUL")
+            values = node.values()
+        else:
+            values = node
+        for value in values:
+            kind = type(value)
+            if kind is str:
+                if value.startswith(_BINARY_MARK):
+                    raise InvalidValue("body has a string starting with NUL")
+            elif kind is dict or kind is list:
+                push((value, depth + 1))
+            elif kind is int:
+                if not INT_MIN <= value <= INT_MAX:
+                    raise InvalidValue("body has an integer out of range")
+            elif isinstance(value, dict | list):  # subclasses: checked like their base
+                push((value, depth + 1))
+            elif isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+                raise InvalidValue("body has an integer out of range")

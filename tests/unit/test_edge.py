@@ -1,0 +1,104 @@
+"""The edge of every procedure: what every serializer can carry (mics.values), requests parsed
+once (mics.requests), and errors mapped to the contract (mics.procedures)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+
+from mics import errors
+from mics.errors import MicsError, SendFailed
+from mics.procedures import expose
+from mics.requests import GroupSendRequest, SendRequest, SyncRequest
+from mics.values import InvalidValue, body_size, is_text
+
+
+def deep(containers: int) -> Any:
+    value: Any = 1
+    for _ in range(containers):
+        value = {"k": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["t\udfff", {"a": "\ud800"}, {"\udfff": 1}, 2**64, -(2**63) - 1, [2**64], float("nan"), {"x": float("-inf")},
+     deep(33), "\x00abc", ["\x00"], {"\x00k": 1}, {1: "x"}, {"b": b"x"}, {1.5}, object()],
+)  # fmt: skip
+def test_values_some_serializer_or_client_cant_carry_are_refused(body):
+    with pytest.raises(InvalidValue):
+        body_size(body)
+
+
+@pytest.mark.parametrize(
+    "body,size",
+    [("hi", 4), ("\u00e9", 4), (b"\x00\x01", 2), ({"a": 1}, 7), ([2**64 - 1], 22), (-(2**63), 20), (None, 4),
+     (deep(32), 32 * 6 + 1), ("a\x00b", 5), ({"t": "x\x00"}, 15)],
+)  # fmt: skip
+def test_values_every_serializer_carries_are_measured_as_compact_json(body, size):
+    assert body_size(body) == size
+
+
+def test_text_is_valid_unicode_not_led_by_nul():
+    assert is_text("ok") and is_text("\u00e9\U0001f600") and is_text("a\x00")
+    assert not is_text("\x00a") and not is_text("\udfff") and not is_text(b"x") and not is_text(None)
+
+
+def test_requests_take_keywords_only_and_echo_only_a_valid_client_msg_id():
+    with pytest.raises(SendFailed) as positional:
+        SendRequest.parse(("bob", "hi"), {})
+    assert positional.value.error == errors.INVALID_MESSAGE.uri and "keyword" in positional.value.kwargs["message"]
+    with pytest.raises(SendFailed) as bad:
+        SendRequest.parse((), {"to_user_id": "b.b", "body": 1, "client_msg_id": "c-1"})
+    assert bad.value.kwargs["client_msg_id"] == "c-1"
+    with pytest.raises(SendFailed) as poisoned:
+        GroupSendRequest.parse((), {"group_id": "g", "body": 1, "client_msg_id": "c\udfff"})
+    assert "client_msg_id" not in poisoned.value.kwargs
+    assert SyncRequest.parse((), {"since_seq": None}) == SyncRequest(0, None)
+    with pytest.raises(SendFailed):
+        SyncRequest.parse((), {"since_seq": 2**63})
+
+
+async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    return await defer.ensureDeferred(fn(*args, **kwargs))
+
+
+def _parse(args: Any, kwargs: Any) -> Any:
+    return SendRequest.parse(args, kwargs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unexpected_fault_answers_internal_with_a_trace_id_and_no_python_text():
+    def broken(request: Any, details: Any) -> Any:
+        raise KeyError("secret internal detail")
+
+    call = expose("mics.message.send", _parse, broken, "tunit")
+    with pytest.raises(MicsError) as failed:
+        await _call(call, to_user_id="bob", body=1)
+    assert failed.value.error == errors.INTERNAL.uri and failed.value.kwargs["code"] == 500
+    assert len(failed.value.kwargs["trace_id"]) == 16 and "secret" not in str(failed.value.args)
+
+
+@pytest_twisted.ensureDeferred
+async def test_contract_errors_pass_and_transient_store_errors_answer_unavailable_with_the_client_msg_id():
+    class StoreDown(Exception):
+        pass
+
+    def down(request: Any, details: Any) -> Any:
+        raise StoreDown()
+
+    def limited(request: Any, details: Any) -> Any:
+        raise SendFailed(errors.RATE_LIMITED, "slow down", request.client_msg_id)
+
+    with pytest.raises(SendFailed) as unavailable:
+        await _call(expose("p", _parse, down, "tunit", (StoreDown,)), to_user_id="b", body=1, client_msg_id="c9")
+    assert unavailable.value.error == errors.UNAVAILABLE.uri and unavailable.value.kwargs["client_msg_id"] == "c9"
+    with pytest.raises(SendFailed) as passed:
+        await _call(expose("p", _parse, limited, "tunit"), to_user_id="b", body=1, client_msg_id="c9")
+    assert passed.value.error == errors.RATE_LIMITED.uri
+    with pytest.raises(SendFailed) as positional:
+        await _call(expose("p", _parse, limited, "tunit"), "b", 1)
+    assert positional.value.error == errors.INVALID_MESSAGE.uri
