@@ -31,7 +31,6 @@ NO_SAMPLES_HERE = {
     "mics_cluster_sent_total": "cluster mode",
     "mics_cluster_received_total": "cluster mode",
     "mics_event_dlq_size": "tenants with the Kafka sink",
-    "mics_procedure_duration_seconds": "observed by the WAMP adapter (mics.messaging) once it times each call",
 }
 
 
