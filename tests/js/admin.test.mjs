@@ -98,6 +98,9 @@ test('an admin manages a tenant: config, sessions, hook health, dead letters, di
     await page.click('#sessions tr[data-user="alice"] button.kick');
     assert.equal((await kicked).reason, 'mics.close.kicked');
     await page.waitForSelector('#sessions tr[data-user="alice"]', { state: 'detached' });
+    await sleep(1500); // the page lists the sessions again a second after the kick
+    await page.waitForSelector('#sessions tr[data-user="bob"]');
+    assert.equal(await page.locator('#sessions tr[data-user="alice"]').count(), 0, 'the kicked session is gone');
 
     // dead letters (Kafka is unreachable), then a re-push
     await page.click('.tabs button[data-tab="dlq"]');

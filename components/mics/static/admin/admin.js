@@ -257,7 +257,12 @@ async function loadSessions() {
 }
 
 async function kick(userId, deviceId) {
-  await call('mics.admin.session.kick', { tenant_id: current, user_id: userId, device_id: deviceId });
+  const { kicked } = await call('mics.admin.session.kick', { tenant_id: current, user_id: userId, device_id: deviceId });
+  if (kicked) {
+    // the session leaves a moment after the kick answers: drop its row now, list again after that
+    document.querySelector(`#sessions tr[data-user="${CSS.escape(userId)}"][data-device="${CSS.escape(deviceId)}"]`)?.remove();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
   await Promise.all([loadSessions(), loadTenants()]);
 }
 
