@@ -495,6 +495,10 @@ class NodeSettings:
     )
     # set by `mics node` on each router worker copy; suffixes the node id (`<node_id>-w<n>`)
     worker: int | None = setting("int", None, "this router worker's number", 1, 64, internal=True)
+    tls_cert: str | None = setting(
+        "str", None, "PEM certificate (chain) file: the listener serves `wss://` and `https://`", env="MICS_TLS_CERT"
+    )
+    tls_key: str | None = setting("str", None, "PEM private key file, with `MICS_TLS_CERT`", env="MICS_TLS_KEY")
 
     @property
     def default_event_sinks(self) -> tuple[str, ...]:
@@ -521,6 +525,12 @@ class NodeSettings:
         values["node_id"] = node_id if worker is None else f"{node_id}-w{worker}"
         if values["redis_url"] is None and workers > 1:
             raise ConfigError("node.router_workers", "more than one router worker needs cluster mode (MICS_REDIS_URL)")
+        for name, path, other in (("MICS_TLS_CERT", values["tls_cert"], values["tls_key"]),
+                                  ("MICS_TLS_KEY", values["tls_key"], values["tls_cert"])):  # fmt: skip
+            if path is None and other is not None:
+                raise ConfigError(name, "TLS needs both MICS_TLS_CERT and MICS_TLS_KEY")
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(name, f"no such file: {path!r}")
         return cls(**values)
 
 

@@ -2,36 +2,20 @@
 // on the node's demo tenant chat 1:1 and in a group, see receipts, presence and devices, and a reload
 // catches up through sync.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createRequire } from 'node:module';
-import { ROOT, startNode } from './helpers.mjs';
-
-// playwright-core is a dev dependency of sdk/js (installed by scripts/test-js with npm ci)
-const { chromium } = createRequire(new URL('../../sdk/js/package.json', import.meta.url))('playwright-core');
-
-const CHROMIUM = process.env.MICS_CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = join(ROOT, 'test-artifacts');
-const FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
+import { ARTIFACTS, openBrowser, startNode } from './helpers.mjs';
 
 let node;
+let browser;
 let context;
-let profile;
 before(async () => {
   node = await startNode();
-  profile = mkdtempSync(join(tmpdir(), 'mics-chromium-'));
-  // a persistent context is how playwright takes a fresh --user-data-dir
-  context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS });
-  mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await openBrowser();
+  context = browser.context;
 });
 after(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
   await node?.stop();
 });
 

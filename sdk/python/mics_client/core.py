@@ -281,7 +281,8 @@ class ClientCore:
         try:
             return await joined  # type: ignore[no-any-return]
         finally:
-            timer.cancel()
+            if getattr(timer, "active", lambda: True)():  # Twisted's timers refuse a cancel after firing
+                timer.cancel()
 
     async def _establish(self) -> Welcome:
         """Join, subscribe inbox (and groups), start the heartbeat, then sync what was missed."""
