@@ -1,7 +1,8 @@
 """Structured logs: `MICS_LOG_FORMAT=json` turns the node's log lines into one JSON object each.
 
-Crossbar's controller prints what its workers log as text (`--logformat syslogd`: "[Router 123]
-text"), info and debug on stdout, warnings and errors on stderr. `mics node` reads those lines and
+Crossbar's controller prints what its workers log as text (`--logformat syslogd`: "[Router 123
+warn] text"; mics.crossbar_run adds the level), info and debug on stdout, warnings and errors on
+stderr. `mics node` reads those lines and
 writes JSON: the text as `message`, plus every `key=value` our messages carry (tenant_id, trace_id,
 msg_id, cause, ...) as fields, and node_id on every line. MICS messages put those fields in their
 text for exactly this reason: `log.warn("... tenant_id={tenant_id} cause={cause}", ...)`.
@@ -14,7 +15,9 @@ import re
 import time
 from typing import IO, Any
 
-_PREFIX = re.compile(r"^\[(?P<process>[A-Za-z]+)\s+(?P<pid>\d+)\]\s?(?P<text>.*)$")
+_PREFIX = re.compile(
+    r"^\[(?P<process>[A-Za-z]+)\s+(?P<pid>\d+)(?:\s+(?P<level>debug|info|warn|error|critical))?\]\s?(?P<text>.*)$"
+)
 _FIELD = re.compile(r"\b(?P<key>[a-z][a-z0-9_]*)=(?P<value>[^\s,;]+)")
 # keys an event line may not overwrite
 _RESERVED = frozenset({"ts", "level", "node_id", "process", "pid", "message"})
@@ -29,6 +32,8 @@ def line_to_record(line: str, level: str, node_id: str, now: float | None = None
     }
     match = _PREFIX.match(line.rstrip("\n"))
     if match:
+        if match["level"]:  # mics.crossbar_run names the level; without it, the stream tells info from warn
+            record["level"] = match["level"]
         record["process"] = match["process"].lower()
         record["pid"] = int(match["pid"])
         text = match["text"]

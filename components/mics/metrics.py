@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# CPU seconds, resident memory, open fds (process_*) and the Python version (python_info) of the
+# router worker that serves /metrics
+PROCESS = ProcessCollector(registry=REGISTRY)
+PLATFORM = PlatformCollector(registry=REGISTRY)
 
 MESSAGES = Counter(
     "mics_messages_total", "Messages accepted, by type and delivery", ["tenant", "type", "delivered"], registry=REGISTRY
@@ -32,6 +36,9 @@ PRESENCE_EVENTS = Counter(
     ["tenant"],
     registry=REGISTRY,
 )
+NODE_READY = Gauge(  # computed at scrape time by mics.web
+    "mics_node_ready", "1 while /ready answers 200 (tenants loaded; in cluster mode Redis reachable)", registry=REGISTRY
+)
 CONNECTIONS = Gauge("mics_connections", "User sessions online on this node", ["tenant"], registry=REGISTRY)
 JOINS = Counter("mics_joins_total", "Join attempts by outcome", ["tenant", "outcome"], registry=REGISTRY)
 CLOSES = Counter("mics_closes_total", "Sessions the node closed, by reason", ["tenant", "reason"], registry=REGISTRY)
@@ -48,6 +55,7 @@ HTTP_API = Counter(
     ["tenant", "action", "status"],
     registry=REGISTRY,
 )
+HOOK_OUTCOMES = ("ok", "rejected", "timeout", "failure", "queue_full", "breaker_open")  # HOOK_CALLS "outcome"
 HOOK_CALLS = Counter(
     "mics_hook_calls_total", "Hook calls by hook and outcome", ["tenant", "hook", "outcome"], registry=REGISTRY
 )
@@ -96,3 +104,14 @@ GC_PAUSE = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
     registry=REGISTRY,
 )
+
+
+def hook_calls(tenant_id: str) -> dict[str, dict[str, int]]:
+    """{hook: {outcome: count}} of one tenant's hook calls so far (for mics.admin.stats; the
+    counters outlive the hook objects, which are rebuilt on every config change)."""
+    calls: dict[str, dict[str, int]] = {}
+    for family in HOOK_CALLS.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels["tenant"] == tenant_id:
+                calls.setdefault(sample.labels["hook"], {})[sample.labels["outcome"]] = int(sample.value)
+    return calls

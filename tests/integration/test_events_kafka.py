@@ -13,17 +13,16 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
-from integration.conftest import TenantFactory
+from integration.conftest import TenantFactory, run_mics
 from kafka_broker import KafkaBroker
 from twisted.internet.utils import getProcessOutputAndValue
 
-from harness import ADMIN_SECRET, ROOT, Node, free_port, http_get, start_node
+from harness import ROOT, Node, free_port, http_get, start_node
 from mics.events import encode
 from wamp_clients import sleep
 
@@ -133,11 +132,9 @@ async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
 
 
 async def mics_cli(node: Node, *args: str) -> tuple[int, dict[str, Any]]:
-    env = {**os.environ, "MICS_ADMIN_SECRET": ADMIN_SECRET}
-    mics = str(Path(sys.executable).with_name("mics"))
-    out, err, code = await getProcessOutputAndValue(mics, [*args, "--url", node.url], env=env)
-    assert code == 0, err.decode()
-    return code, json.loads(out)
+    run = await run_mics(*args, "--json", "--url", node.url)
+    assert run.code == 0, run.err
+    return run.code, json.loads(run.out)
 
 
 @pytest_twisted.ensureDeferred
@@ -162,7 +159,9 @@ async def test_events_during_a_broker_outage_are_retried_dead_lettered_and_repus
 
         await wait_for(two_dead_letters)
         listing = await tenant.admin.call("mics.admin.dlq.list", tenant_id=tenant.tenant_id, limit=1)
-        _, from_cli = await mics_cli(kafka_node, "dlq", "list", "--tenant", tenant.tenant_id)
+        _, from_cli = await mics_cli(kafka_node, "dlq", "list", tenant.tenant_id)
+        as_table = await run_mics("dlq", "list", tenant.tenant_id, "--url", kafka_node.url)
+        during = http_get(f"{kafka_node.http}/ready")
     finally:
         kafka_broker.start()
 
@@ -171,11 +170,16 @@ async def test_events_during_a_broker_outage_are_retried_dead_lettered_and_repus
     assert first["event_type"] == "SINGLE_CHAT_MSG" and first["event"]["msg_id"] == acks[0]["msg_id"]
     assert first["event"]["event_data"]["body"] == {"n": 1}
     assert [d["event"]["msg_id"] for d in from_cli["dead_letters"]] == [a["msg_id"] for a in acks]
+    header, *rows, summary = as_table.out.splitlines()
+    assert header.split() == ["ID", "FAILED_AT", "EVENT_TYPE", "KEY", "ATTEMPTS", "ERROR"]
+    assert [r.split()[2:5] for r in rows] == [["SINGLE_CHAT_MSG", "bob", "4"]] * 2
+    assert summary == "2 dead letters held, 0 dropped"
     assert metric(kafka_node, tenant.tenant_id, "retry") == 6 and metric(kafka_node, tenant.tenant_id, "dead") == 2
     spool = kafka_node.data_dir / "dlq" / f"{tenant.tenant_id}.jsonl"
     assert len(spool.read_bytes().splitlines()) == 2
 
-    assert await tenant.admin.call("mics.admin.dlq.repush", tenant_id=tenant.tenant_id) == {"repushed": 2}
+    repushed = await run_mics("dlq", "repush", tenant.tenant_id, "--url", kafka_node.url)
+    assert (repushed.code, repushed.out) == (0, "re-pushed 2 dead letters\n")
     consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))  # the in-memory broker restarted empty
     records = await consumer.take(2)
     consumer.close()
@@ -183,6 +187,8 @@ async def test_events_during_a_broker_outage_are_retried_dead_lettered_and_repus
     assert [e["msg_id"] for e in events] == [a["msg_id"] for a in acks]
     assert (await tenant.admin.call("mics.admin.dlq.list", tenant_id=tenant.tenant_id))["total"] == 0
     assert metric(kafka_node, tenant.tenant_id, "repushed") == 2
+    assert during[0] == 200 and json.loads(during[1])["kafka"] == "down", "reported, not fatal: events are spooled"
+    assert json.loads(http_get(f"{kafka_node.http}/ready")[1])["kafka"] == "up"
 
 
 @pytest_twisted.ensureDeferred

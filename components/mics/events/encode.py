@@ -14,7 +14,7 @@ from google.protobuf import json_format
 
 from mics.events import CONNECT_OFFLINE, CONNECT_ONLINE, GROUP_MEMBER_CHANGE, Event
 from mics.hooks.codec import message_from_proto, message_to_proto
-from mics.v1 import event_pb2, message_pb2
+from mics_client.v1 import event_pb2, message_pb2
 
 HEADER_SIGNATURE = "x-mics-signature"
 HEADER_TENANT = "x-mics-tenant"

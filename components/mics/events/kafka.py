@@ -334,6 +334,12 @@ def repush(tenant_id: str, sinks: Iterable[EventSink], data_dir: str, limit: Any
     return {"repushed": sink.repush(dlq.spool(tenant_id, data_dir).take(count))}
 
 
+def brokers_reachable() -> dict[str, bool]:
+    """{bootstrap: reachable} of every producer this node runs (read-only, for /ready): false from
+    librdkafka's "all brokers down" until a delivery succeeds again."""
+    return {bootstrap: not loop._brokers_down_logged for bootstrap, loop in _LOOPS.items()}
+
+
 def shutdown() -> None:
     """Node stop: flush every producer (bounded) and spool what is left."""
     for loop in _LOOPS.values():
