@@ -80,9 +80,10 @@ async def test_counters_move_by_exactly_what_the_traffic_did(make_tenant, node):
     with pytest.raises(ApplicationError):
         await alice.call("mics.message.send", to_user_id="bob", body="x" * 200)
 
-    # events reach their sink a moment after the sends: wait for the six (two connects, four messages);
-    # the buffer gauges follow the node's expiry tick (every 5 s): wait for the six held messages too
-    await eventually_moved(node, tenant.tenant_id, before, EVENTS_WRITTEN, 6)
+    # events reach their sink a moment after the sends: wait for the seven (two connects, four messages,
+    # the offline push trigger for carol); the buffer gauges follow the node's expiry tick (every 5 s):
+    # wait for the six held messages too
+    await eventually_moved(node, tenant.tenant_id, before, EVENTS_WRITTEN, 7)
     moved = await eventually_moved(node, tenant.tenant_id, before, HELD, 6)
     assert moved == {
         "mics_joins_total{outcome=ok}": 2,
@@ -93,6 +94,8 @@ async def test_counters_move_by_exactly_what_the_traffic_did(make_tenant, node):
         "mics_messages_total{delivered=online,type=group_chat}": 1,
         "mics_send_failures_total{reason=rejected}": 1,
         "mics_send_failures_total{reason=payload_too_large}": 1,
+        "mics_limit_hits_total{limit=max_payload_bytes}": 1,
+        "mics_offline_push_total{outcome=emitted}": 1,  # carol had no device online
         "mics_hook_calls_total{hook=auth,outcome=ok}": 2,
         "mics_hook_calls_total{hook=auth,outcome=rejected}": 1,
         # the hook answered all five; "rejected" counts hooks that refused to answer (an auth hook's no)
@@ -103,7 +106,7 @@ async def test_counters_move_by_exactly_what_the_traffic_did(make_tenant, node):
         "mics_hook_duration_seconds_count{hook=group_members}": 1,
         "mics_procedure_duration_seconds_count{procedure=mics.message.send}": 5,  # refused ones too
         "mics_procedure_duration_seconds_count{procedure=mics.group.send}": 1,
-        EVENTS_WRITTEN: 6,
+        EVENTS_WRITTEN: 7,
         # held for sync: two chats to bob and one to carol, each with alice's copy, 256 bytes each
         # beyond the body's encoded size ("one", "two": 5; "while you are away": 20)
         HELD: 6,

@@ -76,7 +76,7 @@ class Device:
 async def test_a_soak_with_reconnects_and_hook_faults_delivers_every_acked_message_once_in_order(soak_node):
     factory = TenantFactory(soak_node)
     tenant = await factory(check_message_hook=True, heartbeat_timeout_s=60, replay_window_s=5, offline_ttl_s=30,
-                           max_message_qps=100_000)  # fmt: skip
+                           max_message_qps=100_000, max_user_message_qps=100_000)  # fmt: skip
     rng = random.Random(int(os.environ.get("MICS_SOAK_SEED", "1130")))
     devices = {u: [Device(u, n) for n in range(2)] for u in USERS}
     for device in (d for ds in devices.values() for d in ds):
