@@ -14,12 +14,12 @@ txaio.use_twisted()
 from twisted.internet.defer import succeed  # noqa: E402
 
 from mics import metrics  # noqa: E402
+from mics.config import TenantConfig  # noqa: E402
 from mics.events import SINGLE_CHAT_MSG, Event, EventQueue, EventSink  # noqa: E402
 from mics.events import encode as mq  # noqa: E402
 from mics.events.file import FileSink  # noqa: E402
 from mics.events.kafka import KafkaSink  # noqa: E402
 from mics.events.wamp import WampSink  # noqa: E402
-from mics.config import TenantConfig  # noqa: E402
 
 
 def nested(depth: int) -> list[Any]:
@@ -65,7 +65,7 @@ class Recorder:
         self.sinks: set[Any] = set()
         self.shutting_down = False
 
-    def publish(self, topic: str, *args: Any, options: Any = None, **kwargs: Any) -> None:
+    def publish(self, topic: str, options: Any, kwargs: dict[str, Any]) -> None:
         self.published.append((topic, kwargs))
 
     def produce(self, sink: Any, record: Any, headers: Any) -> None:

@@ -125,7 +125,7 @@ class EventSink(ABC):
 class EventQueue:
     """A tenant's bounded queue of events waiting for its sinks."""
 
-    __slots__ = ("_drops", "_dropped_metric", "_length", "_sink_drops", "dropped", "items", "sinks", "tenant_id")
+    __slots__ = ("_dropped_metric", "_drops", "_length", "_sink_drops", "dropped", "items", "sinks", "tenant_id")
 
     def __init__(self, tenant_id: str, sinks: list[EventSink]) -> None:
         self.tenant_id = tenant_id

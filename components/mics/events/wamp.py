@@ -43,7 +43,7 @@ class WampSink(EventSink):
 
     def deliver(self, events: list[Event]) -> None:
         sent = 0
-        for event in events:
+        for at, event in enumerate(events):
             kwargs = event.to_dict()
             try:
                 check_carriable(kwargs)
@@ -53,7 +53,7 @@ class WampSink(EventSink):
             try:
                 self._realm.publish(uris.event_topic(event.event_type), _BACKENDS_ONLY, kwargs)
             except NoRealmSession:  # only before the realm component joined: nobody could subscribe yet
-                self._dropped.inc(len(events) - sent)
+                self._dropped.inc(len(events) - at)
                 break
             sent += 1
         self._ok.inc(sent)
