@@ -14,7 +14,7 @@ from typing import Any
 
 from txaio import make_logger
 
-from mics import errors, metrics, uris
+from mics import errors, guards, metrics, uris
 from mics.config import is_valid_entity_id
 from mics.hooks import HookRejected
 from mics.hooks.policy import HookUnavailable
@@ -28,6 +28,7 @@ PENDING_JOIN_S = 30.0  # a reservation not turned into a session within this is 
 
 def create_authenticator(config: dict[str, Any], controller: Any = None) -> Any:
     """Crossbar's factory: returns `authenticate(realm, authid, details)`."""
+    guards.watch_wampcra_failures()  # before the first wampcra login can fail
     return Authenticator(NODE).authenticate
 
 
@@ -39,6 +40,8 @@ class Authenticator:
         node = self._node
         await node.when_ready()
         method = details.get("authmethod")
+        if method == "wampcra":
+            guards.refuse_throttled_login(details)
         if realm == uris.CONTROL_REALM:
             return self._admin(authid, method)
         tenant = await node.find_tenant(realm)

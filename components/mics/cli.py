@@ -184,6 +184,14 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     tenants = sorted(mics_extra(config).get("tenants", {}))
+    if args.production:
+        from mics import production
+
+        found = production.problems(MicsConfig.load(mics_extra(config)))
+        for problem in found:
+            print(f"mics: not fit for production: {problem}", file=sys.stderr)
+        if found:
+            return 1
     print(f"ok: {len(tenants)} tenant(s): {', '.join(tenants)}")
     return 0
 
@@ -209,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate the router config")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    check.add_argument("--production", action="store_true",
+                       help="also fail on secrets published with the project (demo tenant, development admin)")
     check.set_defaults(fn=cmd_config_check)
     dlq = sub.add_parser("dlq", help="list or re-push a tenant's dead-lettered events (asks the running node)")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)

@@ -1,5 +1,5 @@
 """Structured logs: `MICS_LOG_FORMAT=json` turns the node's log lines into one JSON object each;
-warnings rate-limited per key; documented call errors kept out of the warning log.
+warnings rate-limited per key (`RateLimitedLog`).
 
 Crossbar's controller prints what its workers log as text (`--logformat syslogd`: "[Router 123]
 text"), info and debug on stdout, warnings and errors on stderr. `mics node` reads those lines and
@@ -100,27 +100,3 @@ class RateLimitedLog:
             emit(text, **fields)
         return True
 
-
-# -- documented call errors ----------------------------------------------------------------------
-
-
-def is_documented_error(value: BaseException) -> bool:
-    """An error a procedure raises on purpose: the caller's business, not the operator's."""
-    from autobahn.wamp.exception import ApplicationError
-
-    return isinstance(value, ApplicationError)
-
-
-def quiet_user_error(session: Any, fail: Any, msg: str) -> None:
-    """`ApplicationSession.onUserError` for MICS components (assign it as the class attribute
-    `onUserError`). Autobahn logs every error a procedure raises: a documented `mics.error.*` or
-    `wamp.error.*` (an ApplicationError) is the caller's mistake and goes to debug only; anything
-    else is a bug in our code and keeps its traceback at error level."""
-    import txaio
-
-    value = getattr(fail, "value", None)
-    if value is not None and is_documented_error(value):
-        session.log.debug("call refused: {error}", error=value.error_message())
-        return
-    session.log.error("unexpected error in {component}: {msg}\n{traceback}", component=type(session).__name__,
-                      msg=msg, traceback=txaio.failure_format_traceback(fail))  # fmt: skip
