@@ -69,6 +69,20 @@ class RawWebSocket:
         except OSError:
             return True
 
+    def closed_now(self) -> bool:
+        """Without waiting: has the router closed the connection? (pending data is discarded)"""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                if not self.sock.recv(65536):
+                    return True
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:  # reset
+            return True
+        finally:
+            self.sock.setblocking(True)
+
     def close(self) -> None:
         try:
             self.sock.close()

@@ -357,12 +357,11 @@ class ConnectionGuard:
                               "unsent_bytes={unsent} cap={cap} peer={peer}", tenant_id=realm, unsent=unsent,
                               cap=self.max_unsent_bytes, peer=_peer(transport))  # fmt: skip
                 self._closing.add(key)
-                reason = errors.CLOSE_SLOW_CONSUMER
                 if session is not None:
-                    self._close(session, reason, "the connection read too slowly; sync to catch up")
-                # then the WebSocket close: Autobahn sends nothing more on a closing WebSocket, so the
-                # buffer stops growing; the socket and its buffer go after the grace period
-                protocol.sendClose(code=reason.code, reason=reason.uri)
+                    self._close(session, errors.CLOSE_SLOW_CONSUMER, "the connection read too slowly; sync to catch up")
+                # A client that reads again within the grace period gets the GOODBYE; then the socket and
+                # its buffer go. (No WebSocket close before that: the session stays attached until the
+                # socket closes, and deliveries to a closing WebSocket raise.)
                 self._reactor.callLater(SLOW_CONSUMER_GRACE_S, self._drop, key, transport)
 
     def _drop(self, key: int, transport: Any) -> None:
