@@ -152,22 +152,23 @@ class RawWebSocket:
         return list(json.loads(payload))
 
     def hello(self, realm: str, authmethod: str, authid: str | None = None,
-              authextra: dict[str, Any] | None = None) -> None:  # fmt: skip
-        details: dict[str, Any] = {"roles": ROLES, "authmethods": [authmethod]}
+              authextra: dict[str, Any] | None = None, **details_extra: Any) -> None:  # fmt: skip
+        details: dict[str, Any] = {"roles": ROLES, "authmethods": [authmethod], **details_extra}
         if authid is not None:
             details["authid"] = authid
         if authextra is not None:
             details["authextra"] = authextra
         self.send([1, realm, details])
 
-    def join(self, realm: str, *, ticket: str | None = None, device_id: str | None = "d1", authid: str | None = None,
-             secret: str | None = None, authextra: dict[str, Any] | None = None) -> list[Any]:  # fmt: skip
-        """HELLO, answer the challenge; returns WELCOME or ABORT as received."""
+    def join(self, realm: str, *, ticket: str | None = None, device_id: str | None = "d1",
+             authid: str | None = None, secret: str | None = None, authextra: dict[str, Any] | None = None,
+             **details: Any) -> list[Any]:  # fmt: skip
+        """HELLO (with any more `details`), answer the challenge; returns WELCOME or ABORT as received."""
         if secret is not None:
-            self.hello(realm, "wampcra", authid or "backend", authextra)
+            self.hello(realm, "wampcra", authid or "backend", authextra, **details)
         else:
             extra = {"device_id": device_id} if device_id is not None else {}
-            self.hello(realm, "ticket", authid, {**extra, **(authextra or {})})
+            self.hello(realm, "ticket", authid, {**extra, **(authextra or {})}, **details)
         reply = self.recv()
         if reply[0] == 4:  # CHALLENGE
             if reply[1] == "wampcra":
