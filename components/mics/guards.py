@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -119,7 +120,7 @@ class LoginThrottle:
             return None
         self._refused.inc()
         return errors.JoinDenied(
-            errors.NOT_AUTHORIZED, f"too many failed logins from this address; try again in {int(wait) + 1} s"
+            errors.NOT_AUTHORIZED, f"too many failed logins from this address; try again in {math.ceil(wait)} s"
         )
 
     def failed(self, address: str) -> None:
