@@ -62,11 +62,9 @@ class RawWebSocket:
                 chunk = self.sock.recv(65536)
                 if not chunk:
                     return True
-        except ConnectionResetError:
-            return True
         except (TimeoutError, BlockingIOError):
             return False
-        except OSError:
+        except OSError:  # reset
             return True
 
     def closed_now(self) -> bool:
