@@ -384,25 +384,22 @@ def _hook_factories(guard: ConnectionGuard) -> None:
     if _HOOKED.get("done"):
         return
     _HOOKED["done"] = True
-    build_site = Site.buildProtocol
-    build_websocket = WampWebSocketServerFactory.buildProtocol
+    _tell_guard(Site, ConnectionGuard.http_connection)
+    _tell_guard(WampWebSocketServerFactory, ConnectionGuard.websocket)
 
-    def site_protocol(self: Any, addr: Any) -> Any:
-        protocol = build_site(self, addr)
+
+def _tell_guard(factory_class: Any, seen: Callable[[ConnectionGuard, Any], None]) -> None:
+    """Wrap `factory_class.buildProtocol` so the current guard sees every protocol it builds."""
+    build = factory_class.buildProtocol
+
+    def build_protocol(self: Any, addr: Any) -> Any:
+        protocol = build(self, addr)
         current = _HOOKED["guard"]
         if protocol is not None and current is not None:
-            current.http_connection(protocol)
+            seen(current, protocol)
         return protocol
 
-    def websocket_protocol(self: Any, addr: Any) -> Any:
-        protocol = build_websocket(self, addr)
-        current = _HOOKED["guard"]
-        if protocol is not None and current is not None:
-            current.websocket(protocol)
-        return protocol
-
-    Site.buildProtocol = site_protocol
-    WampWebSocketServerFactory.buildProtocol = websocket_protocol
+    factory_class.buildProtocol = build_protocol
 
 
 def leave_session(session: Any, reason: errors.Reason, message: str) -> None:

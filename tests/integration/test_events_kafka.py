@@ -125,6 +125,16 @@ async def test_joins_sends_member_changes_and_leaves_reach_the_tenant_topic_sign
     assert change["event_data"] == {"group_id": "team", "added": ["carol"], "removed": ["bob"]}
 
 
+async def alice_with_a_working_sink(make_kafka_tenant: Any, kafka_broker: KafkaBroker) -> tuple[Any, Any]:
+    """A new tenant and its user alice, once alice's CONNECT_ONLINE is in Kafka (topic made, sink works)."""
+    tenant = await make_kafka_tenant()
+    alice = await tenant.user("alice")
+    consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))
+    await consumer.take(1)
+    consumer.close()
+    return tenant, alice
+
+
 async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
     """Poll `predicate` (an async callable) until true; fails after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -145,11 +155,7 @@ async def mics_cli(node: Node, *args: str) -> tuple[int, dict[str, Any]]:
 async def test_events_during_a_broker_outage_are_retried_dead_lettered_and_repushed_when_it_is_back(
     make_kafka_tenant, kafka_broker, kafka_node
 ):
-    tenant = await make_kafka_tenant()
-    alice = await tenant.user("alice")
-    consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))
-    await consumer.take(1)  # CONNECT_ONLINE: the topic exists and the sink works
-    consumer.close()
+    tenant, alice = await alice_with_a_working_sink(make_kafka_tenant, kafka_broker)
 
     kafka_broker.stop()
     try:
@@ -239,11 +245,7 @@ async def test_the_example_consumer_verifies_and_prints_a_tenants_events(make_ka
 async def test_events_of_a_short_broker_outage_are_delivered_later_or_dead_lettered_none_silently_lost(
     make_kafka_tenant, kafka_broker, kafka_node
 ):
-    tenant = await make_kafka_tenant()
-    alice = await tenant.user("alice")
-    consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))
-    await consumer.take(1)  # CONNECT_ONLINE: the topic exists
-    consumer.close()
+    tenant, alice = await alice_with_a_working_sink(make_kafka_tenant, kafka_broker)
     ok, dead = metric(kafka_node, tenant.tenant_id, "ok"), metric(kafka_node, tenant.tenant_id, "dead")
 
     kafka_broker.stop()
