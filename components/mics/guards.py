@@ -239,7 +239,8 @@ class ConnectionGuard:
         self.max_unsent_bytes = max_unsent_bytes
         self._reactor = reactor
         self._close = close or leave_session
-        self._http: dict[int, list[Any]] = {}  # id(protocol) -> [protocol, its transport, deadline]
+        # id(protocol) -> [protocol, its transport, deadline (None while answering), served a request]
+        self._http: dict[int, list[Any]] = {}
         self._ws: dict[int, list[Any]] = {}  # id(protocol) -> [protocol, deadline, watched]
         self._congested: dict[int, list[Any]] = {}  # id(protocol) -> [protocol, unsent at the last check]
         self._closing: set[int] = set()  # slow consumers told GOODBYE, their socket not yet dropped
@@ -262,14 +263,33 @@ class ConnectionGuard:
             _HOOKED["guard"] = None
 
     def http_connection(self, protocol: Any) -> None:
-        """A new connection on a web transport: it has HANDSHAKE_TIMEOUT_S to become a WebSocket."""
+        """A new connection on a web transport: its request (the WebSocket upgrade, or a plain HTTP
+        request) must be complete within HANDSHAKE_TIMEOUT_S; on a kept-alive connection, the next
+        one within HANDSHAKE_TIMEOUT_S of the last answer. No deadline while a request is answered."""
+        key = id(protocol)
         make_connection = protocol.makeConnection
+        channel = getattr(protocol, "_channel", protocol)
+        request_received, request_done = channel.allContentReceived, channel.requestDone
 
         def connected(transport: Any) -> None:
-            self._http[id(protocol)] = [protocol, transport, self._reactor.seconds() + HANDSHAKE_TIMEOUT_S]
+            self._http[key] = [protocol, transport, self._reactor.seconds() + HANDSHAKE_TIMEOUT_S, False]
             make_connection(transport)
 
+        def received() -> None:
+            entry = self._http.get(key)
+            if entry is not None:
+                entry[2], entry[3] = None, True
+            request_received()
+
+        def done(request: Any) -> None:
+            request_done(request)
+            entry = self._http.get(key)
+            if entry is not None:
+                entry[2] = self._reactor.seconds() + HANDSHAKE_TIMEOUT_S
+
         protocol.makeConnection = connected
+        channel.allContentReceived = received
+        channel.requestDone = done
 
     def websocket(self, protocol: Any) -> None:
         """A WAMP WebSocket, built once twisted.web read its upgrade request (the handshake runs right
@@ -285,15 +305,15 @@ class ConnectionGuard:
 
     def _sweep_http(self, now: float) -> None:
         for key, entry in list(self._http.items()):
-            protocol, transport, deadline = entry
+            protocol, transport, deadline, served = entry
             channel = getattr(protocol, "_channel", protocol)
             if _is_closed(transport) or channel.transport is None:  # gone, or now a WebSocket
                 del self._http[key]
-            elif now >= deadline:
-                if getattr(channel, "_handlingRequest", False):  # a plain HTTP request being answered:
-                    entry[2] = now + HANDSHAKE_TIMEOUT_S  # its next request gets its own deadline
-                    continue
+            elif deadline is not None and now >= deadline:
                 del self._http[key]
+                if served:  # kept alive after an answer, idle (or slow) since: an ordinary idle close
+                    _socket_of(transport).loseConnection()
+                    continue
                 self._closes["handshake_timeout"].inc()
                 _limited.info("handshake_timeout", "connection closed: no complete opening handshake within "
                               "{timeout} s peer={peer}", timeout=HANDSHAKE_TIMEOUT_S,

@@ -104,6 +104,31 @@ async def test_connections_that_never_finish_their_handshake_or_hello_are_closed
     COUNTS["control messages"] += await control_pair(tenant)
 
 
+def _keep_alive(port: int, requests: int, every_s: float) -> list[int]:
+    """Plain HTTP requests on one kept-alive connection, `every_s` apart; their statuses."""
+    ws = RawWebSocket(port)
+    statuses = []
+    try:
+        for _ in range(requests):
+            ws.send_raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += ws._read(1, 5.0)
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            ws._read(length, 5.0)
+            statuses.append(int(head.split(b" ")[1]))
+            time.sleep(every_s)
+        return statuses
+    finally:
+        ws.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_kept_alive_http_client_that_keeps_asking_is_never_cut_by_the_handshake_deadline(mics_node):
+    statuses = await in_thread(_keep_alive, mics_node.port, 8, 2.0)  # 16 s on one connection
+    assert statuses == [200] * 8
+
+
 # -- frames that are not WAMP, or not allowed ----------------------------------------------------
 
 BEFORE_HELLO: dict[str, Any] = {
