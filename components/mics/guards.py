@@ -234,11 +234,9 @@ class ConnectionGuard:
     WebSockets before HELLO, and the congested ones.
     """
 
-    def __init__(self, max_unsent_bytes: int, reactor: Any = default_reactor,
-                 close: Callable[[Any, errors.Reason, str], None] | None = None) -> None:  # fmt: skip
+    def __init__(self, max_unsent_bytes: int, reactor: Any = default_reactor) -> None:
         self.max_unsent_bytes = max_unsent_bytes
         self._reactor = reactor
-        self._close = close or leave_session
         # id(protocol) -> [protocol, its transport, deadline (None while answering), served a request]
         self._http: dict[int, list[Any]] = {}
         self._ws: dict[int, list[Any]] = {}  # id(protocol) -> [protocol, deadline, watched]
@@ -379,7 +377,7 @@ class ConnectionGuard:
                               cap=self.max_unsent_bytes, peer=_peer(transport))  # fmt: skip
                 self._closing.add(key)
                 if session is not None:
-                    self._close(session, errors.CLOSE_SLOW_CONSUMER, "the connection read too slowly; sync to catch up")
+                    leave_session(session, errors.CLOSE_SLOW_CONSUMER, "the connection read too slowly; sync")
                 # A client that reads again within the grace period gets the GOODBYE; then the socket and
                 # its buffer go. (No WebSocket close before that: the session stays attached until the
                 # socket closes, and deliveries to a closing WebSocket raise.)

@@ -20,7 +20,7 @@ from mics.guards import HANDSHAKE_TIMEOUT_S, HELLO_TIMEOUT_S, MAX_FAILURES
 from wamp_clients import backend, sleep
 
 COUNTS = RUN_COUNTS["abuse"]
-FRAME_CAP = 256 * 1024
+FRAME_CAP = 1024 * 1024
 
 
 def counted(attempts: int, frames: int = 0, refused: int | None = None) -> None:
@@ -174,7 +174,7 @@ AFTER_JOIN: dict[str, list[Any] | str] = {
     "a SUBSCRIBE with a numeric topic": "[32, 1, {}, 42]",
     "a WELCOME sent by the client": '[2, 1, {"roles": {}}]',
     "a RESULT for a call never made": "[50, 77, {}, [1]]",
-    "a message over the frame cap (256 KiB)": _PADDED_PING % ("x" * FRAME_CAP),
+    "a message over the frame cap (1 MiB)": _PADDED_PING % ("x" * FRAME_CAP),
     "a fragmented message over the frame cap": "fragmented",
 }
 
