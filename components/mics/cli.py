@@ -218,6 +218,14 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     tenants = sorted(mics_extra(config).get("tenants", {}))
+    if args.production:
+        from mics import production
+
+        found = production.problems(MicsConfig.load(mics_extra(config)))
+        for problem in found:
+            print(f"mics: not fit for production: {problem}", file=sys.stderr)
+        if found:
+            return 1
     print(f"ok: {len(tenants)} tenant(s): {', '.join(tenants)}")
     return 0
 
@@ -233,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate the router config")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    check.add_argument("--production", action="store_true",
+                       help="also fail on secrets published with the project (demo tenant, development admin)")
     check.set_defaults(fn=cmd_config_check)
     admincli.add_commands(sub)
     args = parser.parse_args(argv)

@@ -27,6 +27,7 @@ TENANT_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{2,63}$")
 # '.' and '#' would change a topic's meaning, whitespace and control characters no id needs
 _ID_FORBIDDEN = re.compile(r"[.#\s\x00-\x1f\x7f]")
 MIB = 1024 * 1024
+DEFAULT_MAX_UNSENT_BYTES = 2 * MIB
 
 EVENT_SINKS = ("kafka", "file", "wamp")
 MAX_AGENTS = 100  # agents per tenant: every group send matches its body against their keywords
@@ -488,8 +489,13 @@ class NodeSettings:
     )  # fmt: skip
     dev_mode: bool = setting("bool", False, "embedded default only: print the development admin secret at start")
     speedups: bool = setting(
-        "bool", True, "`mics.speedups`: skip eager debug-log formatting above debug level, freeze the GC after start"
-    )
+        "bool", True,
+        "`mics.speedups`: skip eager debug-log formatting above debug level, decode JSON frames in C, freeze the GC",
+    )  # fmt: skip
+    max_unsent_bytes: int = setting(
+        "int", DEFAULT_MAX_UNSENT_BYTES, "a connection whose unsent outgoing data stays above this (and does not "
+        "shrink) is closed with `mics.close.slow_consumer`", 64 * 1024, 1024 * MIB,
+    )  # fmt: skip
     backend_components: Mapping[str, str] = setting(
         "classes", {}, "a backend class started inside that tenant's realm (the demo)"
     )

@@ -1,4 +1,5 @@
-"""Structured logs: `MICS_LOG_FORMAT=json` turns the node's log lines into one JSON object each.
+"""Structured logs: `MICS_LOG_FORMAT=json` turns the node's log lines into one JSON object each;
+warnings rate-limited per key (`RateLimitedLog`).
 
 Crossbar's controller prints what its workers log as text (`--logformat syslogd`: "[Router 123
 warn] text"; mics.crossbar_run adds the level), info and debug on stdout, warnings and errors on
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable, Hashable
 from typing import IO, Any
 
 _PREFIX = re.compile(
@@ -52,3 +54,54 @@ def pump_json(source: IO[str], sink: IO[str], level: str, node_id: str) -> None:
         if line.strip():
             sink.write(json.dumps(line_to_record(line, level, node_id), ensure_ascii=False) + "\n")
             sink.flush()
+
+
+# -- rate-limited lines (in the router worker) ---------------------------------------------------
+
+
+class RateLimitedLog:
+    """At most one line per `interval_s` for each key, e.g. (tenant_id, reason): a flood of the same
+    trouble (one bad client, a broken hook) logs once a minute, not once per event. The next line
+    that gets through carries `suppressed=<n>`, so nothing is hidden, only summed.
+
+    Keys are bounded (`max_keys`, oldest forgotten first) so hostile input cannot grow the table.
+    """
+
+    def __init__(self, logger: Any, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 10_000) -> None:  # fmt: skip
+        self._log = logger
+        self.interval_s = interval_s
+        self._clock = clock
+        self._max_keys = max_keys
+        self._last: dict[Hashable, float] = {}
+        self._suppressed: dict[Hashable, int] = {}
+
+    def warn(self, key: Hashable, text: str, **fields: Any) -> bool:
+        """Log `text` (a txaio format string) at warn unless `key` logged within the interval."""
+        return self._emit(self._log.warn, key, text, fields)
+
+    def info(self, key: Hashable, text: str, **fields: Any) -> bool:
+        return self._emit(self._log.info, key, text, fields)
+
+    def error(self, key: Hashable, text: str, **fields: Any) -> bool:
+        return self._emit(self._log.error, key, text, fields)
+
+    def _emit(self, emit: Callable[..., None], key: Hashable, text: str, fields: dict[str, Any]) -> bool:
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False
+        suppressed = self._suppressed.pop(key, 0)
+        self._last.pop(key, None)
+        if len(self._last) >= self._max_keys:
+            oldest = next(iter(self._last))
+            del self._last[oldest]
+            self._suppressed.pop(oldest, None)
+        self._last[key] = now
+        if suppressed:
+            emit(text + " suppressed={suppressed}", suppressed=suppressed, **fields)
+        else:
+            emit(text, **fields)
+        return True
+

@@ -72,6 +72,13 @@ BREAKER_OPEN = Gauge(
 BUFFER_HELD = Gauge("mics_buffer_held_messages", "Messages held for catch-up", ["tenant"], registry=REGISTRY)
 BUFFER_BYTES = Gauge("mics_buffer_held_bytes", "Bytes held for catch-up", ["tenant"], registry=REGISTRY)
 EVENTS = Counter("mics_events_total", "Events by sink and outcome", ["tenant", "sink", "outcome"], registry=REGISTRY)
+EVENTS_DROPPED = Counter(
+    "mics_events_dropped_total",
+    "Events that will never reach a sink, by sink and reason: unencodable, write_failed, sink_failed, queue_full, "
+    "dlq_full",
+    ["tenant", "sink", "reason"],
+    registry=REGISTRY,
+)
 EVENT_QUEUE = Gauge("mics_event_queue_length", "Events waiting for a sink", ["tenant"], registry=REGISTRY)
 EVENT_DLQ = Gauge("mics_event_dlq_size", "Dead letters held for re-push", ["tenant"], registry=REGISTRY)
 CLUSTER_SENT = Counter(
@@ -97,6 +104,18 @@ FAIR_SHARE_CAP = Gauge(
     "mics_fair_share_cap", "Sends/s a tenant may make while the node is saturated (absent: not capped)", ["tenant"],
     registry=REGISTRY,
 )  # fmt: skip
+GUARD_CLOSES = Counter(
+    "mics_guard_closes_total",
+    "Connections the node closed for holding resources: handshake_timeout, hello_timeout, slow_consumer",
+    ["reason"],
+    registry=REGISTRY,
+)
+LOGIN_THROTTLE = Counter(
+    "mics_login_throttle_total",
+    "wampcra logins: failed (bad signature) and refused (too many recent failures from the address)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 GC_PAUSE = Histogram(
     "mics_gc_pause_seconds",
     "Garbage-collector pauses of the router worker (they stall every session)",

@@ -113,3 +113,11 @@ async def make_tenant(mics_node: Node) -> AsyncIterator[TenantFactory]:
 @pytest.fixture
 def node(mics_node: Node) -> Node:
     return mics_node
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """What the abuse, isolation and fault tests tried, in the run log."""
+    from checks import RUN_COUNTS
+
+    for area, counts in sorted(RUN_COUNTS.items()):
+        terminalreporter.write_line(f"{area}: " + ", ".join(f"{k} = {v}" for k, v in counts.items()))

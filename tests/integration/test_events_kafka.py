@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
+from checks import RUN_COUNTS
 from integration.conftest import TenantFactory, run_mics
 from kafka_broker import KafkaBroker
 from twisted.internet.utils import getProcessOutputAndValue
@@ -123,6 +124,18 @@ async def test_joins_sends_member_changes_and_leaves_reach_the_tenant_topic_sign
     assert change["event_data"] == {"group_id": "team", "added": ["carol"], "removed": ["bob"]}
 
 
+async def alice_with_a_working_sink(make_kafka_tenant: Any, kafka_broker: KafkaBroker) -> tuple[Any, Any]:
+    """A new tenant and its user alice, once alice's CONNECT_ONLINE is in Kafka (topic made, sink works).
+    Bob is online too, so alice's messages to him make no OFFLINE_PUSH events beside them."""
+    tenant = await make_kafka_tenant()
+    alice = await tenant.user("alice")
+    await tenant.user("bob")
+    consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))
+    await consumer.take(2)
+    consumer.close()
+    return tenant, alice
+
+
 async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
     """Poll `predicate` (an async callable) until true; fails after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -141,12 +154,7 @@ async def mics_cli(node: Node, *args: str) -> tuple[int, dict[str, Any]]:
 async def test_events_during_a_broker_outage_are_retried_dead_lettered_and_repushed_when_it_is_back(
     make_kafka_tenant, kafka_broker, kafka_node
 ):
-    tenant = await make_kafka_tenant()
-    alice = await tenant.user("alice")
-    await tenant.user("bob")  # online: no OFFLINE_PUSH beside the two messages
-    consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))
-    await consumer.take(2)  # CONNECT_ONLINE: the topic exists and the sink works
-    consumer.close()
+    tenant, alice = await alice_with_a_working_sink(make_kafka_tenant, kafka_broker)
 
     kafka_broker.stop()
     try:
@@ -271,3 +279,39 @@ async def test_offline_push_triggers_reach_kafka_and_the_example_push_consumer_t
     assert (
         fcm["payload"]["message"]["token"] == "f1" and fcm["payload"]["message"]["android"]["collapse_key"] == "u:alice"
     )
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_of_a_short_broker_outage_are_delivered_later_or_dead_lettered_none_silently_lost(
+    make_kafka_tenant, kafka_broker, kafka_node
+):
+    tenant, alice = await alice_with_a_working_sink(make_kafka_tenant, kafka_broker)
+    ok, dead = metric(kafka_node, tenant.tenant_id, "ok"), metric(kafka_node, tenant.tenant_id, "dead")
+
+    kafka_broker.stop()
+    try:
+        acks = [await alice.call("mics.message.send", to_user_id="bob", body={"n": n}) for n in range(10)]
+        await sleep(1.0)
+    finally:
+        kafka_broker.start()  # back, empty (in memory): the sink creates the topic again
+
+    async def settled() -> bool:
+        done = metric(kafka_node, tenant.tenant_id, "ok") - ok + metric(kafka_node, tenant.tenant_id, "dead") - dead
+        return done >= len(acks)
+
+    await wait_for(settled)
+    delivered_count = int(metric(kafka_node, tenant.tenant_id, "ok") - ok)
+    consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))
+    delivered = [decoded(r, tenant.secret)["msg_id"] for r in await consumer.take(delivered_count)]
+    consumer.close()
+    listing = await tenant.admin.call("mics.admin.dlq.list", tenant_id=tenant.tenant_id)
+    spooled = [d["event"]["msg_id"] for d in listing["dead_letters"]]
+
+    counts = RUN_COUNTS["faults"]
+    counts["kafka outages"] += 1
+    counts["kafka events delivered late"] += len(delivered)
+    counts["kafka events dead-lettered"] += len(spooled)
+    counts["messages checked"] += len(acks)
+    counts["lost"] += len({a["msg_id"] for a in acks} - set(delivered) - set(spooled))
+    assert sorted(delivered + spooled) == sorted(a["msg_id"] for a in acks), "each event delivered or spooled, once"
+    assert metric(kafka_node, tenant.tenant_id, "dead") - dead == len(spooled)

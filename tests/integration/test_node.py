@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,36 @@ def test_json_log_format_prints_one_json_object_per_line(tmp_path):
     records = json_records((tmp_path / "j.log").read_text())
     assert records and all(r["node_id"] == "jn" and r["level"] in ("info", "warn") for r in records)
     assert any("MICS node ready" in r["message"] and r.get("process") == "router" for r in records)
+
+
+def test_config_check_production_fails_on_published_secrets_and_passes_with_secrets_of_ones_own(tmp_path):
+    def check(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([MICS, "config", "check", "--production", "--config", str(path)],
+                              env=clean_env(**env), capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    def own_secret(extra):
+        extra["tenants"]["demo"]["secret"] = "a-secret-of-our-own-42"
+
+    shipped = check(write_config(tmp_path), MICS_ADMIN_SECRET="our-admin-secret-42")
+    assert shipped.returncode == 1
+    assert "tenants.demo.secret: the published development secret" in shipped.stderr
+    no_admin = check(write_config(tmp_path, own_secret))
+    assert no_admin.returncode == 1 and "node.admin_secret: the published development secret" in no_admin.stderr
+    ours = check(write_config(tmp_path, own_secret), MICS_ADMIN_SECRET="our-admin-secret-42")
+    assert ours.returncode == 0 and "ok: 1 tenant(s): demo" in ours.stdout
+    assert "our-admin-secret-42" not in shipped.stderr + no_admin.stderr
+
+
+def test_a_node_configured_for_production_warns_loudly_about_the_published_demo_secret(tmp_path, mics_node):
+    from harness import start_node
+
+    node = start_node(tmp_path, "prod", env={"MICS_ADMIN_SECRET": "our-admin-secret-42"})
+    try:
+        deadline = time.monotonic() + 10
+        while "SECURITY: tenant demo" not in node.process.tail(400) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = node.process.tail(400)
+    finally:
+        node.process.stop()
+    assert "SECURITY: tenant demo uses the secret published" in log and "demo-tenant-secret" not in log
+    assert "SECURITY:" not in mics_node.process.tail(2000)  # a development node (no MICS_ADMIN_SECRET) stays quiet

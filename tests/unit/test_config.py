@@ -220,6 +220,7 @@ def test_node_defaults_without_environment():
     s = NodeSettings.load({}, {})
     assert s.port == 8080 and s.node_id.endswith("-8080") and s.admin_secret is None
     assert s.default_event_sinks == ("file",)
+    assert s.max_unsent_bytes == 2 * MIB
 
 
 @pytest.mark.parametrize(
@@ -242,6 +243,8 @@ def test_node_defaults_without_environment():
         ({"admin_secret": 12345}, {}, "node.admin_secret"),
         ({"backend_components": {"demo": 1}}, {}, "node.backend_components"),
         ({"log_format": "text"}, {"MICS_LOG_FORMAT": "xml"}, "MICS_LOG_FORMAT"),
+        ({"max_unsent_bytes": 1024}, {}, "node.max_unsent_bytes"),
+        ({"max_unsent_bytes": "2MiB"}, {}, "node.max_unsent_bytes"),
     ],
 )
 def test_bad_node_settings_are_refused(raw, env, field):

@@ -22,6 +22,7 @@ from mics.errors import MicsError
 from mics.events import encode
 from mics.hooks.codec import dumps
 
+DLQ_FULL = "dlq_full"  # mics_events_dropped_total reason: the oldest letter made room for a new one
 MAX_ENTRIES = 10_000
 MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_LIST_LIMIT = 100
@@ -86,6 +87,7 @@ class DeadLetterSpool:
         self._next_id = 1
         self._file_lines = 0
         self._dropped_metric = metrics.EVENTS.labels(tenant_id, "dlq", "dropped")
+        self._lost_metric = metrics.EVENTS_DROPPED.labels(tenant_id, "dlq", DLQ_FULL)
         self._size = metrics.EVENT_DLQ.labels(tenant_id)
         self._load()
         self._file = open(self.path, "ab")
@@ -136,6 +138,7 @@ class DeadLetterSpool:
         if dropped:
             self.dropped += dropped
             self._dropped_metric.inc(dropped)
+            self._lost_metric.inc(dropped)
             log.warn(
                 "dead-letter spool full, oldest dropped: tenant_id={tenant_id} dropped={dropped} total_dropped={total}",
                 tenant_id=self.tenant_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from typing import Any
 
 from google.protobuf import json_format
@@ -57,8 +58,16 @@ def _event_data(event: Event) -> bytes:
             group_id=data.get("group_id") or "", added=data.get("added") or [], removed=data.get("removed") or []
         )
     else:
+        _check_finite(data.get("body"))
         pb = message_to_proto(data)
     return bytes(pb.SerializeToString())
+
+
+def _check_finite(body: Any) -> None:
+    """protobuf's Struct takes NaN and Infinity but its JSON mapping cannot give them back, so a
+    consumer (and `decode`) would fail on the record: refuse them here, for this event only."""
+    if not isinstance(body, bytes | bytearray | str | int):
+        json.dumps(body, allow_nan=False, default=lambda _: None)
 
 
 def encode(event: Event) -> bytes:

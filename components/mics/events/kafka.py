@@ -33,7 +33,7 @@ from txaio import make_logger
 from mics import errors, metrics
 from mics.config import NodeSettings, TenantConfig
 from mics.errors import MicsError
-from mics.events import Event, EventSink, dlq, encode
+from mics.events import UNENCODABLE, Drops, Event, EventSink, dlq, encode
 
 RETRIES = 3
 POLL_S = 0.02
@@ -187,6 +187,7 @@ class KafkaSink(EventSink):
         self._retry = metrics.EVENTS.labels(tenant_id, "kafka", "retry")
         self._dead = metrics.EVENTS.labels(tenant_id, "kafka", "dead")
         self._repushed = metrics.EVENTS.labels(tenant_id, "kafka", "repushed")
+        self._drops = Drops(tenant_id, self.name)
         loop.sinks.add(self)
 
     def reconfigure(self, config: TenantConfig) -> None:
@@ -195,7 +196,13 @@ class KafkaSink(EventSink):
 
     def deliver(self, events: list[Event]) -> None:
         for event in events:
-            self.send(Record(event.event_type, event.key, encode.encode(event)))
+            try:
+                value = encode.encode(event)
+                event.key.encode("utf-8")  # the record key (produce() and the spool need it as UTF-8)
+            except Exception as e:  # protobuf refuses this event (lone surrogate, nesting over 100): it alone
+                self._drops.drop(UNENCODABLE, event, e)  # cannot be dead-lettered either, as it has no bytes
+                continue
+            self.send(Record(event.event_type, event.key, value))
 
     def repush(self, letters: Iterable[dlq.DeadLetter]) -> int:
         """Dead letters back to Kafka as fresh records (retried and dead-lettered again if need be).

@@ -22,6 +22,7 @@ from mics_client.errors import (
     Rejected,
     Replaced,
     Shutdown,
+    SlowConsumer,
     TenantDisabled,
     Unavailable,
 )
@@ -34,5 +35,6 @@ __all__ = [
     "Ack", "ConnectionClosed", "ConnectionLimit", "EmptyGroup", "HeartbeatTimeout", "HookUnavailable",
     "Internal", "InvalidMessage", "InvalidTenant", "InvalidToken", "Kicked", "Message", "MicsError", "NotAuthorized",
     "NotConnected", "NotFound", "PayloadTooLarge", "Presence", "PresenceChange", "RateLimited", "Rejected",
-    "Replaced", "Shutdown", "SyncGap", "SyncResult", "TenantDisabled", "Timeline", "Unavailable", "Welcome",
+    "Replaced", "Shutdown", "SlowConsumer", "SyncGap", "SyncResult", "TenantDisabled", "Timeline", "Unavailable",
+    "Welcome",
 ]  # fmt: skip
