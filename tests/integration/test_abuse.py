@@ -16,7 +16,7 @@ import pytest_twisted
 from checks import RUN_COUNTS, control_pair, in_thread, metric, worker_rss
 from raw_ws import Closed, RawWebSocket, open_websocket
 
-from mics.guards import HANDSHAKE_TIMEOUT_S, HELLO_TIMEOUT_S, MAX_FAILURES
+from mics.router.guards import HANDSHAKE_TIMEOUT_S, HELLO_TIMEOUT_S, MAX_FAILURES
 from wamp_clients import backend, sleep
 
 COUNTS = RUN_COUNTS["abuse"]
