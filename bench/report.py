@@ -127,6 +127,15 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _ratio(mics.get("node_cpu_ms_per_send"), raw.get("node_cpu_ms_per_send")),
             )
         )
+        if mics.get("node_cpu_us_per_event") is not None:
+            out.append(
+                (
+                    f"group {name.replace('_', ' ')}: router CPU µs per online recipient",
+                    _fmt(raw.get("node_cpu_us_per_event")),
+                    _fmt(mics.get("node_cpu_us_per_event")),
+                    _ratio(mics.get("node_cpu_us_per_event"), raw.get("node_cpu_us_per_event")),
+                )
+            )
         out.append(
             (
                 f"group {name.replace('_', ' ')}: p50 / p99 ms",
