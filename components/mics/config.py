@@ -69,6 +69,8 @@ TENANT_SCHEMA: dict[str, Field] = {
     "hook_queue_timeout_ms": Field("int", 50, "longest wait for a free hook slot", 0, 60_000),
     "hook_breaker_failure_threshold": Field("int", 5, "consecutive failures that open the breaker", 1, 100_000),
     "hook_breaker_open_ms": Field("int", 5000, "how long an open breaker stays open", 1, 3_600_000),
+    "hook_batch_max": Field("int", 1, "check-message hook: messages per call (1: one call each, no batches)", 1, 1000),
+    "hook_batch_wait_ms": Field("int", 2, "check-message hook: how long a batch gathers messages", 0, 1000),
     "heartbeat_timeout_s": Field("int", 30, "a session silent this long is closed", 1, 86_400),
     "offline_ttl_s": Field("int", 300, "how long messages for offline users are held", 1, 86_400),
     "replay_window_s": Field("int", 60, "how long other inbox messages are held", 0, 86_400),
@@ -141,6 +143,8 @@ class TenantConfig:
     hook_queue_timeout_ms: int = 50
     hook_breaker_failure_threshold: int = 5
     hook_breaker_open_ms: int = 5000
+    hook_batch_max: int = 1
+    hook_batch_wait_ms: int = 2
     heartbeat_timeout_s: int = 30
     offline_ttl_s: int = 300
     replay_window_s: int = 60

@@ -10,17 +10,21 @@ from twisted.web.client import HTTPConnectionPool
 
 from mics.hooks import (
     AuthReply,
+    BatchUnsupported,
     Hook,
     HookFailure,
     HookRejected,
+    Verdict,
     codec,
     parse_auth_reply,
     parse_check_reply,
     parse_members_reply,
+    parse_verdicts_reply,
 )
 from mics.hooks.signing import sign_headers
 
-PATHS = {"auth": "/auth", "check_message": "/check-message", "group_members": "/get-group-members"}
+PATHS = {"auth": "/auth", "check_message": "/check-message", "check_messages": "/check-messages",
+         "group_members": "/get-group-members"}  # fmt: skip
 MAX_REPLY_BYTES = 4 * 1024 * 1024
 
 
@@ -66,11 +70,19 @@ class HttpHook(Hook):
             raise HookFailure(f"auth: HTTP {status}")
         return parse_auth_reply(reply)
 
-    async def check_message(self, message: dict[str, Any]) -> tuple[bool, str | None]:
+    async def check_message(self, message: dict[str, Any]) -> Verdict:
         status, reply = await self._post("check_message", message)
         if status != 200:
             raise HookFailure(f"check_message: HTTP {status}")
         return parse_check_reply(reply)
+
+    async def check_messages(self, messages: list[dict[str, Any]], timeout_ms: int) -> list[Verdict | None]:
+        status, reply = await self._post("check_messages", {"messages": messages, "timeout_ms": timeout_ms})
+        if status == 404:
+            raise BatchUnsupported("check_messages: HTTP 404")
+        if status != 200:
+            raise HookFailure(f"check_messages: HTTP {status}")
+        return parse_verdicts_reply(reply, len(messages))
 
     async def group_members(self, group_id: str, from_user_id: str) -> list[str]:
         fields = {"group_id": group_id, "from_user_id": from_user_id, "tenant_id": self.tenant_id}
