@@ -24,6 +24,13 @@ def _cpu_per_msg(steps: list[dict[str, Any]]) -> float | None:
     return ok[-1]["node_us_per_msg"] if ok else None
 
 
+def _fully_checked_peak(steps: list[dict[str, Any]]) -> float | None:
+    """The highest delivered rate of a step that kept up (≥ 85%) with every send checked (≥ 99%)."""
+    ok = [s["delivered_per_s"] for s in steps
+          if s.get("hook_checked_share", 0) >= 0.99 and s["delivered_per_s"] >= 0.85 * s["offered_per_s"]]  # fmt: skip
+    return max(ok, default=None)
+
+
 def _per_core(us: float | None) -> str:
     return f"{us:.0f} (→ {1e6 / us:,.0f})" if us else "-"
 
@@ -95,14 +102,16 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             )
     base = _peak(res.get("p2p_msgpack", {}).get("raw", []))
     off = _peak(res.get("p2p_msgpack", {}).get("mics", []))
-    for transport in ("wamp", "http"):
+    for transport, what in (("wamp", "wamp, batched"), ("wamp_single", "wamp, one call each"),
+                            ("http", "http, batched")):  # fmt: skip
         hook = res.get(f"hook_{transport}")
         if hook:
             peak = _peak(hook["mics"])
             hc = _cpu_per_msg(hook["mics"])
+            checked = _fully_checked_peak(hook["mics"])
             out.append(
                 (
-                    f"1:1 msgpack, check hook {transport}: router CPU µs/msg",
+                    f"1:1 msgpack, check hook {what}: router CPU µs/msg",
                     _per_core(_cpu_per_msg(res.get("p2p_msgpack", {}).get("raw", []))),
                     _per_core(hc),
                     "-",
@@ -110,11 +119,19 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             )
             out.append(
                 (
-                    f"1:1 msgpack, check hook {transport}: peak msg/s (vs hook off {_ratio(peak, off)}; "
+                    f"1:1 msgpack, check hook {what}: peak msg/s (vs hook off {_ratio(peak, off)}; "
                     f"hook answered {hook['hook_checked_share']:.0%})",
                     _fmt(base),
                     _fmt(peak),
                     _ratio(peak, base),
+                )
+            )
+            out.append(
+                (
+                    f"1:1 msgpack, check hook {what}: fully checked msg/s (MICS/raw column: vs hook off)",
+                    "-",
+                    _fmt(checked),
+                    _ratio(checked, off),
                 )
             )
     for name, row in res.get("group", {}).items():
@@ -216,10 +233,10 @@ def plot(report: dict[str, Any], path: Path) -> Path:
             steps = res.get(f"p2p_{ser}", {}).get(system)
             if steps:
                 series.append((f"{system} {ser}", steps, "-" if system == "mics" else ":"))
-    for transport in ("wamp", "http"):
+    for transport in ("wamp", "wamp_single", "http"):
         steps = res.get(f"hook_{transport}", {}).get("mics")
         if steps:
-            series.append((f"mics msgpack + {transport} check hook", steps, "--"))
+            series.append((f"mics msgpack + {transport.replace('_', ' ')} check hook", steps, "--"))
     for key, steps_key, label in (
         ("cluster", "mics_2_nodes", "mics msgpack, 2-node cluster, cross-node"),
         ("workers", "mics_2_workers", "mics msgpack, 1 node with 2 router workers"),
@@ -265,6 +282,12 @@ def profile_text(report: dict[str, Any], top: int = 15) -> str:
     out = [f"py-spy, {p['samples']} samples of the router worker at {step['delivered_per_s']:,.0f} msg/s delivered "
            f"(worker at {step['node_cores']:.2f} cores); % of busy samples"]  # fmt: skip
     out.append("by package (self): " + ", ".join(f"{pkg} {pct}%" for pkg, pct in p["self_by_package"]))
+    if p.get("self_by_layer"):
+        cpu = step.get("node_cpu_s") or 0
+        kernel = step.get("node_system_cpu_s") or 0
+        out.append("by layer (self): " + ", ".join(f"{name} {pct}%" for name, pct in p["self_by_layer"]))
+        if cpu:
+            out.append(f"router CPU in the kernel (system time, mostly socket and epoll calls): {kernel / cpu:.0%}")
     out.append("top functions (self):")
     out += [f"  {pct:5.1f}%  {fn}" for fn, pct in p["self_top"][:top]]
     out.append("mics functions (inclusive: with everything they call):")

@@ -40,11 +40,13 @@ TENANT_DEFAULTS = {
     "heartbeat_timeout_s": 3600,
     "max_payload_bytes": 65536,
 }
+BATCHED = {"hook_batch_max": 64, "hook_batch_wait_ms": 2}  # the check-message hook asked in batches
 TENANTS = {
     "bench": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": False},
-    "bench_hw": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": True},
+    "bench_hw": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": True, **BATCHED},
+    "bench_hw1": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": True},  # one call per send
 }
-HTTP_TENANT = {"tenant_id": "bench_hh", "config": {**TENANT_DEFAULTS, "check_message_hook": True}}
+HTTP_TENANT = {"tenant_id": "bench_hh", "config": {**TENANT_DEFAULTS, "check_message_hook": True, **BATCHED}}
 
 
 @dataclass(frozen=True)
@@ -160,11 +162,16 @@ class Bench:
         def used(ps: list[Any]) -> float:
             return sum(t.user + t.system for t in (p.cpu_times() for p in ps))
 
+        def kernel(ps: list[Any]) -> float:
+            return sum(p.cpu_times().system for p in ps)
+
         before = {k: used(ps) for k, ps in procs.items()}
+        sys0 = kernel(procs["node"])
         g0, t0 = group.cpu(), time.time()
         out = fn()
         dt = time.time() - t0
-        cpu = {"wall_s": round(dt, 3), "generators_cores": round((group.cpu() - g0) / dt, 3)}
+        cpu = {"wall_s": round(dt, 3), "generators_cores": round((group.cpu() - g0) / dt, 3),
+               "node_system_cpu_s": round(kernel(procs["node"]) - sys0, 4)}  # fmt: skip
         for k, ps in procs.items():
             if ps:
                 cpu[f"{k}_cpu_s"] = round(used(ps) - before[k], 4)
@@ -287,15 +294,15 @@ class Bench:
             out[name] = self._p2p(router, RAW_REALM if name == "raw" else "bench", serializer)
         self.results[f"p2p_{serializer}"] = out
 
-    def hooked(self, transport: str) -> None:
+    def hooked(self, transport: str, tenant: str) -> None:
         """MICS with the check-message hook on; the baseline is raw msgpack pub/sub from this run."""
-        tenant = "bench_hw" if transport == "wamp" else HTTP_TENANT["tenant_id"]
         before = self._hook_stats()
         steps = self._p2p(self.routers["mics"], tenant, "msgpack", count_hook=True)
         after = self._hook_stats()
         checked = after.get("check_message", 0) - before.get("check_message", 0)
         sent = sum(s["sent"] for s in steps)
         self.results[f"hook_{transport}"] = {
+            "tenant": tenant,
             "mics": steps,
             "hook_checked_share": round(checked / max(sent, 1), 3),
             "hook_outcomes": self._hook_outcomes(tenant),
@@ -315,7 +322,8 @@ class Bench:
             text = r.read().decode()
         out = {}
         for line in text.splitlines():
-            if line.startswith("mics_hook_calls_total{") and f'tenant="{tenant}"' in line and "check_message" in line:
+            per_message = f'tenant="{tenant}"' in line and 'hook="check_message"' in line  # not check_messages
+            if line.startswith("mics_hook_calls_total{") and per_message:
                 labels, value = line.rsplit(" ", 1)
                 outcome = labels.split('outcome="', 1)[1].split('"', 1)[0]
                 out[outcome] = float(value)
@@ -533,8 +541,9 @@ class Bench:
                 ("idle", self.idle),
                 ("p2p_json", lambda: self.p2p("json")),
                 ("p2p_msgpack", lambda: self.p2p("msgpack")),
-                ("hook_wamp", lambda: self.hooked("wamp")),
-                ("hook_http", lambda: self.hooked("http")),
+                ("hook_wamp", lambda: self.hooked("wamp", "bench_hw")),
+                ("hook_wamp_single", lambda: self.hooked("wamp_single", "bench_hw1")),
+                ("hook_http", lambda: self.hooked("http", HTTP_TENANT["tenant_id"])),
                 ("group", self.group_send),
                 ("sync", self.sync),
                 ("cluster", self.cluster),

@@ -86,6 +86,7 @@ class FrameWriter:
     def __init__(self) -> None:
         self._websocket: dict[type, bool] = {}
         self._tcp: dict[type, bool] = {}
+        self._warned: set[type] = set()
 
     def write(self, protocol: Any, event: message.Event, frames: dict[Any, PreparedMessage]) -> bool:
         """Send `event` on this connection; False when it must take the ordinary path. `frames` is
@@ -98,9 +99,10 @@ class FrameWriter:
             return False
         try:
             return self._write(protocol, event, frames)
-        except AttributeError as e:  # another Autobahn or Twisted: this kind of connection takes Router.send
-            self._websocket[kind] = False
-            log.warn("pre-built frames off for {kind}: {error}", kind=kind.__name__, error=str(e))
+        except AttributeError as e:  # another Autobahn or Twisted: Router.send knows this connection
+            if kind not in self._warned:
+                self._warned.add(kind)
+                log.warn("pre-built frames not possible for {kind}: {error}", kind=kind.__name__, error=str(e))
             return False
 
     def _write(self, protocol: Any, event: message.Event, frames: dict[Any, PreparedMessage]) -> bool:

@@ -362,3 +362,21 @@ async def test_a_connection_that_died_under_the_fan_out_does_not_stop_the_others
         assert gone._session_id not in side.router._session_id_to_session, "the router dropped the dead session"
     finally:
         await side.stop()
+
+
+def test_a_connection_missing_what_pre_built_frames_need_takes_the_ordinary_path():
+    from autobahn.twisted.websocket import WampWebSocketServerProtocol
+    from autobahn.websocket.protocol import WebSocketProtocol
+
+    from mics.router import FrameWriter
+
+    class Connection(WampWebSocketServerProtocol):
+        """Looks like Autobahn's, but lacks what a newer or older Autobahn might not have."""
+
+    half_built = object.__new__(Connection)
+    half_built.state = WebSocketProtocol.STATE_OPEN
+    half_built.send_state = WebSocketProtocol.SEND_STATE_GROUND
+    event = message.Event(1, 2, kwargs={"x": 1})
+    writer = FrameWriter()
+    assert writer.write(half_built, event, {}) is False, "Router.send delivers it instead"
+    assert writer.write(half_built, event, {}) is False, "every time, not only the first"
