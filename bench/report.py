@@ -77,6 +77,25 @@ def _two_router_rows(
     return out
 
 
+def _proxy_rows(result: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """Raw Crossbar direct vs behind a proxy worker: the raw column is direct, the MICS column proxied."""
+    if not result or not result.get("direct") or not result.get("proxied"):
+        return []
+    direct, proxied = result["direct"], result["proxied"]
+    ok = [s for s in proxied if s["delivered_per_s"] >= 0.85 * s["offered_per_s"]]
+    last = ok[-1] if ok else {}
+    cd, cp = _cpu_per_msg(direct), _cpu_per_msg(proxied)
+    return [
+        ("raw 1:1 msgpack, behind a proxy worker (MICS column): peak msg/s", _fmt(_peak(direct)),
+         _fmt(_peak(proxied)), _ratio(_peak(proxied), _peak(direct))),
+        ("raw 1:1 msgpack, behind a proxy worker: router worker CPU µs/msg", _per_core(cd), _per_core(cp),
+         _ratio(cp, cd)),
+        ("raw 1:1 msgpack, behind a proxy worker: proxy CPU µs/msg; router + proxy", "-",
+         f"{_fmt(last.get('proxy_us_per_msg'))}; {_fmt(last.get('both_us_per_msg'))}",
+         _ratio(last.get("both_us_per_msg"), cd)),
+    ]  # fmt: skip
+
+
 def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(what, raw Crossbar, MICS, MICS/raw) rows."""
     res = report["results"]
@@ -196,6 +215,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("workers", "mics_2_workers", "1 node, 2 router workers"),
     ):
         out.extend(_two_router_rows(res.get(key), steps_key, what, base))
+    out.extend(_proxy_rows(res.get("proxy")))
     start = res.get("startup")
     if start:
         r, m = start.get("raw", {}), start.get("mics", {})

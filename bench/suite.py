@@ -231,6 +231,29 @@ class Bench:
         finally:
             group.stop()
 
+    def proxy(self) -> None:
+        """Raw Crossbar 1:1 msgpack with its router worker behind a proxy worker (the proxy terminates
+        the WebSockets), next to the same router worker serving the clients itself: does a second
+        process in front take enough off the router to pay for itself? (docs/performance.md)"""
+        node = start_raw(self.workdir, [f"u{i}" for i in range(self.plan.max_user)], proxied=True)
+        users = [f"u{i}" for i in range(self.plan.p2p_users)]
+        out: dict[str, Any] = {}
+        try:
+            for name, router in (("direct", self.routers["raw"]), ("proxied", node)):
+                group = self.gens(router, RAW_REALM, "msgpack", users, self.plan.generators, "inbox")
+                try:
+                    extra = {"proxy": router.proxy} if router.proxy is not None else None
+                    out[name] = self._ramp(router, group, extra=extra)
+                finally:
+                    group.stop()
+        finally:
+            node.stop()
+        for step in out["proxied"]:
+            received, proxy_s = max(step["received"], 1), step.get("proxy_cpu_s", 0)
+            step["proxy_us_per_msg"] = round(proxy_s * 1e6 / received, 1)
+            step["both_us_per_msg"] = round((step.get("node_cpu_s", 0) + proxy_s) * 1e6 / received, 1)
+        self.results["proxy"] = out
+
     def _ramp(
         self, router: Router, group: Group, count_hook: bool = False, extra: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
@@ -548,6 +571,7 @@ class Bench:
                 ("sync", self.sync),
                 ("cluster", self.cluster),
                 ("workers", self.workers),
+                ("proxy", self.proxy),
                 ("profile", self.profile),
             ):
                 if only and name not in only:
