@@ -340,16 +340,21 @@ class Bench:
         return total
 
     def _hook_outcomes(self, tenant: str) -> dict[str, float]:
-        """check_message hook outcomes from the node's /metrics (ok, timeout, queue_full, ...)."""
+        """check_message hook outcomes from the node's /metrics (ok, timeout, queue_full, ...), and
+        the batched calls' mean size (`messages_per_batch`)."""
         with urllib.request.urlopen(self.routers["mics"].http + "/metrics", timeout=5) as r:
             text = r.read().decode()
-        out = {}
+        out, batches = {}, {}
         for line in text.splitlines():
-            per_message = f'tenant="{tenant}"' in line and 'hook="check_message"' in line  # not check_messages
-            if line.startswith("mics_hook_calls_total{") and per_message:
-                labels, value = line.rsplit(" ", 1)
-                outcome = labels.split('outcome="', 1)[1].split('"', 1)[0]
-                out[outcome] = float(value)
+            if f'tenant="{tenant}"' not in line:
+                continue
+            labels, value = line.rsplit(" ", 1)
+            if line.startswith("mics_hook_calls_total{") and 'hook="check_message"' in line:  # not check_messages
+                out[labels.split('outcome="', 1)[1].split('"', 1)[0]] = float(value)
+            elif line.startswith(("mics_hook_batch_messages_sum{", "mics_hook_batch_messages_count{")):
+                batches[labels.split("{", 1)[0].rsplit("_", 1)[-1]] = float(value)
+        if batches.get("count"):
+            out["messages_per_batch"] = round(batches["sum"] / batches["count"], 2)
         return out
 
     def group_send(self) -> None:
