@@ -224,14 +224,15 @@ async def _settle(clients: list[Recorder], expected: int) -> None:
 class Port:
     """A realm port on a fresh router with a WebSocket transport, either path."""
 
-    def __init__(self, fast: bool) -> None:
+    def __init__(self, fast: bool, compression: bool = False) -> None:
         self.fast = fast
+        self.compression = compression
         self.events_via_router_send = 0
         self.compressed = 0
 
-    async def start(self, compression: bool = False) -> str:
+    async def start(self) -> str:
         self.router, sessions = await _router()
-        self.url, self.listening = _listen(sessions, compression)
+        self.url, self.listening = _listen(sessions, self.compression)
         self.port = RealmPort(REALM)
         if self.fast:
             self.port.bind_router(self.router)
@@ -260,13 +261,19 @@ class Port:
     def stop(self) -> Any:
         return self.listening.stopListening()
 
+    async def __aenter__(self) -> Port:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
 
 async def _network_scenario(fast: bool, compression: bool = False) -> tuple[list[list[Any]], Port]:
     """Bob on one device per serializer, alice, carol with a pattern subscription, mallory listening on
     bob's inbox; inbox, group and large-member-list deliveries with small, medium and large bodies."""
-    side = Port(fast)
-    url = await side.start(compression)
-    try:
+    async with Port(fast, compression) as side:
+        url = side.url
         bobs = [await _client(url, "bob", ser, compression) for ser in SERIALIZERS]
         alice = await _client(url, "alice", "msgpack")
         carol = await _client(url, "carol", "cbor")
@@ -290,8 +297,6 @@ async def _network_scenario(fast: bool, compression: bool = False) -> tuple[list
         deliver("mics.group.g1", ["nobody"], None, {"msg_id": "nobody here"})
         await _settle(clients, 12 + 3 * compression)  # m1 2, g1 4, g2 4, g3 1, g9 1 (+ "too big" compressed)
         return [c.got for c in clients], side
-    finally:
-        await side.stop()
 
 
 @pytest_twisted.ensureDeferred
@@ -323,10 +328,8 @@ async def test_compressed_connections_get_the_same_events_through_their_own_comp
 
 @pytest_twisted.ensureDeferred
 async def test_a_connection_whose_socket_is_full_gets_every_event_in_order():
-    side = Port(fast=True)
-    url = await side.start()
-    try:
-        bob = await _client(url, "bob", "msgpack")
+    async with Port(fast=True) as side:
+        bob = await _client(side.url, "bob", "msgpack")
         await bob.record("inbox", "mics.inbox.bob")
         n = 120  # ~8 MB in one reactor turn: the socket takes part, Twisted's buffer the rest
         for i in range(n):
@@ -336,17 +339,13 @@ async def test_a_connection_whose_socket_is_full_gets_every_event_in_order():
         await _settle([bob], n)
         assert [k["seq"] for _, _, k in bob.got] == list(range(n))
         assert side.events_via_router_send == 0
-    finally:
-        await side.stop()
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_connection_that_died_under_the_fan_out_does_not_stop_the_others():
-    side = Port(fast=True)
-    url = await side.start()
-    try:
-        gone = await _client(url, "bob", "json")
-        other = await _client(url, "bob", "cbor")
+    async with Port(fast=True) as side:
+        gone = await _client(side.url, "bob", "json")
+        other = await _client(side.url, "bob", "cbor")
         for c in (gone, other):
             await c.record("inbox", "mics.inbox.bob")
         gone._transport.transport.abortConnection()  # the router has not noticed yet
@@ -360,8 +359,6 @@ async def test_a_connection_that_died_under_the_fan_out_does_not_stop_the_others
                 break
             await sleep(0.02)
         assert gone._session_id not in side.router._session_id_to_session, "the router dropped the dead session"
-    finally:
-        await side.stop()
 
 
 def test_a_connection_missing_what_pre_built_frames_need_takes_the_ordinary_path():
