@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import msgpack
 import pytest
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer, task
@@ -15,7 +16,7 @@ from twisted.internet import defer, task
 from mics import metrics, uris
 from mics.config import TenantConfig
 from mics.hooks import HookFailure, parse_members_reply, parse_verdicts_reply
-from mics.hooks.batch import UNSUPPORTED_RETRY_S
+from mics.hooks.batch import MAX_BATCH_BYTES, UNSUPPORTED_RETRY_S
 from mics.hooks.policy import GuardedHook
 from mics.hooks.wamp import WampHook
 from mics.types import CheckVerdict
@@ -264,6 +265,21 @@ def test_a_live_config_change_resizes_the_batches_and_keeps_what_gathered(clock)
     hook.configure(off)
     _send(hook, "d")
     assert backend.singles == ["m0"]
+
+
+def test_one_senders_large_messages_never_push_a_batch_over_its_byte_budget(clock):
+    backend = Backend()
+    hook = _guarded(clock, backend, hook_batch_max=64)
+    big = "x" * (MAX_BATCH_BYTES // 3)
+    checks = _send(hook, "hi", big, big, "forbidden", big, "hello")
+    clock.advance(0.005)
+    assert backend.batches == [["m0", "m1", "m2", "m3"], ["m4", "m5"]], "split before the budget is crossed"
+    for batch in backend.calls:
+        assert len(msgpack.packb(batch[1]["messages"])) <= MAX_BATCH_BYTES
+    assert _results(checks)[3] == CheckVerdict(False, "no: m3"), "the small ones are still checked"
+    huge = _send(hook, "x" * (MAX_BATCH_BYTES * 2))
+    assert backend.batches[-1] == ["m0"], "a message over the budget goes alone, at once"
+    assert _results(huge) == [CheckVerdict(True)]
 
 
 def test_closing_the_hook_sends_what_has_gathered(clock):

@@ -4,7 +4,10 @@ Each checked send costs the router a hook round trip (WAMP: an INVOCATION out an
 serialized, framed and dispatched; HTTP: a request). Gathering the checks of the same few
 milliseconds into one `mics.hook.check_messages` call or `POST /check-messages` pays that once per
 batch. A batch leaves when it holds `hook_batch_max` messages or its first message has waited
-`hook_batch_wait_ms` (0: at the end of the reactor turn that queued it).
+`hook_batch_wait_ms` (0: at the end of the reactor turn that queued it), and before it would carry
+more than `MAX_BATCH_BYTES`: a backend's transport refuses messages over its size limit (1 MiB for
+a WAMP backend of the default router config), and one sender's large messages must not make a
+batch of other senders' messages fail, which would let them all through unchecked.
 
 The policy is the single check's, per batch call (a `Guard` of its own: timeout, bulkhead, breaker),
 and per message when there is no answer: each message of a failed batch, and each message the
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from txaio import make_logger
@@ -28,6 +32,14 @@ from mics.hooks.guard import Guard, HookUnavailable
 log = make_logger()
 
 UNSUPPORTED_RETRY_S = 30.0
+MAX_BATCH_BYTES = 256 * 1024  # messages per batch call, msgpack-encoded (a larger message goes alone)
+
+
+def _size(message: dict[str, Any]) -> int:
+    try:
+        return len(msgpack.packb(message))
+    except (TypeError, ValueError):  # not msgpack-able: let it go alone
+        return MAX_BATCH_BYTES
 
 
 class CheckBatcher:
@@ -39,6 +51,7 @@ class CheckBatcher:
         self._reactor = reactor
         self.guard = Guard(tenant_id, "check_messages", config, config.hook_timeout_ms, None, reactor)
         self._pending: list[tuple[dict[str, Any], Deferred[Verdict]]] = []
+        self._pending_bytes = 0
         self._timer: IDelayedCall | None = None
         self._unsupported_until = 0.0
         self._sizes = metrics.HOOK_BATCH_SIZE.labels(tenant_id)
@@ -61,8 +74,12 @@ class CheckBatcher:
         """The verdict for `message` once its batch is answered. Fails with HookUnavailable (no answer for
         the batch), NoVerdict (none for this message) or BatchUnsupported (check it alone)."""
         d: Deferred[Verdict] = Deferred()
+        size = _size(message)
+        if self._pending and self._pending_bytes + size > MAX_BATCH_BYTES:
+            self.flush()  # what gathered goes first; this one starts the next batch
         self._pending.append((message, d))
-        if len(self._pending) >= self.max:
+        self._pending_bytes += size
+        if len(self._pending) >= self.max or self._pending_bytes >= MAX_BATCH_BYTES:
             self.flush()
         elif self._timer is None:
             self._timer = self._reactor.callLater(self._wait_s, self.flush)
@@ -74,7 +91,7 @@ class CheckBatcher:
             if self._timer.active():
                 self._timer.cancel()
             self._timer = None
-        batch, self._pending = self._pending, []
+        batch, self._pending, self._pending_bytes = self._pending, [], 0
         while batch:  # a lowered hook_batch_max splits what had gathered already
             part, batch = batch[: self.max], batch[self.max :]
             Deferred.fromCoroutine(self._run(part))
