@@ -72,7 +72,7 @@ class CheckBatcher:
 
     def check(self, message: dict[str, Any]) -> Deferred[Verdict]:
         """The verdict for `message` once its batch is answered. Fails with HookUnavailable (no answer for
-        the batch), NoVerdict (none for this message) or BatchUnsupported (check it alone)."""
+        the batch, or none for this message) or BatchUnsupported (check it alone)."""
         d: Deferred[Verdict] = Deferred()
         size = _size(message)
         if self._pending and self._pending_bytes + size > MAX_BATCH_BYTES:
