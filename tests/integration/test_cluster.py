@@ -19,7 +19,7 @@ import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
 
-from harness import ADMIN_SECRET, Node, http_get, start_node, start_redis
+from harness import ADMIN_SECRET, Node, http_get, http_post_json, start_node, start_redis
 from hook_servers import HookLogic, HttpHookServer
 from mics.cluster.redis import connect_pool
 from mics.config import parse_url
@@ -439,3 +439,29 @@ async def test_a_node_with_two_router_workers_spreads_users_and_acts_as_one(tmp_
             await session.close()
         await hooks.stop()
         node.process.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_backend_http_api_of_any_node_reaches_users_on_every_node_and_refuses_replays_cluster_wide(
+    nodes, tenant
+):
+    from twisted.internet.threads import deferToThread
+
+    from mics_client.hooks.client import MicsHttpClient
+    from mics_client.signing import sign_headers
+
+    a, b = nodes
+    bob = await tenant.user(a, "bob")
+    alice_on_a = await tenant.user(a, "alice")
+    assert await online(alice_on_a, "bob")
+    via_b = MicsHttpClient(b.http, tenant.tenant_id, tenant.secret)
+    ack = await deferToThread(via_b.send, "bob", {"text": "from a web service"}, "shop")
+    message = await bob.next_event("mics.inbox.bob")
+    assert message["msg_id"] == ack["msg_id"] and ack["delivered"] == "online" and message["type"] == "system"
+    assert await deferToThread(via_b.kick, "alice") == 1, "a kick through node B ends a session on node A"
+    body = b"{}"
+    headers = sign_headers(tenant.tenant_id, tenant.secret, body)
+    path = f"/api/v1/{tenant.tenant_id}/sessions"
+    assert (await deferToThread(http_post_json, a.http + path, body, headers))[0] == 200
+    status, answer = await deferToThread(http_post_json, b.http + path, body, headers)
+    assert (status, answer["error"]) == (401, "mics.error.bad_signature"), "replayed on another node"

@@ -2,10 +2,19 @@
 // from the router), signature checks, and a TenantBackend using the backend procedures.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { InvalidTokenError, RejectedError, connect } from '../../sdk/js/src/index.js';
+import {
+  EmptyGroupError,
+  InvalidMessageError,
+  InvalidTokenError,
+  KickedError,
+  MicsError,
+  RejectedError,
+  connect,
+} from '../../sdk/js/src/index.js';
 import {
   checkEach,
   createHookServer,
+  createHttpClient,
   decodeRequest,
   decodeResponse,
   encodeRequest,
@@ -326,5 +335,35 @@ describe('TenantBackend', () => {
       assert.equal(event.event_type, 'SINGLE_CHAT_MSG');
       assert.equal(event.msg_id, ack.msg_id);
       assert.equal(event.tenant_id, tenant.id);
+    }));
+});
+
+describe('createHttpClient (backend HTTP API)', () => {
+  test('a backend sends, lists, asks presence and kicks over signed HTTP; refusals are typed errors', () =>
+    withTenant({}, async (tenant) => {
+      const baseUrl = file.node.url.replace(/^ws/, 'http').replace(/\/ws$/, '');
+      const api = createHttpClient({ baseUrl, tenantId: tenant.id, secret: tenant.secret });
+      const bob = await tenant.user('bob', 'phone');
+      const got = next(bob, 'message');
+      const ack = await api.send('bob', { text: 'from a web service' }, 'shop', { clientMsgId: 'w-1' });
+      const message = await got;
+      assert.equal(message.msg_id, ack.msg_id);
+      assert.equal(message.type, 'system');
+      assert.equal(message.from_user_id, 'shop');
+      assert.deepEqual(await api.send('bob', { text: 'from a web service' }, 'shop', { clientMsgId: 'w-1' }), ack);
+      assert.deepEqual((await api.sessions('bob')).map((s) => s.device_id), ['phone']);
+      assert.deepEqual(await api.presence(['bob']), { bob: { online: true, devices: ['phone'] } });
+      await assert.rejects(api.send('b.b', 'x', 'shop'), (err) => err instanceof InvalidMessageError && err.code === 400);
+      await assert.rejects(api.groupSend('nobody', 'x'), (err) => err instanceof EmptyGroupError);
+      const wrong = createHttpClient({ baseUrl, tenantId: tenant.id, secret: 'not-the-secret-123' });
+      await assert.rejects(
+        wrong.sessions(),
+        (err) => err instanceof MicsError && err.uri === 'mics.error.bad_signature' && err.code === 401,
+      );
+      const closed = next(bob, 'close');
+      assert.equal(await api.kick('bob'), 1);
+      const { reason, error } = await closed;
+      assert.equal(reason, 'mics.close.kicked');
+      assert.ok(error instanceof KickedError);
     }));
 });

@@ -218,6 +218,14 @@ async def test_a_client_msg_id_is_remembered_for_dedup(pair):
     assert await here.engine.seen("bob", "c1") is None
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_key_is_claimed_once_on_every_node_until_it_expires(pair):
+    here, there = pair
+    assert await here.engine.claim_once("nonce-1", 60)
+    assert not await there.engine.claim_once("nonce-1", 60)
+    assert await there.engine.claim_once("nonce-2", 60)
+
+
 # -- what only a cluster does --------------------------------------------------------------------------
 @pytest_twisted.ensureDeferred
 async def test_a_cluster_forwards_inbox_messages_group_deliveries_and_signals_to_the_node_of_each_device(redis_url):

@@ -87,3 +87,21 @@ def test_missing_headers_are_refused(missing: str) -> None:
 
 def test_the_node_uses_the_sdk_module() -> None:
     assert node_signing.SignatureVerifier is SignatureVerifier and node_signing.signature is signature
+
+
+@pytest.mark.parametrize(
+    "header,value",
+    [("X-Mics-Timestamp", "\u00b2" * 13), ("X-Mics-Signature", "\u00e9" * 64), ("X-Mics-Nonce", "n\u00e9")],
+    ids=["unicode-digits", "non-ascii-signature", "non-ascii-nonce"],
+)
+def test_malformed_headers_are_refused_as_such_not_with_a_python_error(header: str, value: str) -> None:
+    headers = {**signed(), header: value}
+    with pytest.raises(SignatureError, match="malformed"):
+        verifier().verify(headers, BODY)
+
+
+def test_checking_a_signature_alone_returns_the_nonce_and_remembers_nothing() -> None:
+    check = verifier()
+    headers = signed()
+    assert check.check_signature(headers, BODY) == headers["X-Mics-Nonce"]
+    check.verify(headers, BODY)  # not seen before: check_signature left the replay check to its caller

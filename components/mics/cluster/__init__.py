@@ -79,6 +79,12 @@ class Cluster:
         )
         self._timers: list[LoopingCall] = []
 
+    @property
+    def redis_reachable(self) -> bool:
+        """Whether the command pool holds a live Redis connection now (while it holds none,
+        FailFastHandler fails every command at once)."""
+        return bool(self.redis._factory.size > 0)
+
     async def start(self) -> None:
         """Wait for Redis (the node is not ready before), register, start listening and beating."""
         await self.redis.ping()

@@ -66,6 +66,10 @@ class TenantKeys:
     def dedup(self, user_id: str, client_msg_id: str) -> str:
         return self.prefix + "dedup:" + user_id + ":" + client_msg_id
 
+    def once(self, key: str) -> str:
+        """A claim that may be made once (a signed request's nonce)."""
+        return self.prefix + "once:" + key
+
 
 class FailFastHandler(txredisapi.ConnectionHandler):
     """Commands wait for the first connection, then fail at once while Redis is unreachable.

@@ -91,6 +91,10 @@ class Engine(ABC):
     async def kick_elsewhere(self, user_id: str, device_id: str | None) -> int:
         """Ask other nodes to end the user's (or one device's) sessions there; returns how many."""
 
+    @abstractmethod
+    async def claim_once(self, key: str, ttl_s: float) -> bool:
+        """True the first time `key` is claimed within `ttl_s` on any node (replay protection)."""
+
     def deliver_local(self, topic: str, authids: Sequence[str], exclude: int | None, message: dict[str, Any]) -> None:
         """Deliver to this node's sessions only (what another node forwarded here)."""
         self.port.deliver(topic, authids, exclude, message)

@@ -6,6 +6,7 @@ buffer's epoch changes, clients see complete=false). A cluster needs `RedisEngin
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,8 +18,15 @@ from mics.presence.memory import MemoryPresence
 from mics.router import RealmPort
 from mics.sessions import SessionTable
 
+MAX_CLAIMS = 200_000
+
 
 class MemoryEngine(Engine):
+    def __init__(self, *args: Any, clock: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+        self._claims: OrderedDict[str, float] = OrderedDict()  # key -> expiry, oldest first
+
     async def inbox(
         self, to_user_id: str, copy_for: str | None, exclude: int | None, message: dict[str, Any], size: int,
         holds: Holds,
@@ -49,6 +57,17 @@ class MemoryEngine(Engine):
     async def kick_elsewhere(self, user_id: str, device_id: str | None) -> int:
         return 0  # there is no elsewhere
 
+    async def claim_once(self, key: str, ttl_s: float) -> bool:
+        now, claims = self._clock(), self._claims
+        while claims and next(iter(claims.values())) <= now:
+            claims.popitem(last=False)
+        if key in claims:
+            return False
+        claims[key] = now + ttl_s
+        if len(claims) > MAX_CLAIMS:
+            claims.popitem(last=False)
+        return True
+
 
 class MemoryEngines(EngineFactory):
     def __init__(self, node_id: str) -> None:
@@ -59,4 +78,5 @@ class MemoryEngines(EngineFactory):
         clock: Callable[[], float],
     ) -> Engine:  # fmt: skip
         buffer = MemoryBuffer(tenant_id, config.offline_max_per_user, config.offline_max_bytes, clock)
-        return MemoryEngine(tenant_id, self._node_id, sessions, port, buffer, MemoryPresence(sessions, self._node_id))
+        presence = MemoryPresence(sessions, self._node_id)
+        return MemoryEngine(tenant_id, self._node_id, sessions, port, buffer, presence, clock=clock)

@@ -17,7 +17,7 @@ import txredisapi
 from mics import uris
 from mics.buffer.redis import RedisBuffer
 from mics.cluster import DELIVER, KICK, REPLACE, Cluster, frame_header
-from mics.cluster.redis import node_channel
+from mics.cluster.redis import TenantKeys, node_channel
 from mics.config import TenantConfig
 from mics.engine import Engine, EngineFactory, Held, Holds
 from mics.presence.redis import RedisPresence
@@ -38,6 +38,7 @@ class RedisEngine(Engine):
     ) -> None:  # fmt: skip
         super().__init__(tenant_id, node_id, sessions, port, buffer, presence)
         self._cluster = cluster
+        self._keys = TenantKeys(tenant_id)
 
     async def inbox(
         self, to_user_id: str, copy_for: str | None, exclude: int | None, message: dict[str, Any], size: int,
@@ -80,6 +81,12 @@ class RedisEngine(Engine):
         for node_id in {s["node_id"] for s in remote}:
             self._cluster.send_to(node_id, [KICK, self.tenant_id, user_id, device_id])
         return len(remote)
+
+    async def claim_once(self, key: str, ttl_s: float) -> bool:
+        claimed = await self._cluster.redis.execute_command(
+            "SET", self._keys.once(key), b"1", "NX", "PX", max(1, int(ttl_s * 1000))
+        )
+        return claimed is not None
 
 
 class RedisEngines(EngineFactory):

@@ -16,11 +16,13 @@ from mics.config import TenantConfig
 from mics.hooks import AuthReply, BatchUnsupported, Hook, Verdict
 from mics.hooks.batch import CheckBatcher
 from mics.hooks.guard import Guard, HookUnavailable
+from mics.logs import RateLimitedLog
 from mics.types import CheckVerdict
 
 __all__ = ["Guard", "GuardedHook", "HookUnavailable"]
 
 log = make_logger()
+_degraded = RateLimitedLog(log, interval_s=1.0)
 
 
 def _auth_timeouts(config: TenantConfig) -> tuple[int, int]:
@@ -40,8 +42,6 @@ class GuardedHook:
         self.check_guard = Guard(tenant_id, "check_message", config, config.hook_timeout_ms, None, reactor)
         self.members_guard = Guard(tenant_id, "group_members", config, config.hook_timeout_ms, None, reactor)
         self.batcher = CheckBatcher(tenant_id, hook, config, reactor)
-        self._last_warn = -1.0
-        self._suppressed = 0
 
     def configure(self, config: TenantConfig) -> None:
         """The tenant's policy settings changed (the transport did not): keep breakers and pools."""
@@ -82,23 +82,13 @@ class GuardedHook:
         return verdict
 
     def _warn_degraded(self, cause: str, message: dict[str, Any]) -> None:
-        """At most one warning a second per tenant; the rest are counted in the next one."""
-        now = self._reactor.seconds()
-        if now - self._last_warn < 1.0:
-            self._suppressed += 1
-            return
-        log.warn(
-            "check-message hook unavailable, message allowed: tenant_id={tenant_id} cause={cause} "
-            "msg_id={msg_id} suppressed={suppressed}",
-            tenant_id=self.tenant_id,
-            hook="check_message",
-            cause=cause,
-            msg_id=message.get("msg_id"),
+        """At most one warning a second per tenant; the next one counts the rest."""
+        _degraded.warn(
+            self.tenant_id,
+            "check-message hook unavailable, message allowed: tenant_id={tenant_id} cause={cause} msg_id={msg_id}",
+            tenant_id=self.tenant_id, hook="check_message", cause=cause, msg_id=message.get("msg_id"),
             trace_id=message.get("trace_id"),
-            suppressed=self._suppressed,
-        )
-        self._last_warn = now
-        self._suppressed = 0
+        )  # fmt: skip
 
     def close(self) -> None:
         self.batcher.flush()  # what has gathered goes out through this hook still

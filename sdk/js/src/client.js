@@ -13,7 +13,6 @@ import {
 
 const INBOX = 'mics.inbox.';
 const GROUP = 'mics.group.';
-const GAP_TRACK_MAX = 1000; // of a bigger jump in seqs, the newest this many are fetched
 const DEFAULT_RECONNECT = { initialDelayMs: 500, maxDelayMs: 30_000, factor: 2, jitter: 0.5, maxAttempts: Infinity };
 
 const SERIALIZERS = {
@@ -90,7 +89,8 @@ export class MicsClient extends Emitter {
   #lastActivity = 0;
   #syncing = null;
   #opening = null;
-  #missing = new Set(); // inbox seqs live delivery skipped; a sync fetches them if still missing
+  #held = new Map(); // live inbox messages waiting for earlier seqs, by seq
+  #ownSeqs = new Set(); // seqs of this device's own sends (their copies never come here)
   #gapTimer = null;
 
   /** True while joined to the tenant realm. */
@@ -231,6 +231,7 @@ export class MicsClient extends Emitter {
     if (!this.#syncing) {
       this.#syncing = this.#runSync(since).finally(() => {
         this.#syncing = null;
+        this.#release(false); // live messages held while the sync ran
       });
     }
     return this.#syncing;
@@ -244,61 +245,101 @@ export class MicsClient extends Emitter {
     this.epoch = result.epoch;
     const fresh = [];
     for (const message of result.messages || []) {
-      if (this.#dispatch(message, 'sync')) fresh.push(message);
+      const seq = message.seq;
+      this.#held.delete(seq);
+      if (typeof seq === 'number' && seq <= this.lastSeq) continue; // a repeat
+      if (typeof seq === 'number') this.lastSeq = seq;
+      this.#emit(message, 'sync');
+      fresh.push(message);
     }
-    if (result.last_seq > this.lastSeq) this.lastSeq = result.last_seq;
-    this.#missing.clear(); // fetched now, or lost for good (then complete is false)
+    const complete = result.complete !== false;
+    if (result.last_seq > this.lastSeq || !complete) this.lastSeq = result.last_seq;
     this.emit('position', this.position);
-    const summary = { messages: fresh, complete: result.complete !== false, lastSeq: this.lastSeq, epoch: this.epoch };
+    const summary = { messages: fresh, complete, lastSeq: this.lastSeq, epoch: this.epoch };
     this.emit('sync', summary);
-    if (!summary.complete) this.emit('gap', summary);
+    if (!complete) this.emit('gap', summary);
     return summary;
   }
 
   // -- delivery ---------------------------------------------------------------------------------
-  /** Route one Message to its event; drops inbox repeats (seq already seen). True if delivered. */
-  #dispatch(message, source) {
-    if (typeof message.seq === 'number' && !this.#advance(message.seq, source)) return false;
+  /** Hand one Message to its event (`receipt`, `signal` or `message`). */
+  #emit(message, source) {
     const meta = { source };
     if (message.type === 'receipt') this.emit('receipt', message, meta);
     else if (message.type === 'signal') this.emit('signal', message, meta);
     else this.emit('message', message, meta);
-    return true;
   }
 
-  /** Track an inbox seq; false for a repeat (a seq at or below the position that filled no gap). */
-  #advance(seq, source) {
-    if (seq <= this.lastSeq) return this.#missing.delete(seq);
-    if (source !== 'sync' && this.epoch !== null && seq > this.lastSeq + 1) this.#noteGap(this.lastSeq + 1, seq);
-    this.lastSeq = seq;
-    if (source !== 'sync') this.emit('position', this.position);
-    return true;
+  /**
+   * A live inbox message. Inbox messages reach the app in seq order: one that skips seqs (a device
+   * that reconnects gets live messages while its sync runs; in a cluster a forwarded delivery can
+   * be lost or overtaken) is held until the missing ones arrive, live or by a sync after
+   * `gapWaitMs`; what is gone for good (expired, evicted) is skipped then, never waited for forever.
+   */
+  #arrived(message) {
+    const seq = message.seq;
+    if (typeof seq !== 'number') return this.#emit(message, 'live'); // signals: no place in the stream
+    if (seq <= this.lastSeq) return undefined; // a repeat
+    if (this.#syncing || this.epoch === null || seq > this.lastSeq + 1) {
+      this.#held.set(seq, message);
+    } else {
+      this.lastSeq = seq;
+      this.#emit(message, 'live');
+    }
+    this.#release(false);
+    return undefined;
+  }
+
+  /** Deliver held messages that are next in seq order (`force`: all of them, in order). */
+  #release(force) {
+    if (this.#syncing || this.epoch === null) return;
+    const before = this.lastSeq;
+    for (;;) {
+      let next = this.lastSeq + 1;
+      if (this.#ownSeqs.delete(next)) {
+        this.lastSeq = next;
+        continue;
+      }
+      if (!this.#held.has(next)) {
+        if (!force || !this.#held.size) break;
+        next = Math.min(...this.#held.keys());
+      }
+      const message = this.#held.get(next);
+      this.#held.delete(next);
+      this.lastSeq = next;
+      this.#emit(message, 'live');
+    }
+    for (const seq of [...this.#held.keys(), ...this.#ownSeqs]) {
+      if (seq <= this.lastSeq) {
+        this.#held.delete(seq);
+        this.#ownSeqs.delete(seq);
+      }
+    }
+    if (this.lastSeq !== before) this.emit('position', this.position);
+    if (this.#held.size && !this.#gapTimer) {
+      this.#gapTimer = setTimeout(() => {
+        this.#gapTimer = null;
+        if (!this.#held.size || !this.connected) return;
+        this.#sync(this.lastSeq)
+          .catch(() => {}) // the next reconnect's sync covers it
+          .then(() => this.#release(true)); // what the sync did not bring is gone: go on in order
+      }, this.gapWaitMs);
+    }
   }
 
   /** Our own send's Ack: the seq of our inbox copy (which this device does not receive) is ours, not a gap. */
   #own(ack) {
-    if (ack && typeof ack.seq === 'number') this.#advance(ack.seq, 'own');
+    if (ack && typeof ack.seq === 'number' && ack.seq > this.lastSeq) {
+      this.#ownSeqs.add(ack.seq);
+      this.#release(false);
+    }
     return ack;
-  }
-
-  /**
-   * Live delivery skipped seqs [from, to): in a cluster a forwarded delivery can be lost or
-   * overtaken. If they have not arrived after `gapWaitMs`, a sync from just before them fetches them.
-   */
-  #noteGap(from, to) {
-    for (let seq = Math.max(from, to - GAP_TRACK_MAX); seq < to; seq++) this.#missing.add(seq);
-    if (this.#gapTimer) return;
-    this.#gapTimer = setTimeout(() => {
-      this.#gapTimer = null;
-      if (!this.#missing.size || !this.connected) return;
-      this.#sync(Math.min(...this.#missing) - 1).catch(() => {}); // the next reconnect's sync covers it
-    }, this.gapWaitMs);
   }
 
   #subscribeGroup(session, group) {
     const topic = group === true ? GROUP : GROUP + group;
     const options = group === true ? { match: 'prefix' } : {};
-    return session.subscribe(topic, (args, kwargs) => this.#dispatch(kwargs || {}, 'live'), options);
+    return session.subscribe(topic, (args, kwargs) => this.#emit(kwargs || {}, 'live'), options);
   }
 
   #subscribeTopic(session, topic) {
@@ -345,7 +386,7 @@ export class MicsClient extends Emitter {
     this.userId = details.authid;
     this.#attempt = 0;
     this.#lastActivity = Date.now();
-    await session.subscribe(INBOX + this.userId, (args, kwargs) => this.#dispatch(kwargs || {}, 'live'));
+    await session.subscribe(INBOX + this.userId, (args, kwargs) => this.#arrived(kwargs || {}));
     await Promise.all([...this.#groups].map((g) => this.#subscribeGroup(session, g)));
     await Promise.all([...this.#topics.keys()].map((t) => this.#subscribeTopic(session, t)));
     this.#startHeartbeat();

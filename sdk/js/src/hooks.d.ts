@@ -115,3 +115,25 @@ export function createHookServer(options: HookServerOptions): Server & { listenA
 
 /** Join `mics.control` as `admin` (WAMP-CRA); `session.connection.close()` ends it. */
 export function connectAdmin(options: { url: string; secret: string }): Promise<any>;
+
+export interface HttpClientOptions {
+  /** The node's HTTP base, e.g. `https://mics.example.com` (any node of a cluster). */
+  baseUrl: string;
+  tenantId: string;
+  /** The tenant secret (signs every request like a hook request). */
+  secret: string;
+  timeoutMs?: number;
+  fetch?: typeof fetch;
+}
+export interface SendOptions { clientMsgId?: string; contentType?: string }
+/** The backend HTTP API (protocol.md section 13); a refused call rejects with a typed MicsError. */
+export interface HttpClient {
+  call(action: string, fields?: Record<string, unknown>): Promise<any>;
+  send(toUserId: string, body: unknown, fromUserId: string, opts?: SendOptions): Promise<Record<string, unknown>>;
+  groupSend(groupId: string, body: unknown, fromUserId?: string, opts?: SendOptions): Promise<Record<string, unknown>>;
+  membersChanged(groupId: string, change?: { added?: string[]; removed?: string[] }): Promise<Record<string, unknown>>;
+  kick(userId: string, deviceId?: string): Promise<number>;
+  sessions(userId?: string): Promise<Array<Record<string, unknown>>>;
+  presence(userIds: Iterable<string>): Promise<Record<string, { online: boolean; devices: string[] }>>;
+}
+export function createHttpClient(options: HttpClientOptions): HttpClient;

@@ -8,7 +8,7 @@ import { createServer } from 'node:http';
 import protobuf from 'protobufjs/light.js';
 import autobahn from './autobahn.js';
 import { Emitter } from './emitter.js';
-import { fromWampError, InvalidTokenError, MicsError } from './errors.js';
+import { errorForUri, fromWampError, InvalidTokenError, MicsError } from './errors.js';
 
 export const HOOK_PROCEDURES = {
   auth: 'mics.hook.auth',
@@ -623,4 +623,47 @@ function readBody(req) {
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
+}
+
+// -- backend HTTP API client (protocol.md section 13) ---------------------------------------------
+/**
+ * A client for the backend HTTP API: signed POSTs to `{baseUrl}/api/v1/{tenantId}/{action}` (the
+ * hook signature, with the tenant secret), for backends that hold no WAMP session. Works against
+ * any node of a cluster. A refused call throws the typed error for its URI (`RateLimitedError`, ...),
+ * or a plain MicsError for HTTP-level refusals (`mics.error.bad_signature`, `mics.error.not_found`).
+ */
+export function createHttpClient({ baseUrl, tenantId, secret, timeoutMs = 10_000, fetch: fetchFn = globalThis.fetch }) {
+  const base = String(baseUrl).replace(/\/+$/, '');
+  async function call(action, fields = {}) {
+    const present = Object.entries(fields).filter(([, v]) => v !== undefined && v !== null);
+    const body = Buffer.from(JSON.stringify(Object.fromEntries(present)), 'utf8');
+    const headers = { ...signHeaders(tenantId, secret, body), 'Content-Type': 'application/json' };
+    const url = `${base}/api/v1/${encodeURIComponent(tenantId)}/${action}`;
+    const response = await fetchFn(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs) });
+    const text = await response.text();
+    let answer = null;
+    try {
+      answer = JSON.parse(text);
+    } catch {
+      answer = null;
+    }
+    if (response.ok) return answer;
+    if (answer && typeof answer.error === 'string') throw errorForUri(answer.error, answer.message, answer);
+    throw new MicsError(`HTTP ${response.status}`, { uri: 'mics.client.http_error', code: response.status, kwargs: {} });
+  }
+  const message = (fields, { clientMsgId, contentType } = {}) => ({
+    ...fields, client_msg_id: clientMsgId, content_type: contentType,
+  });
+  return {
+    call,
+    send: (toUserId, body, fromUserId, opts) =>
+      call('send', message({ to_user_id: toUserId, body, from_user_id: fromUserId }, opts)),
+    groupSend: (groupId, body, fromUserId, opts) =>
+      call('group-send', message({ group_id: groupId, body, from_user_id: fromUserId }, opts)),
+    membersChanged: (groupId, { added = [], removed = [] } = {}) =>
+      call('members-changed', { group_id: groupId, added, removed }),
+    kick: async (userId, deviceId) => (await call('kick', { user_id: userId, device_id: deviceId })).kicked,
+    sessions: async (userId) => (await call('sessions', { user_id: userId })).sessions,
+    presence: (userIds) => call('presence', { user_ids: [...userIds] }),
+  };
 }

@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import txaio
-from autobahn.wamp.exception import ApplicationError
+from autobahn.exception import Disconnected
+from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import ComponentConfig, SubscribeOptions
 
 from mics_client import errors
@@ -25,8 +26,8 @@ from mics_client.types import Ack, Message, Presence, SyncGap, SyncResult, Welco
 INBOX_PREFIX = "mics.inbox."
 GROUP_PREFIX = "mics.group."
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
-GAP_TRACK_MAX = 1000  # of a bigger jump in seqs, the newest this many are fetched
 NORMAL_CLOSE = "wamp.close.normal"
+TRANSPORT_LOST = "wamp.close.transport_lost"  # a call in flight when the connection dropped
 
 # connection states
 NEW, CONNECTING, CONNECTED, RECONNECTING, CLOSED = "new", "connecting", "connected", "reconnecting", "closed"
@@ -109,6 +110,8 @@ class SessionMixin:
         self.disconnect()  # type: ignore[attr-defined]
 
     def onDisconnect(self) -> None:
+        # calls still waiting for an answer fail (TransportLost -> NotConnected): never hang
+        super().onDisconnect()  # type: ignore[misc]
         if not txaio.is_called(self._joined):
             txaio.reject(self._joined, errors.TransportFailed("connection closed before the session joined"))
         else:
@@ -167,7 +170,9 @@ class ClientCore:
         self._call_timeout_ms = int(call_timeout_s * 1000) if call_timeout_s else None
         self._seen = RecentIds(dedupe_limit)
         self._synced = False
-        self._missing: set[int] = set()  # inbox seqs skipped by live delivery, fetched by a sync if still missing
+        self._syncing = False
+        self._held: dict[int, Message] = {}  # live inbox messages waiting for earlier seqs, by seq
+        self._own_seqs: set[int] = set()  # seqs of this device's own sends (their copies never come here)
         self._gap_timer: Any = None
         self._gap_wait_s = gap_wait_s
         self._session: Any = None
@@ -276,7 +281,8 @@ class ClientCore:
         try:
             return await joined  # type: ignore[no-any-return]
         finally:
-            timer.cancel()
+            if getattr(timer, "active", lambda: True)():  # Twisted's timers refuse a cancel after firing
+                timer.cancel()
 
     async def _establish(self) -> Welcome:
         """Join, subscribe inbox (and groups), start the heartbeat, then sync what was missed."""
@@ -415,41 +421,66 @@ class ClientCore:
 
     # -- receiving ------------------------------------------------------------------------------------
     def _on_inbox_event(self, *args: Any, **kwargs: Any) -> None:
-        self._accept(Message.from_kwargs(kwargs), in_inbox=True, live=True)
+        self._arrived(Message.from_kwargs(kwargs))
 
-    def _advance(self, seq: int) -> None:
-        """A live inbox seq (or our own copy's). Skipped seqs (in a cluster a forwarded delivery can be
-        lost or overtaken) that have not arrived after `gap_wait_s` are fetched by a sync."""
-        self._missing.discard(seq)
-        if self._synced and seq > self.last_seq + 1:
-            self._missing.update(range(max(self.last_seq + 1, seq - GAP_TRACK_MAX), seq))
-            if self._gap_timer is None:
-                self._gap_timer = txaio.call_later(self._gap_wait_s, self._fill_gap)
-        self.last_seq = max(self.last_seq, seq)
+    # Inbox messages reach the app in seq order. A live message whose seq skips some (a device that
+    # reconnects gets live messages while its sync runs; in a cluster a forwarded delivery can be
+    # lost or overtaken) is held until the missing ones arrive, live or by a sync after `gap_wait_s`;
+    # what is gone for good (expired, evicted) is skipped then, never waited for forever.
+    def _arrived(self, message: Message) -> None:
+        seq = message.seq
+        if not seq:  # signals: live only, no place in the stream
+            self._deliver(message)
+            return
+        if self._syncing or not self._synced or seq > self.last_seq + 1:
+            self._held.setdefault(seq, message)
+            self._release()
+            return
+        self.last_seq = max(self.last_seq, seq)  # (before the app's callback runs: it may read it)
+        self._deliver(message)  # the next one (or an older one released late: better late than never)
+        self._release()
+
+    def _release(self, force: bool = False) -> None:
+        """Deliver held messages that are next in seq order (`force`: everything held, in order:
+        what is missing will not come); schedule a gap sync while some are still held."""
+        if self._syncing or not self._synced:
+            return
+        held, own = self._held, self._own_seqs
+        while held or own:
+            following = self.last_seq + 1
+            if following in own:
+                own.discard(following)
+                self.last_seq = following
+            elif following in held or (force and held):
+                following = following if following in held else min(held)
+                self.last_seq = following
+                self._deliver(held.pop(following))
+            else:
+                break
+        if own:
+            own.intersection_update({s for s in own if s > self.last_seq})
+        for seq in [s for s in held if s <= self.last_seq]:
+            self._deliver(held.pop(seq))
+        if held and self._gap_timer is None:
+            self._gap_timer = txaio.call_later(self._gap_wait_s, self._fill_gap)
 
     def _fill_gap(self) -> None:
         self._gap_timer = None
-        if self._missing and self.state == CONNECTED:
-            since = min(self._missing) - 1
-            self._missing.clear()
-            self._spawn(self._sync_quietly(since))
+        if self._held and self.state == CONNECTED and not self._syncing:
+            self._spawn(self._sync_quietly())
 
-    async def _sync_quietly(self, since: int) -> None:
+    async def _sync_quietly(self) -> None:
         try:
-            await self.sync(since)
+            await self.sync()
         except errors.MicsError as e:  # the next reconnect's sync covers it
             self.log.info("gap sync failed: {error}", error=e)
+        self._release(force=True)  # what the sync did not bring is gone: go on in order
 
     def _on_group_event(self, *args: Any, **kwargs: Any) -> None:
-        self._accept(Message.from_kwargs(kwargs), in_inbox=False)
+        self._deliver(Message.from_kwargs(kwargs))
 
-    def _accept(self, message: Message, in_inbox: bool, live: bool = False) -> bool:
-        """Track the inbox position, drop repeats and this device's own sends; deliver the rest."""
-        if in_inbox and message.seq:
-            if live:
-                self._advance(message.seq)
-            else:
-                self.last_seq = max(self.last_seq, message.seq)
+    def _deliver(self, message: Message) -> bool:
+        """Drop repeats and this device's own sends; hand the rest to the app."""
         if not self._seen.add(message.msg_id):
             return False
         if message.from_device_id == self.device_id and message.from_user_id == self.user_id:
@@ -459,17 +490,24 @@ class ClientCore:
 
     async def sync(self, since: int | None = None) -> SyncResult:
         """Fetch inbox messages after `last_seq` (runs by itself after every (re)connect, and when
-        live delivery skipped seqs); `since` starts earlier."""
+        live delivery skipped seqs); `since` starts earlier. Live messages that arrive meanwhile are
+        held and delivered after, in seq order."""
         since = self.last_seq if since is None else min(since, self.last_seq)
         epoch_before, initial = self.epoch, not self._synced
         kwargs: dict[str, Any] = {"since_seq": since}
         if epoch_before is not None:
             kwargs["epoch"] = epoch_before
-        result = await self._call("mics.inbox.sync", **kwargs)
+        self._syncing = True
+        try:
+            result = await self._call("mics.inbox.sync", **kwargs)
+        finally:
+            self._syncing = False
         fresh = []
         for entry in result.get("messages", []):
             message = Message.from_kwargs(entry, replayed=True)
-            if self._accept(message, in_inbox=True):
+            self._held.pop(message.seq or 0, None)
+            self.last_seq = max(self.last_seq, message.seq or 0)
+            if self._deliver(message):
                 fresh.append(message)
         last_seq = int(result.get("last_seq") or 0)
         complete = bool(result.get("complete"))
@@ -477,7 +515,7 @@ class ClientCore:
         # an incomplete answer resets our position to the router's (its stream may have restarted)
         self.last_seq = max(self.last_seq, last_seq) if complete else last_seq
         self._synced = True
-        self._missing = {m for m in self._missing if m > self.last_seq}
+        self._release(force=not complete)
         if not complete:
             self._fire("gap", SyncGap(since, epoch_before, last_seq, self.epoch, initial))
         return SyncResult(fresh, self.last_seq, self.epoch, complete)
@@ -495,7 +533,11 @@ class ClientCore:
                 kwargs["options"] = CallOptions(timeout=self._call_timeout_ms)
             return await session.call(procedure, **kwargs)
         except ApplicationError as e:
+            if e.error == TRANSPORT_LOST:
+                raise errors.NotConnected("the connection dropped during the call (it reconnects)") from None
             raise errors.from_application_error(e) from None
+        except (Disconnected, TransportLost):  # closed between our check and the send
+            raise errors.NotConnected("the connection dropped during the call (it reconnects)") from None
 
     async def send(self, to_user_id: str, body: Any, client_msg_id: str | None = None,
                    content_type: str | None = None) -> Ack:  # fmt: skip
@@ -524,8 +566,9 @@ class ClientCore:
         copy (which this device does not receive) is ours, not a gap."""
         ack = Ack.from_result(result)
         self._seen.add(ack.msg_id)
-        if ack.seq:
-            self._advance(ack.seq)
+        if ack.seq and ack.seq > self.last_seq:
+            self._own_seqs.add(ack.seq)
+            self._release()
         return ack
 
     async def presence(self, user_ids: list[str]) -> dict[str, Presence]:

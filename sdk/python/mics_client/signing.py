@@ -54,26 +54,32 @@ class SignatureVerifier:
         self._nonces: OrderedDict[str, float] = OrderedDict()
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
-        lower = {k.lower(): v for k, v in headers.items()}
-        timestamp = lower.get(HEADER_TIMESTAMP.lower())
-        nonce = lower.get(HEADER_NONCE.lower())
-        given = lower.get(HEADER_SIGNATURE.lower())
-        if not timestamp or not nonce or not given:
-            raise SignatureError("missing signature headers")
-        if not timestamp.isdigit():
-            raise SignatureError("bad timestamp")
+        nonce = self.check_signature(headers, body)
         now = self._clock()
-        if abs(now * 1000 - int(timestamp)) > MAX_SKEW_MS:
-            raise SignatureError("timestamp outside the 5 minute window")
-        expected = signature(self._secret, timestamp, nonce, body)
-        if not hmac.compare_digest(expected, given.lower()):
-            raise SignatureError("signature mismatch")
         self._forget_old(now)
         if nonce in self._nonces:
             raise SignatureError("nonce seen before")
         self._nonces[nonce] = now
         if len(self._nonces) > self._max_nonces:
             self._nonces.popitem(last=False)
+
+    def check_signature(self, headers: Mapping[str, str], body: bytes) -> str:
+        """Everything but the replay check: headers present, timestamp fresh, signature right.
+        Returns the nonce, for a caller that remembers nonces elsewhere (e.g. shared by a cluster)."""
+        lower = {k.lower(): v for k, v in headers.items()}
+        timestamp = lower.get(HEADER_TIMESTAMP.lower())
+        nonce = lower.get(HEADER_NONCE.lower())
+        given = lower.get(HEADER_SIGNATURE.lower())
+        if not timestamp or not nonce or not given:
+            raise SignatureError("missing signature headers")
+        if not (timestamp.isascii() and timestamp.isdigit() and nonce.isascii() and given.isascii()):
+            raise SignatureError("malformed signature headers")  # (non-ASCII would break compare_digest)
+        if abs(self._clock() * 1000 - int(timestamp)) > MAX_SKEW_MS:
+            raise SignatureError("timestamp outside the 5 minute window")
+        expected = signature(self._secret, timestamp, nonce, body)
+        if not hmac.compare_digest(expected, given.lower()):
+            raise SignatureError("signature mismatch")
+        return nonce
 
     def _forget_old(self, now: float) -> None:
         horizon = now - 2 * MAX_SKEW_MS / 1000

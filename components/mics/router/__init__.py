@@ -1,21 +1,30 @@
-"""Everything MICS reads or calls inside Crossbar's router worker, in one module.
+"""Everything MICS reads or changes inside Crossbar's router worker, in one package.
 
 MICS runs inside the router worker. The public API (publish, call, the meta API) covers what it
-needs, but three things are much cheaper, or only possible, through internals of Crossbar 26.10
-(pyproject.toml bounds the version; tests/unit/test_router.py checks them on a real in-process
-router and the integration tests on a real node):
+needs, but some things are much cheaper, or only possible, through internals of Crossbar 26.10,
+Autobahn 26.10 and Twisted 26.10. They live here and nowhere else (pyproject.toml bounds the
+Crossbar version; tests/unit/test_router.py checks this module on a real in-process router, the
+integration tests the rest on a real node):
+
+- this module: the trusted fan-out and in-process session closes of one realm (`RealmPort`), and
+  the worker's controller;
+- `mics.router.frames`: pre-built frames, one EVENT written to many WebSocket connections as the
+  same bytes, straight to the sockets (`FrameWriter`);
+- `mics.router.guards`: bounds on what one connection or client address can take (handshake and
+  HELLO deadlines, slow consumers, wampcra login throttling);
+- `mics.router.speedups`: measured fixes for library costs on the hot path (lazy debug formatting,
+  C JSON decoding, GC tuning);
+- `mics.router.run`: `crossbar start` with each log line naming its level.
+
+Internals this module uses:
 
 - the trusted fan-out (`RealmPort.deliver`): `Router._broker._subscription_map`,
   `Router._session_id_to_session` and `Router.send`. It does what the broker does for a publish
   with eligible_authid/exclude, minus what only an untrusted publisher needs (re-authorizing our
   own publish, option parsing, retention, a Deferred per publication): about a third of the
-  router's CPU per send. Without them: `publish()` through our realm component;
-- pre-built frames (`FrameWriter`): one EVENT serialized once per serializer and framed once
-  (Autobahn's public `PreparedMessage`), written to each WebSocket connection as bytes, straight
-  to the socket when nothing is queued before it. That reads the WAMP protocol's `_serializer`
-  and Twisted's TCP write buffer (`dataBuffer`, `offset`, `_tempDataBuffer`); any connection that
-  does not look exactly like that (RawSocket, TLS, compression, a subclass overriding `send`, ...)
-  takes `Router.send`;
+  router's CPU per send; its writes go through `mics.router.frames` (which falls back to
+  `Router.send` per connection), and it reads the router's tracing flags and message statistics.
+  Without them: `publish()` through our realm component;
 - closing a session in process (`RealmPort.close_session`): `RouterSession.leave(reason,
   message)` through `_session_id_to_session`, which also works while the node shuts down.
   Without it: `wamp.session.kill`;
@@ -28,121 +37,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import txaio
 from autobahn import util
 from autobahn.wamp import message
 from autobahn.wamp.types import PublishOptions
-from autobahn.wamp.websocket import WampWebSocketProtocol
-from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
-from twisted.internet import abstract, tcp
-from txaio import make_logger
 
 from mics import errors, metrics, uris
+from mics.logs import RateLimitedLog
+from mics.router.frames import FrameWriter, PreparedMessage
 
-log = make_logger()
+txaio.use_twisted()  # Crossbar runs on Twisted; `python -m mics.router.run` imports us before it selects it
+log = txaio.make_logger()
+_limited = RateLimitedLog(log)
 
 TESTED_CROSSBAR = "26.10"
 
 
 class NoRealmSession(Exception):
     """The realm's MICS component has not joined (yet): nothing can be called or published."""
-
-
-_OPEN = WebSocketProtocol.STATE_OPEN
-_GROUND = WebSocketProtocol.SEND_STATE_GROUND
-
-
-def _is_plain_websocket(kind: type) -> bool:
-    """A WAMP-over-WebSocket protocol whose send path is Autobahn's own (nothing overridden)."""
-    return (
-        issubclass(kind, WampWebSocketProtocol)
-        and issubclass(kind, WebSocketProtocol)
-        and kind.send is WampWebSocketProtocol.send
-        and kind.sendMessage is WebSocketProtocol.sendMessage
-        and kind.sendData is WebSocketProtocol.sendData
-    )
-
-
-def _is_plain_tcp(kind: type) -> bool:
-    """A Twisted TCP connection whose write buffer is Twisted's own."""
-    return (
-        issubclass(kind, tcp.Connection)
-        and kind.write is tcp.Connection.write
-        and kind.doWrite is abstract.FileDescriptor.doWrite
-        and kind.writeSomeData is tcp.Connection.writeSomeData
-    )
-
-
-class FrameWriter:
-    """Writes one EVENT to many WebSocket connections as pre-built bytes.
-
-    `Router.send` serializes once per serializer already (Autobahn caches on the message), but then
-    builds the WebSocket frame, updates statistics and logs for every receiver, and Twisted queues
-    the bytes, asks epoll to watch the socket and writes them on the next turn (two epoll_ctl calls
-    and a reactor dispatch per receiver). Here the frame is built once per serializer and written
-    with one send() when nothing is queued on that connection (so the order on the wire never
-    changes); whatever the socket does not take goes into Twisted's buffer as usual.
-    """
-
-    def __init__(self) -> None:
-        self._websocket: dict[type, bool] = {}
-        self._tcp: dict[type, bool] = {}
-        self._warned: set[type] = set()
-
-    def write(self, protocol: Any, event: message.Event, frames: dict[Any, PreparedMessage]) -> bool:
-        """Send `event` on this connection; False when it must take the ordinary path. `frames` is
-        the event's prepared frames by serializer, shared by all receivers of the event."""
-        kind = type(protocol)
-        plain = self._websocket.get(kind)
-        if plain is None:
-            plain = self._websocket[kind] = _is_plain_websocket(kind)
-        if not plain:
-            return False
-        try:
-            return self._write(protocol, event, frames)
-        except AttributeError as e:  # another Autobahn or Twisted: Router.send knows this connection
-            if kind not in self._warned:
-                self._warned.add(kind)
-                log.warn("pre-built frames not possible for {kind}: {error}", kind=kind.__name__, error=str(e))
-            return False
-
-    def _write(self, protocol: Any, event: message.Event, frames: dict[Any, PreparedMessage]) -> bool:
-        if protocol.state != _OPEN or protocol.send_state != _GROUND:
-            return False
-        serializer = protocol._serializer._serializer
-        prepared = frames.get(serializer)
-        if prepared is None:  # the bytes are cached on the event per serializer: the same as Router.send's
-            payload = event.serialize(serializer)
-            prepared = frames[serializer] = PreparedMessage(payload, serializer.BINARY, False, False)
-        size = len(prepared.payload)
-        if 0 < protocol.maxMessagePayloadSize < size or 0 < protocol.autoFragmentSize < size:
-            return False  # the ordinary path refuses or fragments it
-        transport = protocol.transport
-        if protocol._perMessageCompress is not None or protocol.send_queue or not self._direct(transport):
-            protocol.sendPreparedMessage(prepared)  # compresses per connection, or queues behind what waits
-            return True
-        frame = prepared.payloadHybi
-        try:
-            sent = transport.socket.send(frame)
-        except OSError:  # EAGAIN, or an error that Twisted meets again on its own write and closes for
-            sent = 0
-        if sent < len(frame):
-            transport.write(frame[sent:])
-        return True
-
-    def _direct(self, transport: Any) -> bool:
-        """Whether bytes can go to this transport's socket now without overtaking queued ones."""
-        kind = type(transport)
-        plain = self._tcp.get(kind)
-        if plain is None:
-            plain = self._tcp[kind] = _is_plain_tcp(kind)
-        return (
-            plain
-            and transport.connected
-            and not transport.disconnecting
-            and not transport.TLS
-            and not transport._tempDataBuffer
-            and transport.offset == len(transport.dataBuffer)
-        )
 
 
 class Fanout:
@@ -184,7 +96,8 @@ class Fanout:
                         else:
                             send(receiver, event)
                     except Exception as e:  # e.g. PayloadExceededError for one receiver: the others still get it
-                        log.warn("event not delivered: topic={topic} error={error}", topic=topic, error=str(e))
+                        _limited.warn(("undelivered", type(e).__name__), "event not delivered: topic={topic} "
+                                      "error={error}", topic=topic, error=str(e))  # fmt: skip
         if written:  # the router's message statistics, as Router.send keeps them
             sent = router._message_stats["sent"]
             sent["event"] = sent.get("event", 0) + written
