@@ -238,7 +238,7 @@ async def test_a_watcher_hears_each_change_of_a_users_online_devices(make_tenant
 
 @pytest_twisted.ensureDeferred
 async def test_watchers_on_every_serializer_get_the_same_presence_event(make_tenant):
-    """One frame is built per serializer and written to each of its watchers (mics.router.SharedFrames)."""
+    """One frame is built per serializer and written to each of its watchers (mics.router.frames)."""
     tenant = await make_tenant()
     watchers = [await tenant.user(f"w{i}", serializer=serializer) for i, serializer in
                 enumerate(("json", "msgpack", "cbor", "json", "msgpack", "cbor"))]  # fmt: skip

@@ -8,6 +8,8 @@ integration tests the rest on a real node):
 
 - this module: the trusted fan-out and in-process session closes of one realm (`RealmPort`), and
   the worker's controller;
+- `mics.router.frames`: pre-built frames, one EVENT written to many WebSocket connections as the
+  same bytes, straight to the sockets (`FrameWriter`);
 - `mics.router.guards`: bounds on what one connection or client address can take (handshake and
   HELLO deadlines, slow consumers, wampcra login throttling);
 - `mics.router.speedups`: measured fixes for library costs on the hot path (lazy debug formatting,
@@ -18,12 +20,13 @@ Internals this module uses:
 
 - the trusted fan-out (`RealmPort.deliver`, and `deliver_all` for live presence):
   `Router._broker._subscription_map`, `Router._session_id_to_session` and `Router.send` (the cap
-  on a session's presence watches reads `Router._broker._session_to_subscriptions`; `deliver_all`
-  frames an EVENT once per serializer and sends it through Autobahn's WebSocket protocol state and
-  Twisted's TCP transport buffer, `SharedFrames`). It does what the broker does for a publish
-  with eligible_authid/exclude, minus what only an untrusted publisher needs (re-authorizing our
-  own publish, option parsing, retention, a Deferred per publication): about a third of the
-  router's CPU per send. Without them: `publish()` through our realm component;
+  on a session's presence watches reads `Router._broker._session_to_subscriptions`). It does what
+  the broker does for a publish with eligible_authid/exclude, minus what only an untrusted
+  publisher needs (re-authorizing our own publish, option parsing, retention, a Deferred per
+  publication): about a third of the
+  router's CPU per send; its writes go through `mics.router.frames` (which falls back to
+  `Router.send` per connection), and it reads the router's tracing flags and message statistics.
+  Without them: `publish()` through our realm component;
 - closing a session in process (`RealmPort.close_session`): `RouterSession.leave(reason,
   message)` through `_session_id_to_session`, which also works while the node shuts down.
   Without it: `wamp.session.kill`;
@@ -33,7 +36,6 @@ Internals this module uses:
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
 from typing import Any
 
@@ -44,6 +46,7 @@ from autobahn.wamp.types import PublishOptions
 
 from mics import errors, metrics, uris
 from mics.logs import RateLimitedLog
+from mics.router.frames import FrameWriter, PreparedMessage
 
 txaio.use_twisted()  # Crossbar runs on Twisted; `python -m mics.router.run` imports us before it selects it
 log = txaio.make_logger()
@@ -63,6 +66,7 @@ class Fanout:
         self._router = router
         self._subscriptions = router._broker._subscription_map
         self._by_id: dict[int, Any] = router._session_id_to_session
+        self._writer = FrameWriter() if _has(router, "_trace_traffic", "_is_traced", "_message_stats") else None
 
     def deliver(self, topic: str, authids: Iterable[str], exclude: int | None, kwargs: dict[str, Any]) -> None:
         observations = self._subscriptions.match_observations(topic)
@@ -70,8 +74,13 @@ class Fanout:
             return
         excluded = self._by_id.get(exclude) if exclude is not None else None
         publication = util.id()
-        send = self._router.send
-        wanted = _as_container(authids)
+        router = self._router
+        send = router.send
+        # a traced router logs every message it sends: let it see these too
+        writer = self._writer
+        write = None if writer is None or router._trace_traffic or router._is_traced else writer.write
+        wanted = _addressed(authids, observations)
+        written = 0
         for observation in observations:
             receivers = [r for r in observation.observers if r._authid in wanted and r is not excluded]
             if not receivers:
@@ -79,36 +88,55 @@ class Fanout:
             # pattern subscribers learn the concrete topic from the event details, as from the broker
             pattern_topic = None if observation.match == message.Subscribe.MATCH_EXACT else topic
             event = message.Event(observation.id, publication, kwargs=kwargs, topic=pattern_topic)
+            frames: dict[Any, PreparedMessage] = {}
             for receiver in receivers:
-                if receiver._session_id and receiver._transport:
+                protocol = receiver._transport
+                if receiver._session_id and protocol:
                     try:
-                        send(receiver, event)
+                        if write is not None and write(protocol, event, frames):
+                            written += 1
+                        else:
+                            send(receiver, event)
                     except Exception as e:  # e.g. PayloadExceededError for one receiver: the others still get it
                         _limited.warn(("undelivered", type(e).__name__), "event not delivered: topic={topic} "
                                       "error={error}", topic=topic, error=str(e))  # fmt: skip
+        if written:  # the router's message statistics, as Router.send keeps them
+            sent = router._message_stats["sent"]
+            sent["event"] = sent.get("event", 0) + written
 
     def deliver_all(self, topic: str, kwargs: dict[str, Any]) -> int:
         """This event to every subscriber of `topic` (live presence: any user may watch); returns
-        how many sessions it was sent to. One EVENT per subscription, serialized once per serializer
-        (Autobahn caches it on the message); the router's loop over the sessions is all there is."""
+        how many sessions it was sent to. One EVENT per subscription, framed once per serializer and
+        written through `mics.router.frames` as `deliver` does: the router's loop over the sessions
+        subscribed is all there is, and nothing happens when nobody is."""
         observations = self._subscriptions.match_observations(topic)
         if not observations:
             return 0
         publication = util.id()
-        send = self._router.send
-        sent = 0
+        router = self._router
+        send = router.send
+        writer = self._writer
+        write = None if writer is None or router._trace_traffic or router._is_traced else writer.write
+        sent = written = 0
         for observation in observations:
             pattern_topic = None if observation.match == message.Subscribe.MATCH_EXACT else topic
             event = message.Event(observation.id, publication, kwargs=kwargs, topic=pattern_topic)
-            frames = SharedFrames(event)
+            frames: dict[Any, PreparedMessage] = {}
             for receiver in observation.observers:
-                if receiver._session_id and receiver._transport:
+                protocol = receiver._transport
+                if receiver._session_id and protocol:
                     try:
-                        if not frames.write(receiver._transport):
+                        if write is not None and write(protocol, event, frames):
+                            written += 1
+                        else:
                             send(receiver, event)
                         sent += 1
                     except Exception as e:
-                        log.warn("event not delivered: topic={topic} error={error}", topic=topic, error=str(e))
+                        _limited.warn(("undelivered", type(e).__name__), "event not delivered: topic={topic} "
+                                      "error={error}", topic=topic, error=str(e))  # fmt: skip
+        if written:  # the router's message statistics, as Router.send keeps them
+            stats = router._message_stats["sent"]
+            stats["event"] = stats.get("event", 0) + written
         return sent
 
     def subscriptions_under(self, session_id: int, prefix: str) -> int:
@@ -122,103 +150,21 @@ class Fanout:
         return self._by_id.get(session_id)
 
 
-class SharedFrames:
-    """One EVENT, framed once per serializer, written as is to many WebSocket sessions.
+def _has(obj: Any, *names: str) -> bool:
+    return all(hasattr(obj, name) for name in names)
 
-    A router sends the same EVENT to every subscriber of a topic; Autobahn caches its serialization
-    but frames it again for each session (and counts, traces and logs each frame). A server's
-    WebSocket frame of a message is the same bytes for every connection that negotiated no
-    compression and no fragmentation (server frames are unmasked), so it is built once and written
-    to each such transport. Anything else (compression, a frame in progress, another transport
-    kind) goes through `Router.send`. What this skips: Autobahn's per-connection traffic counters
-    and Crossbar's per-router message counters. The frame goes out with `_send_now`.
+
+def _addressed(authids: Iterable[str], observations: list[Any]) -> Any:
+    """The authids to keep subscribers of: a container to test each subscriber's authid against.
+
+    A group of 10,000 members usually has a few subscribers on this node: the member list is
+    intersected with the subscribers' authids (one C-speed pass that hashes each member and
+    stores only the few found), never looked up member by member nor copied into a set of its own.
     """
-
-    __slots__ = ("_event", "_frames")
-
-    def __init__(self, event: Any) -> None:
-        self._event = event
-        self._frames: dict[Any, bytes] = {}
-
-    def write(self, proto: Any) -> bool:
-        """Write the frame to a session's transport; False when this one needs the ordinary path."""
-        try:
-            if (
-                proto.state != _WS_OPEN or proto._perMessageCompress is not None or proto.send_queue
-                or proto.send_state != _WS_SEND_GROUND or proto.trackedTimings or proto.factory.maskServerFrames
-            ):  # fmt: skip
-                return False
-            wrapper = proto._serializer
-            serializer = wrapper._serializer  # the object serializer, shared by the connections
-            frame = self._frames.get(serializer)
-            if frame is None:
-                frame = self._frames[serializer] = _ws_frame(self._event.serialize(serializer), serializer.BINARY)
-            # the frame is a little longer than its payload: never over a limit the payload is under
-            limit, fragment = proto.maxMessagePayloadSize, proto.autoFragmentSize
-            if 0 < limit < len(frame) or 0 < fragment < len(frame):
-                return False
-            transport = proto.transport
-        except AttributeError:  # not an Autobahn WebSocket (embedded sessions, rawsocket)
-            return False
-        _send_now(transport, frame)
-        return True
-
-
-def _send_now(transport: Any, data: bytes) -> None:
-    """Write to a TCP transport, with one send(2) right away when nothing is queued before it.
-
-    Twisted's `write` queues, asks the reactor to watch the socket, and sends on the next loop turn
-    (an epoll change, a dispatch and another epoll change per connection): the larger part of a
-    fan-out to a thousand connections. When the transport's buffer is empty, sending now keeps the
-    order and skips all of that; whatever the kernel does not take is queued as usual (Twisted's
-    buffer, producers and error handling see it then). Anything but a plain TCP transport (TLS)
-    just gets `write`."""
-    try:
-        idle = (
-            transport.connected and not transport._writeDisconnected and not transport._tempDataBuffer
-            and transport.offset == len(transport.dataBuffer)
-        )  # fmt: skip
-        sock = transport.socket
-    except AttributeError:
-        idle = False
-    if not idle:
-        transport.write(data)
-        return
-    try:
-        sent = sock.send(data)
-    except (BlockingIOError, InterruptedError):
-        sent = 0
-    except OSError:  # the connection is going: let Twisted find out and close it its way
-        transport.write(data)
-        return
-    if sent < len(data):
-        transport.write(data[sent:])
-
-
-_WS_OPEN = 3  # autobahn.websocket.protocol.WebSocketProtocol.STATE_OPEN
-_WS_SEND_GROUND = 0  # WebSocketProtocol.SEND_STATE_GROUND
-
-
-def _ws_frame(payload: bytes, binary: bool) -> bytes:
-    """An unmasked, unfragmented server frame (RFC 6455 section 5.2) of a text or binary message."""
-    first = 0x82 if binary else 0x81
-    size = len(payload)
-    if size <= 125:
-        return bytes((first, size)) + payload
-    if size <= 0xFFFF:
-        return bytes((first, 126)) + struct.pack("!H", size) + payload
-    return bytes((first, 127)) + struct.pack("!Q", size) + payload
-
-
-def _as_container(authids: Iterable[str]) -> Any:
-    """A container to test subscribers' authids against.
-
-    A group of 10,000 members usually has a few subscribers on this node: each subscriber is
-    checked against the member set, never every member looked up (that was the cost).
-    """
-    if isinstance(authids, tuple | frozenset | set) and len(authids) < 8:
+    if isinstance(authids, set | frozenset) or (isinstance(authids, tuple) and len(authids) < 8):
         return authids
-    return authids if isinstance(authids, set | frozenset) else set(authids)
+    subscribed = {r._authid for observation in observations for r in observation.observers}
+    return subscribed.intersection(authids)
 
 
 def make_fanout(router: Any) -> Fanout | None:
