@@ -341,7 +341,9 @@ class TenantConfig:
     # bytes bodies travel base64 in JSON (4/3 larger): 512 KiB stays inside the 1 MiB WAMP message cap
     max_payload_bytes: int = setting("int", 65_536, "largest encoded body", 1, 512 * 1024)
     group_buffering: bool = setting("bool", False, "hold group messages in members' inboxes too")
-    presence_queries: bool = setting("bool", True, "false: users may not call mics.presence.get")
+    presence_queries: bool = setting(
+        "bool", True, "false: users may not call mics.presence.get nor subscribe to mics.presence.*"
+    )
     event_sinks: tuple[str, ...] | None = setting(
         "sinks", None, "event sinks: kafka, file, wamp ([] for none)",
         shown_default='`["kafka"]` when the node has `MICS_KAFKA_BOOTSTRAP`, else `["file"]`',
