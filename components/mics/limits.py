@@ -209,7 +209,7 @@ class FairShare:
         elapsed = max(now - self._last, 1e-3)
         self._last = now
         demand = {s.tenant_id: s.attempts / elapsed for s in self._shares.values() if s.attempts}
-        admitted = sum((s.attempts - s.refused) / elapsed for s in self._shares.values())
+        handled = sum(demand.values())  # refused calls cost the router too: the capacity is what it handled
         for share in self._shares.values():
             share.attempts = share.refused = 0
         # saturated on two ticks in a row: one slow tick (a GC pause, a burst of joins) is no trend
@@ -217,12 +217,12 @@ class FairShare:
         if self.saturated and was and demand:
             # what the node would admit at a comfortable load, shared max-min fairly: the tenants
             # taking more than their level are the ones that saturate it
-            levels = fair_levels(demand, admitted * (self.high + self.low) / 2 / busy)
+            levels = fair_levels(demand, handled * (self.high + self.low) / 2 / busy)
             for tenant_id, rate in demand.items():
                 share = self._shares[tenant_id]
                 if rate > max(levels[tenant_id] * 1.05, MIN_CAPPED_RATE):  # over its share: shrink what it may send
-                    start = share.cap if share.cap is not None else levels[tenant_id]
-                    share.set_cap(start * self.decrease)
+                    start = levels[tenant_id] if share.cap is None else min(share.cap, levels[tenant_id])
+                    share.set_cap(max(start * self.decrease, MIN_CAPPED_RATE))
         elif busy < self.low:
             for tenant_id, share in self._shares.items():
                 if share.cap is None:

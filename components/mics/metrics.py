@@ -107,6 +107,12 @@ REDIS_FAILURES = Counter(
 ROUTER_BUSY = Gauge(
     "mics_router_busy_ratio", "CPU time of the router worker over wall time, as of the last tick", registry=REGISTRY
 )
+HELD_BACK = Counter(
+    "mics_fair_share_held_back_total",
+    "Times a connection of a tenant over its fair share was not read for a moment (node saturated)",
+    ["tenant"],
+    registry=REGISTRY,
+)
 FAIR_SHARE_CAP = Gauge(
     "mics_fair_share_cap", "Sends/s a tenant may make while the node is saturated (absent: not capped)", ["tenant"],
     registry=REGISTRY,

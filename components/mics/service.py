@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 log = make_logger()
 _limited = RateLimitedLog(log)
 
+HOLD_BACK_S = 0.1  # a refused sender's connection is not read this long (node saturated, tenant over its share)
 ENTRY_OVERHEAD = 256  # bytes a held message costs beyond its body, for the byte cap
 _DELIVERED = ("online", "buffered", "offline")
 
@@ -329,6 +330,7 @@ class SendService:
                 raise SendFailed(errors.RATE_LIMITED, "your message rate limit is exceeded", cmid)
         if not tenant.share.admit():
             self._failures["fair_share"].inc()
+            tenant.port.hold_back(sender.session_id, HOLD_BACK_S)  # its next calls wait in its socket, not here
             raise SendFailed(errors.RATE_LIMITED, "the node is saturated and this tenant is over its fair share", cmid)
         bucket = tenant.bucket
         if not bucket.try_take():

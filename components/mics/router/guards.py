@@ -183,7 +183,7 @@ def watch_wampcra_failures(throttle: LoginThrottle = LOGINS) -> None:
     PendingAuthWampCra.authenticate = authenticate
 
 
-def _socket_of(transport: Any) -> Any:
+def socket_of(transport: Any) -> Any:
     """The TCP transport under protocol wrappers (Crossbar's connection counter, TLS)."""
     from twisted.protocols.policies import ProtocolWrapper
 
@@ -194,7 +194,7 @@ def _socket_of(transport: Any) -> Any:
 
 def unsent_bytes(transport: Any) -> int:
     """Bytes written to a Twisted TCP transport that the peer has not taken yet (user space)."""
-    t = _socket_of(transport)
+    t = socket_of(transport)
     try:
         return len(t.dataBuffer) - t.offset + t._tempDataLen
     except AttributeError:
@@ -202,7 +202,7 @@ def unsent_bytes(transport: Any) -> int:
 
 
 def _is_closed(transport: Any) -> bool:
-    t = _socket_of(transport)
+    t = socket_of(transport)
     return t is None or bool(getattr(t, "disconnected", False)) or not getattr(t, "connected", True)
 
 
@@ -310,13 +310,13 @@ class ConnectionGuard:
             elif deadline is not None and now >= deadline:
                 del self._http[key]
                 if served:  # kept alive after an answer, idle (or slow) since: an ordinary idle close
-                    _socket_of(transport).loseConnection()
+                    socket_of(transport).loseConnection()
                     continue
                 self._closes["handshake_timeout"].inc()
                 _limited.info("handshake_timeout", "connection closed: no complete opening handshake within "
                               "{timeout} s peer={peer}", timeout=HANDSHAKE_TIMEOUT_S,
                               peer=_peer(transport))  # fmt: skip
-                _socket_of(transport).abortConnection()
+                socket_of(transport).abortConnection()
 
     def _sweep_websockets(self, now: float) -> None:
         for key, entry in list(self._ws.items()):
@@ -339,7 +339,7 @@ class ConnectionGuard:
 
     def _watch(self, protocol: Any, transport: Any) -> bool:
         """Be told when this connection's send buffer fills (see _Congestion)."""
-        sock = _socket_of(transport)
+        sock = socket_of(transport)
         watcher = _Congestion(self, protocol)
         if getattr(sock, "producer", None) is None:
             sock.registerProducer(watcher, True)
@@ -386,7 +386,7 @@ class ConnectionGuard:
     def _drop(self, key: int, transport: Any) -> None:
         self._closing.discard(key)
         if not _is_closed(transport):
-            _socket_of(transport).abortConnection()
+            socket_of(transport).abortConnection()
 
 
 _HOOKED: dict[str, Any] = {"guard": None}
@@ -433,7 +433,7 @@ def leave_session(session: Any, reason: errors.Reason, message: str) -> None:
 
 def _peer(transport: Any) -> str:
     try:
-        peer = _socket_of(transport).getPeer()
+        peer = socket_of(transport).getPeer()
         return f"{peer.host}:{peer.port}"
     except Exception:
         return "-"
