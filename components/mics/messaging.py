@@ -19,6 +19,7 @@ from mics import authz, errors, requests, uris
 from mics.errors import MicsError
 from mics.node import NODE
 from mics.procedures import MicsSession, Parser, expose
+from mics.router import FORWARDED_CALLS
 from mics.service import SendService
 from mics.tenants import TenantRuntime
 from mics.types import Sender
@@ -58,6 +59,12 @@ class TenantComponent(MicsSession):
         await self.register(self.authorize, uris.AUTHORIZE)
         await self.subscribe(self._on_session_join, uris.SESSION_ON_JOIN)
         await self.subscribe(self._on_session_leave, uris.SESSION_ON_LEAVE)
+        if tenant.relay is not None:  # cluster mode: tell the other nodes what our backends serve
+            self._watched: set[int] = set()  # subscriptions that change what we announce
+            await self.subscribe(self._on_registration, uris.REGISTRATION_ON_CREATE)
+            await self.subscribe(self._on_routes_changed, uris.REGISTRATION_ON_DELETE)
+            await self.subscribe(self._on_subscription, uris.SUBSCRIPTION_ON_CREATE)
+            await self.subscribe(self._on_unsubscription, uris.SUBSCRIPTION_ON_DELETE)
         tenant.port.bind_session(self)
 
     def onLeave(self, details: Any) -> None:
@@ -107,3 +114,22 @@ class TenantComponent(MicsSession):
 
     def _on_session_leave(self, session_id: int, *args: Any, **kwargs: Any) -> None:
         self.tenant.session_left(session_id)
+
+    # -- cluster mode: what this node's backends serve (mics.cluster.relay) -------------------------------
+    def _on_registration(self, session_id: int, registration: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        if str(registration.get("uri", "")).startswith(FORWARDED_CALLS):
+            self._on_routes_changed()
+
+    def _on_routes_changed(self, *args: Any, **kwargs: Any) -> None:
+        self.tenant.relay.local_changed()
+
+    def _on_subscription(self, session_id: int, subscription: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        """Users subscribe to their inbox on every join: only `tenant.*` and `mics.event.*` matter."""
+        if str(subscription.get("uri", "")).startswith((uris.TENANT_PREFIX, uris.EVENT_PREFIX)):
+            self._watched.add(subscription["id"])
+            self._on_routes_changed()
+
+    def _on_unsubscription(self, session_id: int, subscription_id: int, *args: Any, **kwargs: Any) -> None:
+        if subscription_id in self._watched:
+            self._watched.discard(subscription_id)
+            self._on_routes_changed()

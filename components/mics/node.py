@@ -17,7 +17,7 @@ from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
 from mics import errors, events, heartbeat, metrics, speedups
-from mics.cluster import DELIVER, KICK, REPLACE, TENANT, Cluster, Operation
+from mics.cluster import DELIVER, KICK, RELAYED, REPLACE, TENANT, Cluster, Operation
 from mics.cluster import redis as cluster_keys
 from mics.config import MicsConfig, NodeSettings, TenantConfig, is_valid_tenant_id
 from mics.engine import EngineFactory
@@ -115,6 +115,8 @@ class Node:
             for tenant in self.tenants:
                 tenant.engine.buffer.expire()
                 tenant.sessions.sweep_pending(now)
+                if tenant.relay is not None:
+                    tenant.relay.tick()
                 held = tenant.engine.buffer.stats()
                 metrics.BUFFER_HELD.labels(tenant.tenant_id).set(held["held_messages"])
                 metrics.BUFFER_BYTES.labels(tenant.tenant_id).set(held["held_bytes"])
@@ -139,11 +141,14 @@ class Node:
         return tenant, created
 
     async def find_tenant(self, tenant_id: str) -> TenantRuntime | None:
-        """This node's tenant, or in a cluster one just upserted on another node (not yet broadcast here)."""
+        """This node's tenant, or in a cluster one just upserted on another node (not yet broadcast
+        here), once it knows what backends on other nodes serve (its hooks may live there)."""
         tenant = self.tenants.get(tenant_id) if self.tenants else None
         if tenant is None and self.cluster is not None and is_valid_tenant_id(tenant_id):
             await self._load_cluster_tenants(tenant_id)
             tenant = self.tenants.get(tenant_id) if self.tenants else None
+        if tenant is not None and tenant.relay is not None:
+            await tenant.relay.ready()
         return tenant
 
     def _realm_started(self, realm: str, router: Any) -> None:
@@ -198,18 +203,24 @@ class Node:
             tenant.kick_local(*args)
         elif kind == REPLACE:
             tenant.close_session(args[0], errors.CLOSE_REPLACED, "the same device connected again")
+        elif kind in RELAYED and tenant.relay is not None:
+            tenant.relay.on_operation(kind, args, origin)
 
     def _restore_presence(self) -> None:
         assert self.tenants is not None
         for tenant in self.tenants:
             for info in list(tenant.sessions.by_id.values()):
                 tenant.engine.presence.joined(info)
+            if tenant.relay is not None:
+                tenant.relay.rejoined()
 
     async def _reap(self, node_id: str, announce: bool = True) -> None:
         """A node died (or this node restarted): its sessions leave presence, with an offline event
         (`announce`; a clean shutdown has sent those events already)."""
         assert self.tenants is not None
         for tenant in self.tenants:
+            if tenant.relay is not None:
+                await tenant.relay.node_lost(node_id)
             lost = await tenant.engine.presence.reap(node_id)
             for entry in lost if announce else ():
                 tenant.events.put(

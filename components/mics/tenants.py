@@ -60,6 +60,9 @@ class TenantRuntime:
         self.sessions = SessionTable()
         self.port = port if port is not None else RealmPort(self.tenant_id)
         self.engine = engines.make(self.tenant_id, config, self.sessions, self.port, reactor.seconds)
+        self.relay = engines.relay(self.tenant_id, self.port, reactor)  # cluster mode: cross-node WAMP
+        if self.relay is not None:
+            self.relay.tick()
         self.events = EventQueue(self.tenant_id, [])
         self.hook: GuardedHook | None = None
         self._hook_settings: tuple[Any, ...] | None = None
@@ -138,7 +141,7 @@ class TenantRuntime:
         if name == "wamp":
             from mics.events.wamp import WampSink
 
-            return WampSink(self.tenant_id, self.port)
+            return WampSink(self.tenant_id, self.port, self.relay)
         if name == "kafka":
             from mics.events import kafka
 
@@ -230,6 +233,8 @@ class TenantRuntime:
     def close(self) -> None:
         if self.hook is not None:
             self.hook.close()
+        if self.relay is not None:
+            self.relay.close()
         for sink in self.events.sinks:
             sink.close()
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import pytest_twisted
 
-from harness import ADMIN_SECRET, Node
+from harness import ADMIN_SECRET, Node, start_node
 from hook_servers import HookLogic, HttpHookServer, wamp_backend
 from wamp_clients import TestSession, admin, backend, user
 
@@ -93,3 +93,19 @@ async def make_tenant(mics_node: Node) -> AsyncIterator[TenantFactory]:
 @pytest.fixture
 def node(mics_node: Node) -> Node:
     return mics_node
+
+
+@pytest.fixture(scope="session")
+def cluster_nodes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[Node, Node]]:
+    """Two cluster members sharing the session's redis-server (tests isolate themselves by tenant)."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    env = {"MICS_REDIS_URL": redis_url}
+    a = start_node(tmp, "ca", env=env)
+    try:
+        b = start_node(tmp, "cb", env=env)
+    except Exception:
+        a.process.stop()
+        raise
+    yield a, b
+    for n in (a, b):
+        n.process.stop()

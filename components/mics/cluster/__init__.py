@@ -33,6 +33,13 @@ DELIVER = "deliver"  # [tenant_id, topic, authids | None, kwargs]: local fan-out
 KICK = "kick"  # [tenant_id, user_id, device_id | None]
 TENANT = "tenant"  # [tenant_id]: its config changed in Redis
 REPLACE = "replace"  # [tenant_id, session_id]: that device connected again on another node
+# cross-node WAMP (mics.cluster.relay): a backend on any node serves the whole cluster
+CALL = "call"  # [tenant_id, request_id, procedure, args, kwargs, caller | None, timeout_ms | None]
+RESULT = "result"  # [tenant_id, request_id, True, args, kwargs] or [..., False, error, args, kwargs]
+PUBLISH = "publish"  # [tenant_id, topic, args, kwargs, options]: a backend's tenant.* publish
+EVENTS = "events"  # [tenant_id, [(topic, kwargs), ...]]: the wamp sink's events for backends there
+ROUTES = "routes"  # [tenant_id, packed routes]: what the sending node's backends serve now
+RELAYED = (CALL, RESULT, PUBLISH, EVENTS, ROUTES)
 
 Operation = list[Any]
 
@@ -107,20 +114,24 @@ class Cluster:
         await self.redis.disconnect()
 
     # -- forwarding ---------------------------------------------------------------------------
-    def send_to(self, node_id: str, operation: Operation) -> None:
-        """Ask another node to do something (fire and forget: Redis pub/sub is at-most-once)."""
-        self._publish(keys.node_channel(node_id), operation)
+    def send_to(self, node_id: str, operation: Operation, on_failure: Callable[[], None] | None = None) -> None:
+        """Ask another node to do something (fire and forget: Redis pub/sub is at-most-once).
+        Raises TypeError/ValueError when msgpack cannot carry a value; `on_failure` runs when Redis
+        refused the publish."""
+        self._publish(keys.node_channel(node_id), operation, on_failure)
 
     def broadcast(self, operation: Operation) -> None:
         self._publish(keys.BROADCAST, operation)
 
-    def _publish(self, channel: str, operation: Operation) -> None:
-        metrics.CLUSTER_SENT.labels(operation[0]).inc()
+    def _publish(self, channel: str, operation: Operation, on_failure: Callable[[], None] | None = None) -> None:
         data = msgpack.packb([self.node_id, *operation], use_bin_type=True)
+        metrics.CLUSTER_SENT.labels(operation[0]).inc()
 
         def failed(f: Any) -> None:
             metrics.REDIS_FAILURES.labels("forward").inc()
             log.warn("forward to {channel} failed: {error}", channel=channel, error=f.getErrorMessage())
+            if on_failure is not None:
+                on_failure()
 
         self.redis.publish(channel, data).addErrback(failed)
 
@@ -128,7 +139,8 @@ class Cluster:
         if data[:1] == SEQ_FRAME:
             origin, operation = unpack_seq_frame(data)
         else:
-            origin, *operation = msgpack.unpackb(data, raw=False)
+            # forwarded WAMP payloads may have non-string keys in nested maps (msgpack, CBOR clients)
+            origin, *operation = msgpack.unpackb(data, raw=False, strict_map_key=False)
         if origin == self.node_id:
             return  # our own broadcast
         metrics.CLUSTER_RECEIVED.labels(operation[0]).inc()

@@ -43,11 +43,12 @@ def node_channel(node_id: str) -> str:
 class TenantKeys:
     """Key names of one tenant (all in the tenant's hash slot)."""
 
-    __slots__ = ("bytes", "epoch", "held", "prefix")
+    __slots__ = ("bytes", "epoch", "held", "prefix", "routes")
 
     def __init__(self, tenant_id: str) -> None:
         self.prefix = "{" + tenant_id + "}:"
         self.epoch = self.prefix + "epoch"
+        self.routes = self.prefix + "routes"  # hash node -> what its backends serve (mics.cluster.relay)
         self.held = self.prefix + "held"  # zset "user\0seq\0size" by expiry time, tenant-wide
         self.bytes = self.prefix + "bytes"
 

@@ -134,3 +134,8 @@ class EngineFactory(ABC):
         clock: Callable[[], float],
     ) -> Engine:  # fmt: skip
         """A new engine for the tenant."""
+
+    def relay(self, tenant_id: str, port: RealmPort, reactor: Any) -> Any:
+        """Cluster mode: the realm's cross-node WAMP (mics.cluster.relay.WampRelay); None on one node,
+        where the realm's router alone serves every session."""
+        return None

@@ -18,6 +18,7 @@ from mics import uris
 from mics.buffer.redis import RedisBuffer
 from mics.cluster import DELIVER, KICK, REPLACE, Cluster, frame_header
 from mics.cluster.redis import TenantKeys, node_channel
+from mics.cluster.relay import WampRelay
 from mics.config import TenantConfig
 from mics.engine import Engine, EngineFactory, Held, Holds
 from mics.presence.redis import RedisPresence
@@ -111,3 +112,6 @@ class RedisEngines(EngineFactory):
         buffer = RedisBuffer(tenant_id, config.offline_max_per_user, config.offline_max_bytes, clock, redis)
         presence = RedisPresence(tenant_id, cluster.node_id, redis, sessions, replaced)
         return RedisEngine(tenant_id, cluster.node_id, sessions, port, buffer, presence, cluster)
+
+    def relay(self, tenant_id: str, port: RealmPort, reactor: Any) -> WampRelay:
+        return WampRelay(tenant_id, self._cluster, port, reactor)

@@ -1,0 +1,114 @@
+"""Tenants for cluster tests: created on one node, used on any; polling helpers for state that
+settles through Redis.
+
+A `ClusterTenant` has its hooks over HTTP (one hook server answers every node) or over WAMP (a
+backend session on one node answers for the whole cluster, as mics.cluster.relay promises).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Any
+
+from harness import ADMIN_SECRET, Node
+from hook_servers import HookLogic, HttpHookServer, wamp_backend
+from wamp_clients import JoinRefused, TestSession, admin, backend, sleep, user
+
+_ids = itertools.count(1)
+
+
+class ClusterTenant:
+    """A tenant created on one node; users join whichever node a test names."""
+
+    def __init__(
+        self, tenant_id: str, secret: str, logic: HookLogic, hooks: HttpHookServer | None, transport: str = "http"
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.secret = secret
+        self.logic = logic
+        self.hooks = hooks
+        self.transport = transport
+        self.sessions: list[TestSession] = []
+
+    @classmethod
+    async def create(cls, node: Node, transport: str = "http", prefix: str = "cl", **config: Any) -> ClusterTenant:
+        """A new tenant upserted through `node`'s admin API; with WAMP hooks, its hook backend joins `node`."""
+        tenant_id = f"{prefix}{os.getpid() % 10000}x{next(_ids)}"
+        secret = f"secret-{tenant_id}-0123456789"
+        logic = HookLogic()
+        hooks = HttpHookServer(secret, logic, "json") if transport == "http" else None
+        tenant = cls(tenant_id, secret, logic, hooks, transport)
+        adm = await tenant.admin(node)
+        settings: dict[str, Any] = {"secret": secret, "hook_transport": transport, **config}
+        if hooks is not None:
+            settings["hook_base_url"] = hooks.base_url
+        await adm.call("mics.admin.tenant.upsert", tenant_id=tenant_id, config=settings)
+        if transport == "wamp":
+            tenant.sessions.append(await wamp_backend(node.url, tenant_id, secret, logic))
+        return tenant
+
+    async def hooks_reach(self, node: Node) -> None:
+        """With WAMP hooks: wait until `node` knows the hook backend's registrations (each node
+        announces what its backends serve through Redis, a few ms after they register)."""
+        if self.transport != "wamp":
+            return
+
+        async def probe() -> bool:
+            try:
+                session = await user(node.url, self.tenant_id, "tok-probe", "probe")
+            except JoinRefused as e:
+                if e.reason != "mics.error.hook_unavailable":
+                    raise
+                return False
+            await session.close()
+            return True
+
+        assert await eventually(probe), f"the hooks never reached {node.node_id}"
+
+    async def user(self, node: Node, user_id: str, device_id: str = "d1") -> TestSession:
+        session = await user(node.url, self.tenant_id, f"tok-{user_id}", device_id)
+        await session.listen(f"mics.inbox.{user_id}")
+        self.sessions.append(session)
+        return session
+
+    async def pair(self, a: Node, b: Node) -> tuple[TestSession, TestSession]:
+        """alice on node A and bob on node B, once A sees bob online."""
+        alice, bob = await self.user(a, "alice"), await self.user(b, "bob")
+        assert await online(alice, "bob")
+        return alice, bob
+
+    async def backend(self, node: Node, authid: str = "backend") -> TestSession:
+        session = await backend(node.url, self.tenant_id, self.secret, authid)
+        self.sessions.append(session)
+        return session
+
+    async def admin(self, node: Node) -> TestSession:
+        session = await admin(node.url, ADMIN_SECRET)
+        self.sessions.append(session)
+        return session
+
+    async def close(self) -> None:
+        for session in reversed(self.sessions):
+            await session.close()
+        if self.hooks is not None:
+            await self.hooks.stop()
+
+
+async def eventually(probe: Any, timeout: float = 5.0) -> Any:
+    """Poll an async probe until it returns something truthy (cluster state settles through Redis)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value or time.monotonic() > deadline:
+            return value
+        await sleep(0.05)
+
+
+async def online(session: TestSession, user_id: str, want: bool = True) -> bool:
+    async def probe() -> bool:
+        got = await session.call("mics.presence.get", user_ids=[user_id])
+        return bool(got[user_id]["online"] == want)
+
+    return bool(await eventually(probe))
