@@ -112,3 +112,57 @@ async def online(session: TestSession, user_id: str, want: bool = True) -> bool:
         return bool(got[user_id]["online"] == want)
 
     return bool(await eventually(probe))
+
+
+class SteadySender:
+    """Sends `to` a numbered message every `interval` s until stopped; a send refused with
+    mics.error.unavailable is tried again with the same client_msg_id (as the SDKs advise), so
+    every number is acknowledged once in the end. Records each attempt (start, end, error or None)."""
+
+    def __init__(self, session: TestSession, to: str, interval: float = 0.02, prefix: str = "m") -> None:
+        self.session, self.to, self.interval, self.prefix = session, to, interval, prefix
+        self.acks: dict[str, dict[str, Any]] = {}  # client_msg_id -> Ack
+        self.attempts: list[tuple[float, float, str | None, str]] = []  # start, end, error, client_msg_id
+        self._running = False
+        self._done: Any = None
+
+    def start(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        self._running = True
+        self._done = Deferred.fromCoroutine(self._run())
+
+    async def stop(self) -> None:
+        """Stop once the message being sent is acknowledged (so every number sent was acknowledged)."""
+        self._running = False
+        await self._done
+
+    async def _run(self) -> None:
+        from autobahn.wamp.exception import ApplicationError
+
+        n, pending = 0, False
+        while self._running or pending:
+            cmid = f"{self.prefix}{n}"
+            began = time.monotonic()
+            try:
+                self.acks[cmid] = await self.session.call(
+                    "mics.message.send", to_user_id=self.to, body={"n": n}, client_msg_id=cmid
+                )
+                self.attempts.append((began, time.monotonic(), None, cmid))
+                n, pending = n + 1, False
+            except ApplicationError as e:
+                self.attempts.append((began, time.monotonic(), e.error, cmid))
+                pending = True
+            await sleep(self.interval)
+
+    @property
+    def errors(self) -> set[str]:
+        return {error for _s, _e, error, _c in self.attempts if error is not None}
+
+    def unavailable_s(self) -> float:
+        """From the first refused attempt to the first acknowledged one after the last refusal."""
+        failed = [i for i, (_s, _e, error, _c) in enumerate(self.attempts) if error is not None]
+        if not failed:
+            return 0.0
+        recovered = next((a for a in self.attempts[failed[-1] + 1 :] if a[2] is None), self.attempts[-1])
+        return recovered[1] - self.attempts[failed[0]][0]

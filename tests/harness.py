@@ -73,23 +73,101 @@ class ManagedProcess:
         return self.proc.returncode
 
 
-def start_redis(tmp: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
-    """A throwaway redis-server on a free loopback port (or `port`), persistence off; returns it and its URL."""
+def start_redis(tmp: Path, port: int | None = None, *options: str) -> tuple[ManagedProcess, str]:
+    """A throwaway redis-server on a free loopback port (or `port`), persistence off; returns it and its URL.
+    `options` are more redis-server arguments (e.g. "--replicaof", "127.0.0.1", "6379")."""
     port = port or free_port()
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(tmp)]  # fmt: skip
+            "--dir", str(tmp), *options]  # fmt: skip
     proc = ManagedProcess("redis", argv, tmp / f"redis-{port}.log")
-
-    def answers() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    proc.wait_ready(answers, timeout=10)
+    proc.wait_ready(lambda: _pong(port), timeout=10)
     return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def _pong(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def redis_cli(port: int, *args: str) -> str:
+    """One command through redis-cli (the Debian redis-server package ships it)."""
+    done = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=10)
+    return done.stdout.strip()
+
+
+@dataclass
+class SentinelGroup:
+    """A primary, a replica and three sentinels (quorum 2) on loopback: Redis as production runs it."""
+
+    servers: dict[int, ManagedProcess]  # port -> redis-server
+    sentinels: dict[int, ManagedProcess]  # port -> redis-sentinel
+    master: str
+
+    @property
+    def url(self) -> str:
+        return "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinels) + f"/{self.master}/0"
+
+    def primary_port(self) -> int:
+        """The primary as the sentinels see it now."""
+        answer = redis_cli(next(iter(self.sentinels)), "SENTINEL", "get-master-addr-by-name", self.master)
+        return int(answer.split()[1])
+
+    def replicas_known(self) -> int:
+        """Replicas every sentinel knows (a failover can pick them), 0 until the sentinels know each
+        other (a failover needs a majority of them)."""
+        known = []
+        for port in self.sentinels:
+            fields = redis_cli(port, "SENTINEL", "master", self.master).split("\n")
+            others = int(fields[fields.index("num-other-sentinels") + 1]) if "num-other-sentinels" in fields else 0
+            if others < len(self.sentinels) - 1:
+                return 0
+            known.append(redis_cli(port, "SENTINEL", "replicas", self.master).count("\nslave\n"))
+        return min(known)
+
+    def stop(self) -> None:
+        for proc in [*self.sentinels.values(), *self.servers.values()]:
+            proc.stop()
+
+
+DOWN_AFTER_MS = 1500  # a primary silent this long is down (production: 5000 or more)
+
+
+def start_sentinel_group(tmp: Path, master: str = "mics", replicas: int = 2) -> SentinelGroup:
+    """redis-server primary + `replicas`, each refusing writes without a replica at most 1 s behind
+    (min-replicas-to-write: what docs/operations.md recommends, so a primary cut off from its
+    replicas stops acknowledging what a failover would lose), and three sentinels (quorum 2) that
+    declare the primary down after DOWN_AFTER_MS. Returns once the sentinels know every replica."""
+    guard = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "1", "--repl-diskless-sync-delay", "0")
+    primary_port = free_port()
+    servers = {primary_port: start_redis(tmp, primary_port, *guard)[0]}
+    for _n in range(replicas):
+        port = free_port()
+        servers[port] = start_redis(tmp, port, "--replicaof", "127.0.0.1", str(primary_port), *guard)[0]
+    sentinels: dict[int, ManagedProcess] = {}
+    for _n in range(3):
+        port = free_port()
+        conf = tmp / f"sentinel-{port}.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {tmp}\n"
+            f"sentinel monitor {master} 127.0.0.1 {primary_port} 2\n"
+            f"sentinel down-after-milliseconds {master} {DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {master} 10000\n"
+        )
+        proc = ManagedProcess("sentinel", ["redis-server", str(conf), "--sentinel"], tmp / f"sentinel-{port}.log")
+        proc.wait_ready(lambda port=port: _pong(port), timeout=10)
+        sentinels[port] = proc
+    group = SentinelGroup(servers, sentinels, master)
+    deadline = time.monotonic() + 15
+    while group.replicas_known() < replicas:
+        if time.monotonic() > deadline:
+            group.stop()
+            raise RuntimeError("the sentinels never saw the replica")
+        time.sleep(0.1)
+    return group
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:

@@ -97,8 +97,8 @@ class Cluster:
             timer.clock = self.reactor
             timer.start(interval, now=False)
             self._timers.append(timer)
-        log.info("cluster mode: node_id={node_id} redis={host}:{port}", node_id=self.node_id,
-                 host=self.address.host, port=self.address.port)  # fmt: skip
+        log.info("cluster mode: node_id={node_id} redis={redis}", node_id=self.node_id,
+                 redis=self.address.describe())  # fmt: skip
 
     async def stop(self) -> None:
         """Leave the cluster cleanly: other nodes stop counting on us at once."""
