@@ -19,6 +19,7 @@ from txaio import make_logger
 from mics import errors, events, heartbeat, metrics, speedups
 from mics.cluster import DELIVER, KICK, RELAYED, REPLACE, TENANT, Cluster, Operation
 from mics.cluster import redis as cluster_keys
+from mics.cluster.load import LoadReports
 from mics.config import MicsConfig, NodeSettings, TenantConfig, is_valid_tenant_id
 from mics.engine import EngineFactory
 from mics.engine.memory import MemoryEngines
@@ -45,6 +46,7 @@ class Node:
         self.msg_ids: MsgIdFactory | None = None
         self.cluster: Cluster | None = None
         self.engines: EngineFactory | None = None
+        self.load: LoadReports | None = None  # cluster mode: tenant limits shared between nodes
         self.is_ready = False
         self.drained = 0  # user sessions closed with mics.close.shutdown
         self._waiters: list[Deferred[None]] = []
@@ -68,6 +70,7 @@ class Node:
                 self._restore_presence,
             )
             self.engines = RedisEngines(self.cluster)
+            self.load = LoadReports(self.cluster, self.reactor.seconds)
         else:
             self.engines = MemoryEngines(settings.node_id)
         self.tenants = TenantRegistry(settings, self.reactor, self.engines, self.msg_ids)
@@ -110,6 +113,8 @@ class Node:
         heartbeat.sweep(self.tenants, now)
         for tenant in self.tenants:
             tenant.engine.presence.retry()
+        if self.load is not None:
+            self.load.tick(self.tenants)
         self._ticks += 1
         if self._ticks % EXPIRE_EVERY_TICKS == 0:
             for tenant in self.tenants:

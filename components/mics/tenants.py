@@ -26,7 +26,7 @@ from mics.hooks import Hook
 from mics.hooks.http import HttpHook
 from mics.hooks.policy import GuardedHook
 from mics.hooks.wamp import WampHook
-from mics.limits import TokenBucket
+from mics.quota import Quotas
 from mics.router import RealmPort
 from mics.service import SendService
 from mics.sessions import SessionInfo, SessionTable
@@ -66,7 +66,9 @@ class TenantRuntime:
         self.events = EventQueue(self.tenant_id, [])
         self.hook: GuardedHook | None = None
         self._hook_settings: tuple[Any, ...] | None = None
-        self.bucket = TokenBucket(config.max_message_qps, reactor.seconds)
+        # limits shared with the other nodes in cluster mode (mics.quota, mics.cluster.load)
+        self.quotas = Quotas(config.max_message_qps, None, reactor.seconds)
+        self.bucket = self.quotas.bucket
         self.service = SendService(self)
         self._connections = metrics.CONNECTIONS.labels(self.tenant_id)
         self._apply(config)
@@ -79,8 +81,7 @@ class TenantRuntime:
     def _apply(self, config: TenantConfig) -> None:
         old = self.config
         self.config = config
-        if self.bucket.rate != config.max_message_qps:
-            self.bucket = TokenBucket(config.max_message_qps, self._reactor.seconds)
+        self.quotas.configure(config.max_message_qps)
         self.engine.configure(config)
         self._apply_hook(config)
         if old is not config:
@@ -174,6 +175,19 @@ class TenantRuntime:
         self.engine.presence.left(info)
         self._connections.set(self.sessions.connections)
         self._emit_connection(events.CONNECT_OFFLINE, info)
+
+    @property
+    def connections(self) -> int:
+        """User connections on this node (a device counts once, a session being replaced not)."""
+        return self.sessions.connections
+
+    async def over_connection_limit(self, user_id: str, device_id: str) -> str | None:
+        """Which limit a join of user+device would break ('tenant'/'user'), or None, counting the
+        connections on other nodes too (their last load reports; the user's devices in presence)."""
+        config = self.config
+        total = config.max_connections - self.quotas.elsewhere
+        per_user = config.max_connections_per_user - await self.engine.devices_elsewhere(user_id, device_id)
+        return self.sessions.would_exceed(user_id, device_id, total, per_user)
 
     def touch(self, session_id: int) -> SessionInfo | None:
         """A call from this session: heartbeat activity."""

@@ -85,10 +85,12 @@ class Cluster:
             self.address, [keys.node_channel(node_id), keys.BROADCAST], self._on_message
         )
         self._timers: list[LoopingCall] = []
+        self.peers: list[str] = []  # the members that joined (mics:nodes), this one included
 
     async def start(self) -> None:
         """Wait for Redis (the node is not ready before), register, start listening and beating."""
         await self.redis.ping()
+        self.peers = [raw.decode() for raw in await self.redis.smembers(keys.NODES)]
         await self.reap(self.node_id)  # sessions a crashed earlier run of this node left behind
         self._subscriber.start(self.reactor)
         await self._beat()
@@ -160,6 +162,7 @@ class Cluster:
     async def _reap(self) -> None:
         """Clean up after nodes whose heartbeat expired (one reaper per dead node)."""
         members = await self.redis.smembers(keys.NODES)
+        self.peers = [raw.decode() for raw in members]
         alive = 1
         for raw in members:
             node_id = raw.decode()

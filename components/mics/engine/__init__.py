@@ -112,6 +112,11 @@ class Engine(ABC):
     async def remember(self, user_id: str, client_msg_id: str, ack: dict[str, Any]) -> None:
         await self.buffer.remember(user_id, client_msg_id, ack)
 
+    async def devices_elsewhere(self, user_id: str, device_id: str) -> int:
+        """The user's devices connected to other nodes, `device_id` excepted (it would move here, not
+        add a connection): what the per-user connection limit counts beside this node's."""
+        return 0
+
     async def online_among(self, user_ids: Sequence[str]) -> set[str]:
         return await self.presence.online_among(user_ids)
 

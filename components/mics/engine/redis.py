@@ -83,6 +83,13 @@ class RedisEngine(Engine):
             self._cluster.send_to(node_id, [KICK, self.tenant_id, user_id, device_id])
         return len(remote)
 
+    async def devices_elsewhere(self, user_id: str, device_id: str) -> int:
+        try:
+            devices = (await self.presence.where((user_id,)))[user_id]
+        except txredisapi.RedisError:
+            return 0  # Redis unreachable: the per-user limit holds per node, as on one node
+        return sum(1 for device, node in devices.items() if node != self.node_id and device != device_id)
+
     async def claim_once(self, key: str, ttl_s: float) -> bool:
         claimed = await self._cluster.redis.execute_command(
             "SET", self._keys.once(key), b"1", "NX", "PX", max(1, int(ttl_s * 1000))
