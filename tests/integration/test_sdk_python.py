@@ -412,9 +412,11 @@ def test_join_refused_helper_is_not_used_by_the_sdk() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_live_message_lost_in_transit_is_fetched_by_a_gap_sync(make_tenant: Any, device: Devices) -> None:
-    """In a cluster a forwarded delivery can be lost: the next live message shows the skipped seq and
-    the SDK syncs it (here the client drops the first live event itself)."""
+async def test_a_live_message_lost_in_transit_is_fetched_by_a_gap_sync_and_delivered_in_order(
+    make_tenant: Any, device: Devices
+) -> None:
+    """In a cluster a forwarded delivery can be lost: the next live message shows the skipped seq,
+    waits, and the SDK syncs the lost one first (here the client drops the first live event itself)."""
     tenant = await make_tenant()
     alice = await device(tenant, "alice")
     client = MicsClient(device.url, tenant.tenant_id, "tok-bob", "d1", gap_wait_s=0.1)
@@ -436,7 +438,7 @@ async def test_a_live_message_lost_in_transit_is_fetched_by_a_gap_sync(make_tena
     got = [await bob.next_message(), await bob.next_message()]
 
     assert dropped == [first.msg_id]
-    assert [(m.body, m.replayed) for m in got] == [("arrives", False), ("lost on the way", True)]
+    assert [(m.body, m.replayed) for m in got] == [("lost on the way", True), ("arrives", False)]
     assert not bob.gaps and client.last_seq == 2
 
 

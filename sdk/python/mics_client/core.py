@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -25,7 +25,6 @@ from mics_client.types import Ack, Message, Presence, SyncGap, SyncResult, Welco
 INBOX_PREFIX = "mics.inbox."
 GROUP_PREFIX = "mics.group."
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
-GAP_TRACK_MAX = 1000  # of a bigger jump in seqs, the newest this many are fetched
 NORMAL_CLOSE = "wamp.close.normal"
 
 # connection states
@@ -102,6 +101,7 @@ class SessionMixin:
             txaio.resolve(self._joined, (self, details))
 
     def onLeave(self, details: Any) -> None:
+        self._cut_calls()
         if not txaio.is_called(self._joined):
             txaio.reject(self._joined, errors.from_wamp(details.reason, details.message, joining=True))
         else:
@@ -109,10 +109,21 @@ class SessionMixin:
         self.disconnect()  # type: ignore[attr-defined]
 
     def onDisconnect(self) -> None:
+        self._cut_calls()
         if not txaio.is_called(self._joined):
             txaio.reject(self._joined, errors.TransportFailed("connection closed before the session joined"))
         else:
             self._core._session_lost(self)
+
+    def _cut_calls(self) -> None:
+        """Autobahn leaves calls in flight waiting forever when their session ends (a node going
+        down): fail them with NotConnected, so the app can retry (with the same client_msg_id)."""
+        requests: dict[Any, Any] = getattr(self, "_call_reqs", {})
+        pending = list(requests.values())
+        requests.clear()
+        for request in pending:
+            if not txaio.is_called(request.on_reply):
+                txaio.reject(request.on_reply, errors.NotConnected("the session ended before the call was answered"))
 
 
 Callback = Callable[..., Any]
@@ -128,7 +139,7 @@ class ClientCore:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         tenant: str,
         token: str,
         device_id: str,
@@ -147,11 +158,13 @@ class ClientCore:
         on_close: Callback | None = None,
         on_connect: Callback | None = None,
     ) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
-            raise ValueError(f"url must be ws:// or wss://, got {url!r}")
+        self.urls = [url] if isinstance(url, str) else list(url)
+        for one in self.urls or [""]:
+            parsed = urlparse(one)
+            if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
+                raise ValueError(f"url must be ws:// or wss:// (or a list of them), got {one!r}")
         make_serializer(serializer)  # fail early on an unknown or missing serializer
-        self.url = url
+        self.url = self.urls[0]  # the node this client dials now
         self.tenant = tenant
         self.device_id = device_id
         self.serializer = serializer
@@ -167,7 +180,10 @@ class ClientCore:
         self._call_timeout_ms = int(call_timeout_s * 1000) if call_timeout_s else None
         self._seen = RecentIds(dedupe_limit)
         self._synced = False
-        self._missing: set[int] = set()  # inbox seqs skipped by live delivery, fetched by a sync if still missing
+        # inbox seqs past last_seq that are here already, waiting for earlier ones to be delivered in
+        # order (None: the copy of this device's own send, which it does not receive)
+        self._ahead: dict[int, Message | None] = {}
+        self._catching_up = False  # the sync after a (re)join is running: live inbox messages wait for it
         self._gap_timer: Any = None
         self._gap_wait_s = gap_wait_s
         self._session: Any = None
@@ -250,10 +266,20 @@ class ClientCore:
         self._closing = False
         self.state = CONNECTING
         try:
+            for _other in self.urls[1:]:  # several nodes: one that cannot be reached is passed over
+                try:
+                    return await self._establish()
+                except errors.TransportFailed as e:
+                    self.log.info("mics client cannot reach {url}: {error}", url=self.url, error=str(e))
+                    self._next_url()
             return await self._establish()
         except BaseException:
             self.state = CLOSED
             raise
+
+    def _next_url(self) -> None:
+        """Dial the next of several nodes (after the current one dropped us or could not be reached)."""
+        self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
 
     async def _join(self) -> tuple[Any, Any]:
         joined = txaio.create_future()
@@ -298,12 +324,14 @@ class ClientCore:
             self._session = session
             self._left = None
             self._last_activity = self._now()
+            self._catching_up = True
             await session.subscribe(self._on_inbox_event, INBOX_PREFIX + welcome.user_id)
             for group_id in sorted(self._groups):
                 await self._subscribe_group(session, group_id)
             if self._all_groups:
                 await self._subscribe_group(session, None)
         except BaseException:
+            self._catching_up = False
             if self._session is session:
                 self._session = None
             if session.is_attached():
@@ -317,6 +345,9 @@ class ClientCore:
             await self.sync()
         except Exception as e:  # the session dropped again: the reconnect loop syncs next time
             self.log.info("mics client sync after join failed: {error}", error=str(e))
+        finally:
+            self._catching_up = False
+            self._release()  # what arrived live meanwhile, after what the sync brought
         return welcome
 
     async def _subscribe_group(self, session: Any, group_id: str | None) -> None:
@@ -357,6 +388,7 @@ class ClientCore:
     async def _reconnect_loop(self) -> None:
         attempt = 0
         while not self._closing:
+            self._next_url()  # the node we were on is going or gone: try another first
             await txaio.sleep(self._backoff.delay(attempt))
             attempt += 1
             if self._closing:
@@ -414,42 +446,68 @@ class ClientCore:
             timer.cancel()
 
     # -- receiving ------------------------------------------------------------------------------------
+    # Inbox messages are delivered in seq order: a live message that skips seqs waits (at most
+    # gap_wait_s) until the skipped ones come, live or by a sync; after a (re)join, live messages
+    # wait for the sync of what was missed. Each msg_id is delivered once.
     def _on_inbox_event(self, *args: Any, **kwargs: Any) -> None:
-        self._accept(Message.from_kwargs(kwargs), in_inbox=True, live=True)
+        message = Message.from_kwargs(kwargs)
+        if message.seq:
+            self._arrived(message.seq, message)
+        else:
+            self._deliver(message)  # signals: live only, no seq
 
-    def _advance(self, seq: int) -> None:
-        """A live inbox seq (or our own copy's). Skipped seqs (in a cluster a forwarded delivery can be
-        lost or overtaken) that have not arrived after `gap_wait_s` are fetched by a sync."""
-        self._missing.discard(seq)
-        if self._synced and seq > self.last_seq + 1:
-            self._missing.update(range(max(self.last_seq + 1, seq - GAP_TRACK_MAX), seq))
-            if self._gap_timer is None:
-                self._gap_timer = txaio.call_later(self._gap_wait_s, self._fill_gap)
+    def _on_group_event(self, *args: Any, **kwargs: Any) -> None:
+        self._deliver(Message.from_kwargs(kwargs))
+
+    def _arrived(self, seq: int, message: Message | None) -> None:
+        """Inbox `seq` is here (`message`, or None for the copy of this device's own send)."""
+        if seq <= self.last_seq:
+            if message is not None:
+                self._deliver(message)  # a repeat (dropped by msg_id), or a new stream's first seqs
+            return
+        if self._ahead.get(seq) is None:
+            self._ahead[seq] = message
+        if not self._catching_up:
+            self._release()
+
+    def _release(self) -> list[Message]:
+        """Deliver the waiting messages that follow last_seq without a gap; if a gap is left, fetch it
+        after gap_wait_s (in a cluster a forwarded delivery can be lost or overtaken)."""
+        delivered = []
+        while self.last_seq + 1 in self._ahead:
+            self.last_seq += 1
+            message = self._ahead.pop(self.last_seq)
+            if message is not None and self._deliver(message):
+                delivered.append(message)
+        if self._ahead and self._gap_timer is None and self.state == CONNECTED and not self._catching_up:
+            self._gap_timer = txaio.call_later(self._gap_wait_s, self._fill_gap)
+        return delivered
+
+    def _skip_to(self, seq: int) -> list[Message]:
+        """Seqs up to `seq` that are not here are gone (not held any more): deliver what waits, in order."""
+        delivered = []
+        for waiting in sorted(k for k in self._ahead if k <= seq):
+            message = self._ahead.pop(waiting)
+            self.last_seq = max(self.last_seq, waiting)  # callbacks see the position of what they get
+            if message is not None and self._deliver(message):
+                delivered.append(message)
         self.last_seq = max(self.last_seq, seq)
+        return delivered
 
     def _fill_gap(self) -> None:
         self._gap_timer = None
-        if self._missing and self.state == CONNECTED:
-            since = min(self._missing) - 1
-            self._missing.clear()
-            self._spawn(self._sync_quietly(since))
+        if self._ahead and self.state == CONNECTED:
+            self._spawn(self._sync_quietly())
 
-    async def _sync_quietly(self, since: int) -> None:
+    async def _sync_quietly(self) -> None:
         try:
-            await self.sync(since)
-        except errors.MicsError as e:  # the next reconnect's sync covers it
+            await self.sync()
+        except errors.MicsError as e:  # try again after gap_wait_s; the next reconnect's sync covers it too
             self.log.info("gap sync failed: {error}", error=e)
+            self._release()
 
-    def _on_group_event(self, *args: Any, **kwargs: Any) -> None:
-        self._accept(Message.from_kwargs(kwargs), in_inbox=False)
-
-    def _accept(self, message: Message, in_inbox: bool, live: bool = False) -> bool:
-        """Track the inbox position, drop repeats and this device's own sends; deliver the rest."""
-        if in_inbox and message.seq:
-            if live:
-                self._advance(message.seq)
-            else:
-                self.last_seq = max(self.last_seq, message.seq)
+    def _deliver(self, message: Message) -> bool:
+        """Hand a message to the app once per msg_id, except this device's own sends."""
         if not self._seen.add(message.msg_id):
             return False
         if message.from_device_id == self.device_id and message.from_user_id == self.user_id:
@@ -466,18 +524,22 @@ class ClientCore:
         if epoch_before is not None:
             kwargs["epoch"] = epoch_before
         result = await self._call("mics.inbox.sync", **kwargs)
-        fresh = []
-        for entry in result.get("messages", []):
-            message = Message.from_kwargs(entry, replayed=True)
-            if self._accept(message, in_inbox=True):
-                fresh.append(message)
+        messages = sorted((Message.from_kwargs(e, replayed=True) for e in result.get("messages", [])),
+                          key=lambda m: m.seq or 0)  # fmt: skip
         last_seq = int(result.get("last_seq") or 0)
         complete = bool(result.get("complete"))
         self.epoch = result.get("epoch")
-        # an incomplete answer resets our position to the router's (its stream may have restarted)
-        self.last_seq = max(self.last_seq, last_seq) if complete else last_seq
         self._synced = True
-        self._missing = {m for m in self._missing if m > self.last_seq}
+        fresh = [m for m in messages if (m.seq or 0) <= self.last_seq and self._deliver(m)]  # asked again
+        if not complete:  # a new stream, or messages lost: deliver what there is, from the router's position
+            self._ahead = {k: m for k, m in self._ahead.items() if k > last_seq or m is not None}
+            self.last_seq = min(self.last_seq, last_seq)
+        for message in messages:
+            if message.seq and message.seq > self.last_seq and self._ahead.get(message.seq) is None:
+                self._ahead[message.seq] = message
+        # in seq order: what the sync brought, and what arrived live meanwhile (a (re)join's catch-up)
+        fresh += [m for m in self._skip_to(last_seq) if m.replayed]
+        fresh += [m for m in self._release() if m.replayed]
         if not complete:
             self._fire("gap", SyncGap(since, epoch_before, last_seq, self.epoch, initial))
         return SyncResult(fresh, self.last_seq, self.epoch, complete)
@@ -525,7 +587,7 @@ class ClientCore:
         ack = Ack.from_result(result)
         self._seen.add(ack.msg_id)
         if ack.seq:
-            self._advance(ack.seq)
+            self._arrived(ack.seq, None)
         return ack
 
     async def presence(self, user_ids: list[str]) -> dict[str, Presence]:
