@@ -13,7 +13,6 @@ import {
 
 const INBOX = 'mics.inbox.';
 const GROUP = 'mics.group.';
-const GAP_TRACK_MAX = 1000; // of a bigger jump in seqs, the newest this many are fetched
 const DEFAULT_RECONNECT = { initialDelayMs: 500, maxDelayMs: 30_000, factor: 2, jitter: 0.5, maxAttempts: Infinity };
 
 const SERIALIZERS = {
@@ -54,11 +53,16 @@ export class MicsClient extends Emitter {
     onSignal,
   } = {}) {
     super();
-    for (const [name, value] of Object.entries({ url, tenant, token, deviceId })) {
+    const urls = Array.isArray(url) ? [...url] : [url];
+    for (const [name, value] of Object.entries({ tenant, token, deviceId })) {
       if (typeof value !== 'string' || !value) throw new TypeError(`connect: ${name} must be a non-empty string`);
     }
+    if (!urls.length || urls.some((u) => typeof u !== 'string' || !u)) {
+      throw new TypeError('connect: url must be a non-empty string or a list of them');
+    }
     if (!SERIALIZERS[serializer]) throw new TypeError(`connect: serializer must be one of ${Object.keys(SERIALIZERS)}`);
-    this.url = url;
+    this.urls = urls;
+    this.url = urls[0]; // the node this client dials now
     this.tenant = tenant;
     this.deviceId = deviceId;
     this.serializer = serializer;
@@ -90,8 +94,13 @@ export class MicsClient extends Emitter {
   #lastActivity = 0;
   #syncing = null;
   #opening = null;
-  #missing = new Set(); // inbox seqs live delivery skipped; a sync fetches them if still missing
+  #untried = 0; // URLs the first open() has not tried yet
+  // inbox seqs past lastSeq that are here already, waiting for earlier ones to be delivered in order
+  // (null: the copy of this device's own send, which it does not receive)
+  #ahead = new Map();
+  #catchingUp = false; // the sync after a (re)join is running: live inbox messages wait for it
   #gapTimer = null;
+  #inFlight = new Set(); // rejecters of calls in flight: a session's end fails them (Autobahn would not)
 
   /** True while joined to the tenant realm. */
   get connected() {
@@ -112,6 +121,7 @@ export class MicsClient extends Emitter {
   open() {
     if (!this.#opening) {
       this.#closed = false;
+      this.#untried = this.urls.length - 1;
       this.#opening = new Promise((resolve, reject) => {
         this.#dial({ resolve, reject });
       });
@@ -212,10 +222,15 @@ export class MicsClient extends Emitter {
     const session = this.#session;
     if (!session) throw new NotConnectedError(`not connected (calling ${procedure})`);
     this.#lastActivity = Date.now();
+    let cut;
+    const ended = new Promise((resolve, reject) => { cut = reject; });
+    this.#inFlight.add(cut);
     try {
-      return await session.call(procedure, [], kwargs);
+      return await Promise.race([session.call(procedure, [], kwargs), ended]);
     } catch (err) {
       throw fromWampError(err);
+    } finally {
+      this.#inFlight.delete(cut);
     }
   }
 
@@ -240,65 +255,102 @@ export class MicsClient extends Emitter {
     const kwargs = { since_seq: Math.min(since, this.lastSeq) };
     if (this.epoch) kwargs.epoch = this.epoch;
     const result = await this.call('mics.inbox.sync', kwargs);
-    if (this.epoch !== result.epoch) this.lastSeq = 0; // a new stream: its seqs start over
-    this.epoch = result.epoch;
-    const fresh = [];
-    for (const message of result.messages || []) {
-      if (this.#dispatch(message, 'sync')) fresh.push(message);
+    const complete = result.complete !== false;
+    const routerLastSeq = result.last_seq || 0;
+    if (this.epoch !== result.epoch) {
+      this.lastSeq = 0; // a new stream: its seqs start over
+      this.#ahead.clear();
+    } else if (!complete) {
+      this.lastSeq = Math.min(this.lastSeq, routerLastSeq); // deliver what there is, from the router's position
     }
-    if (result.last_seq > this.lastSeq) this.lastSeq = result.last_seq;
-    this.#missing.clear(); // fetched now, or lost for good (then complete is false)
+    this.epoch = result.epoch;
+    for (const message of result.messages || []) {
+      if (typeof message.seq === 'number' && message.seq > this.lastSeq && !this.#ahead.get(message.seq)) {
+        this.#ahead.set(message.seq, { message, source: 'sync' });
+      }
+    }
+    // in seq order: what the sync brought, and what arrived live meanwhile (a (re)join's catch-up)
+    const fresh = [...this.#skipTo(routerLastSeq), ...this.#release()].filter((m) => m.source === 'sync');
     this.emit('position', this.position);
-    const summary = { messages: fresh, complete: result.complete !== false, lastSeq: this.lastSeq, epoch: this.epoch };
+    const summary = { messages: fresh.map((m) => m.message), complete, lastSeq: this.lastSeq, epoch: this.epoch };
     this.emit('sync', summary);
     if (!summary.complete) this.emit('gap', summary);
     return summary;
   }
 
   // -- delivery ---------------------------------------------------------------------------------
-  /** Route one Message to its event; drops inbox repeats (seq already seen). True if delivered. */
-  #dispatch(message, source) {
-    if (typeof message.seq === 'number' && !this.#advance(message.seq, source)) return false;
+  // Inbox messages are delivered in seq order: a live message that skips seqs waits (at most
+  // gapWaitMs) until the skipped ones come, live or by a sync; after a (re)join, live messages wait
+  // for the sync of what was missed.
+  #emit(message, source) {
     const meta = { source };
     if (message.type === 'receipt') this.emit('receipt', message, meta);
     else if (message.type === 'signal') this.emit('signal', message, meta);
     else this.emit('message', message, meta);
-    return true;
   }
 
-  /** Track an inbox seq; false for a repeat (a seq at or below the position that filled no gap). */
-  #advance(seq, source) {
-    if (seq <= this.lastSeq) return this.#missing.delete(seq);
-    if (source !== 'sync' && this.epoch !== null && seq > this.lastSeq + 1) this.#noteGap(this.lastSeq + 1, seq);
-    this.lastSeq = seq;
-    if (source !== 'sync') this.emit('position', this.position);
-    return true;
+  /** A live event: inbox messages in seq order (repeats dropped), group messages and signals at once. */
+  #live(message) {
+    if (typeof message.seq === 'number') this.#arrived(message.seq, { message, source: 'live' });
+    else this.#emit(message, 'live');
+  }
+
+  /** Inbox `seq` is here (`entry`, or null for the copy of this device's own send). */
+  #arrived(seq, entry) {
+    if (seq <= this.lastSeq) return; // a repeat
+    if (!this.#ahead.get(seq)) this.#ahead.set(seq, entry);
+    if (!this.#catchingUp) this.#release();
+  }
+
+  /** Deliver what follows lastSeq without a gap; if a gap is left, fetch it after gapWaitMs. */
+  #release() {
+    const delivered = [];
+    while (this.#ahead.has(this.lastSeq + 1)) {
+      this.lastSeq += 1;
+      const entry = this.#ahead.get(this.lastSeq);
+      this.#ahead.delete(this.lastSeq);
+      if (entry) {
+        this.#emit(entry.message, entry.source);
+        delivered.push(entry);
+      }
+    }
+    if (delivered.length) this.emit('position', this.position);
+    if (this.#ahead.size && !this.#gapTimer && this.connected && !this.#catchingUp) {
+      this.#gapTimer = setTimeout(() => {
+        this.#gapTimer = null;
+        if (!this.#ahead.size || !this.connected) return;
+        this.#sync(this.lastSeq).catch(() => this.#release()); // try again after gapWaitMs
+      }, this.gapWaitMs);
+    }
+    return delivered;
+  }
+
+  /** Seqs up to `seq` that are not here are gone (not held any more): deliver what waits, in order. */
+  #skipTo(seq) {
+    const delivered = [];
+    for (const waiting of [...this.#ahead.keys()].filter((k) => k <= seq).sort((a, b) => a - b)) {
+      const entry = this.#ahead.get(waiting);
+      this.#ahead.delete(waiting);
+      this.lastSeq = Math.max(this.lastSeq, waiting);
+      if (entry) {
+        this.#emit(entry.message, entry.source);
+        delivered.push(entry);
+      }
+    }
+    this.lastSeq = Math.max(this.lastSeq, seq);
+    return delivered;
   }
 
   /** Our own send's Ack: the seq of our inbox copy (which this device does not receive) is ours, not a gap. */
   #own(ack) {
-    if (ack && typeof ack.seq === 'number') this.#advance(ack.seq, 'own');
+    if (ack && typeof ack.seq === 'number') this.#arrived(ack.seq, null);
     return ack;
-  }
-
-  /**
-   * Live delivery skipped seqs [from, to): in a cluster a forwarded delivery can be lost or
-   * overtaken. If they have not arrived after `gapWaitMs`, a sync from just before them fetches them.
-   */
-  #noteGap(from, to) {
-    for (let seq = Math.max(from, to - GAP_TRACK_MAX); seq < to; seq++) this.#missing.add(seq);
-    if (this.#gapTimer) return;
-    this.#gapTimer = setTimeout(() => {
-      this.#gapTimer = null;
-      if (!this.#missing.size || !this.connected) return;
-      this.#sync(Math.min(...this.#missing) - 1).catch(() => {}); // the next reconnect's sync covers it
-    }, this.gapWaitMs);
   }
 
   #subscribeGroup(session, group) {
     const topic = group === true ? GROUP : GROUP + group;
     const options = group === true ? { match: 'prefix' } : {};
-    return session.subscribe(topic, (args, kwargs) => this.#dispatch(kwargs || {}, 'live'), options);
+    return session.subscribe(topic, (args, kwargs) => this.#live(kwargs || {}), options);
   }
 
   #subscribeTopic(session, topic) {
@@ -331,9 +383,13 @@ export class MicsClient extends Emitter {
         else this.emit('error', fromWampError(err));
       });
     };
+    let ended = false;
     connection.onclose = (reason, details) => {
       if (this.#connection === connection) this.#connection = null;
-      this.#onClose(reason, details || {}, joined, first);
+      if (!ended) {
+        ended = true; // an unreachable WebSocket may report its end twice
+        this.#onClose(reason, details || {}, joined, first);
+      }
       return true;
     };
     connection.open();
@@ -345,12 +401,18 @@ export class MicsClient extends Emitter {
     this.userId = details.authid;
     this.#attempt = 0;
     this.#lastActivity = Date.now();
-    await session.subscribe(INBOX + this.userId, (args, kwargs) => this.#dispatch(kwargs || {}, 'live'));
-    await Promise.all([...this.#groups].map((g) => this.#subscribeGroup(session, g)));
-    await Promise.all([...this.#topics.keys()].map((t) => this.#subscribeTopic(session, t)));
-    this.#startHeartbeat();
+    this.#catchingUp = this.autoSync;
+    try {
+      await session.subscribe(INBOX + this.userId, (args, kwargs) => this.#live(kwargs || {}));
+      await Promise.all([...this.#groups].map((g) => this.#subscribeGroup(session, g)));
+      await Promise.all([...this.#topics.keys()].map((t) => this.#subscribeTopic(session, t)));
+      this.#startHeartbeat();
+      if (this.autoSync) await this.sync();
+    } finally {
+      this.#catchingUp = false;
+      this.#release(); // what arrived live meanwhile, after what the sync brought
+    }
     const reconnected = !first;
-    if (this.autoSync) await this.sync();
     this.emit('connect', { userId: this.userId, deviceId: this.deviceId, reconnected, details });
     if (first) first.resolve(this);
   }
@@ -358,6 +420,14 @@ export class MicsClient extends Emitter {
   #onClose(reason, details, joined, first) {
     this.#session = null;
     this.#stopHeartbeat();
+    for (const cut of this.#inFlight) cut(new NotConnectedError('the session ended before the call was answered'));
+    this.#inFlight.clear();
+    if (first && !joined && reason === 'unreachable' && this.#untried > 0 && !this.#closed) {
+      this.#untried -= 1; // several nodes: one that cannot be reached is passed over
+      this.#nextUrl();
+      this.#dial(first);
+      return;
+    }
     let error;
     if (details.reason) {
       error = errorForUri(details.reason, details.message, {}, { join: !joined });
@@ -384,9 +454,15 @@ export class MicsClient extends Emitter {
       return;
     }
     this.emit('disconnect', { reason: error.uri, error, willRetry: true, delayMs });
+    this.#nextUrl(); // the node we were on is going or gone: try another first
     this.#retryTimer = setTimeout(() => {
       if (!this.#closed) this.#dial(null);
     }, delayMs);
+  }
+
+  /** Dial the next of several nodes. */
+  #nextUrl() {
+    this.url = this.urls[(this.urls.indexOf(this.url) + 1) % this.urls.length];
   }
 
   /** Exponential backoff with jitter (a random cut of up to `jitter` of the delay); null = give up. */
