@@ -8,6 +8,7 @@ the backend on A serves `tenant.*` procedures, topics and events.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -215,3 +216,22 @@ async def test_a_backend_on_one_node_sends_lists_kicks_and_announces_to_users_on
     assert [(s["node_id"], s["session_id"]) for s in listed["sessions"]] == [(b.node_id, bob.session_id)]
     assert await backend.call("mics.session.kick", user_id="bob") == {"kicked": 1}
     assert (await bob.left).reason == "mics.close.kicked"
+
+
+@pytest_twisted.ensureDeferred
+async def test_calls_served_by_the_other_node_all_come_back_and_their_latency_is_printed(cluster_nodes, tenant):
+    a, b = cluster_nodes
+    backend = await tenant.backend(a)
+    await registered(backend, "tenant.echo", lambda *args, details, **kw: kw.get("n"))
+    here, there = await tenant.user(a, "alice"), await tenant.user(b, "bob")
+    assert await served(there, "tenant.echo", n=-1) == -1
+    timings: dict[str, list[float]] = {}
+    for name, session in (("same node", here), ("other node", there)):
+        lat = timings[name] = []
+        for n in range(200):
+            began = time.perf_counter()
+            assert await session.call("tenant.echo", n=n) == n
+            lat.append((time.perf_counter() - began) * 1000)
+        lat.sort()
+    summary = {k: f"p50 {v[100]:.2f} ms, p99 {v[197]:.2f} ms" for k, v in timings.items()}
+    print(f"\ntenant.* call from a user ({tenant.transport} hooks): {summary}")
