@@ -60,7 +60,6 @@ class TenantComponent(MicsSession):
         await self.subscribe(self._on_session_join, uris.SESSION_ON_JOIN)
         await self.subscribe(self._on_session_leave, uris.SESSION_ON_LEAVE)
         if tenant.relay is not None:  # cluster mode: tell the other nodes what our backends serve
-            self._watched: set[int] = set()  # subscriptions that change what we announce
             await self.subscribe(self._on_registration, uris.REGISTRATION_ON_CREATE)
             await self.subscribe(self._on_routes_changed, uris.REGISTRATION_ON_DELETE)
             await self.subscribe(self._on_subscription, uris.SUBSCRIPTION_ON_CREATE)
@@ -124,12 +123,7 @@ class TenantComponent(MicsSession):
         self.tenant.relay.local_changed()
 
     def _on_subscription(self, session_id: int, subscription: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-        """Users subscribe to their inbox on every join: only `tenant.*` and `mics.event.*` matter."""
-        if str(subscription.get("uri", "")).startswith((uris.TENANT_PREFIX, uris.EVENT_PREFIX)):
-            self._watched.add(subscription["id"])
-            self._on_routes_changed()
+        self.tenant.relay.subscription_created(subscription["id"], str(subscription.get("uri", "")))
 
     def _on_unsubscription(self, session_id: int, subscription_id: int, *args: Any, **kwargs: Any) -> None:
-        if subscription_id in self._watched:
-            self._watched.discard(subscription_id)
-            self._on_routes_changed()
+        self.tenant.relay.subscription_deleted(subscription_id)

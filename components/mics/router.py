@@ -19,8 +19,7 @@ router and the integration tests on a real node):
   callee for (a backend's `tenant.*` procedure or `mics.hook.*` hook on another node) is authorized
   here by the router, then handed to the cluster; a backend's `tenant.*` publish is handed over
   too; `wamp.session.get` answers for a remote caller whose call this node served. The
-  registration and subscription maps also say which procedures and topics this node's backends
-  serve (`RealmTap.routes`).
+  registration map also says which procedures this node's backends serve (`RealmTap.procedures`).
 """
 
 from __future__ import annotations
@@ -199,15 +198,16 @@ class RealmPort:
                 self._tap.local_only = False
         return d.addCallback(_as_args)
 
-    def routes(self) -> Routes:
-        """What this node's backends serve (empty before the realm exists)."""
-        return self._tap.routes() if self._tap is not None else Routes()
+    def procedures(self) -> frozenset[tuple[str, str]]:
+        """The (uri, match) of what this node's backends registered that other nodes may call."""
+        return self._tap.procedures() if self._tap is not None else frozenset()
 
 
 # -- cluster mode: what this node's router cannot serve alone ------------------------------------------
 # A backend connected to any node serves the whole cluster: its hooks and `tenant.*` procedures
 # are called from every node, its `tenant.*` publishes reach subscribers on every node.
 FORWARDED_CALLS = (uris.TENANT_PREFIX, uris.HOOK_PREFIX)
+FORWARDED_PER_SESSION = 100  # calls one session may have waiting on other nodes: one user cannot take them all
 _PUBLISH_OPTIONS = ("eligible", "eligible_authid", "eligible_authrole", "exclude", "exclude_authid",
                     "exclude_authrole", "retain")  # fmt: skip
 
@@ -224,16 +224,6 @@ class Caller:
 
     def forward_for(self) -> dict[str, Any]:
         return {"session": self.session, "authid": self.authid, "authrole": self.authrole}
-
-
-@dataclass(frozen=True, slots=True)
-class Routes:
-    """What one node's backends serve: their procedures as (uri, match), whether a backend there
-    subscribed to `mics.event.*`, and whether anyone there subscribed to `tenant.*`."""
-
-    procedures: frozenset[tuple[str, str]] = frozenset()
-    events: bool = False
-    topics: bool = False
 
 
 class Relay(Protocol):
@@ -272,12 +262,12 @@ class RealmTap:
         self._relay = relay
         dealer, broker = router._dealer, router._broker
         self._registrations = dealer._registration_map
-        self._subscriptions = broker._subscription_map
         self._sessions: dict[int, Any] = router._session_id_to_session
         self._strict = dealer._option_uri_strict
         self._dealer_call, self._dealer_cancel = dealer.processCall, dealer.processCancel
         self._broker_publish = broker.processPublish
         self._forwarded: dict[tuple[int, int], Deferred[Any]] = {}  # (session, request) -> relay call
+        self._per_session: dict[int, int] = {}  # session -> its forwarded calls in flight
         self.local_only = False  # set while we call a local callee for another node
         dealer.processCall = self._process_call
         dealer.processCancel = self._process_cancel
@@ -286,19 +276,13 @@ class RealmTap:
     def has_callee(self, procedure: str) -> bool:
         return self._registrations.best_matching_observation(procedure) is not None
 
-    def routes(self) -> Routes:
-        procedures = frozenset(
+    def procedures(self) -> frozenset[tuple[str, str]]:
+        """Registrations under `tenant.` and `mics.hook.` held by backend sessions."""
+        return frozenset(
             (o.uri, o.match)
             for o in list(self._registrations._observation_id_to_observation.values())
             if o.uri.startswith(FORWARDED_CALLS) and any(s._authrole == uris.ROLE_BACKEND for s in o.observers)
         )
-        events = topics = False
-        for o in list(self._subscriptions._observation_id_to_observation.values()):
-            if o.uri.startswith(uris.TENANT_PREFIX) and o.observers:
-                topics = True
-            elif o.uri.startswith(uris.EVENT_PREFIX) and any(s._authrole == uris.ROLE_BACKEND for s in o.observers):
-                events = True
-        return Routes(procedures, events, topics)
 
     # -- calls ----------------------------------------------------------------------------------------
     def _process_call(self, session: Any, call: Any) -> None:
@@ -347,21 +331,33 @@ class RealmTap:
         txaio.add_callbacks(d, decided, failed)
 
     def _forward(self, session: Any, call: Any, authorization: dict[str, Any]) -> None:
+        session_id = session._session_id
+        if self._per_session.get(session_id, 0) >= FORWARDED_PER_SESSION:
+            busy = errors.MicsError(errors.UNAVAILABLE, "too many calls of this session in flight")
+            self._error(session, call, busy.error, list(busy.args), busy.kwargs)
+            return
+        self._per_session[session_id] = self._per_session.get(session_id, 0) + 1
         caller = None
         if authorization.get("disclose"):
             details = session.session_details.marshal() if session.session_details else {}
             details.pop("transport", None)  # HTTP headers, cookies: not for another node
             caller = Caller(session._session_id, session._authid, session._authrole, details)
-        key = (session._session_id, call.request)
+        key = (session_id, call.request)
         d = self._relay.call(call.procedure, list(call.args or ()), dict(call.kwargs or {}), caller, call.timeout)
         self._forwarded[key] = d
 
-        def answered(result: tuple[list[Any], dict[str, Any]]) -> None:
+        def settled() -> None:
             self._forwarded.pop(key, None)
+            left = self._per_session.pop(session_id, 1) - 1
+            if left:
+                self._per_session[session_id] = left
+
+        def answered(result: tuple[list[Any], dict[str, Any]]) -> None:
+            settled()
             self._reply(session, call, *result)
 
         def failed(f: Any) -> None:
-            self._forwarded.pop(key, None)
+            settled()
             error = f.value
             if isinstance(error, ApplicationError):
                 self._error(session, call, error.error, list(error.args), error.kwargs)

@@ -15,8 +15,8 @@ from twisted.internet import defer, reactor, task
 
 from mics.cluster import RELAYED, TENANT, Cluster
 from mics.cluster import relay as relay_module
-from mics.cluster.relay import WampRelay, matches
-from mics.router import Caller, Routes
+from mics.cluster.relay import Routes, WampRelay, matches
+from mics.router import Caller
 
 _ids = itertools.count(1)
 
@@ -33,8 +33,8 @@ class Port:
     def install_relay(self, relay: Any) -> None:
         self.relay = relay
 
-    def routes(self) -> Routes:
-        return self.served_routes
+    def procedures(self) -> frozenset[tuple[str, str]]:
+        return self.served_routes.procedures
 
     def call_here(self, procedure: str, args: list[Any], kwargs: dict[str, Any], caller: Caller | None,
                   timeout_ms: int | None) -> Any:  # fmt: skip
@@ -54,8 +54,16 @@ class Member:
         self.cluster, self.relay, self.port, self.clock = cluster, relay, port, clock
 
     async def serve(self, routes: Routes, **handlers: Callable[..., Any]) -> None:
+        """Backends here register `routes.procedures`; a backend takes events, someone subscribes
+        to a tenant topic (the meta events the realm component passes on)."""
         self.port.handlers.update({k.replace("_", "."): v for k, v in handlers.items()})
         self.port.served_routes = routes
+        for sub_id, uri, wanted in ((1, "mics.event.connect_online", routes.events), (2, "tenant.news", routes.topics)):
+            if wanted:
+                self.relay.subscription_created(sub_id, uri)
+            else:
+                self.relay.subscription_deleted(sub_id)
+        self.relay.subscription_created(3, "mics.inbox.bob")  # an inbox: nothing other nodes need
         await self.relay.announce()
 
 
@@ -202,6 +210,7 @@ async def test_publishes_go_to_nodes_with_tenant_subscribers_with_their_options(
     here.relay.published("tenant.news", [1], {"headline": "nobody listens yet"}, {})
     await there.serve(Routes(topics=True))
     await until(lambda: bool(here.relay._remote))
+    here.relay.published("tenant.news", [2**70], {}, {})  # msgpack cannot carry it: dropped, logged
     here.relay.published("tenant.news", ["x"], {"headline": "v2"}, {"eligible_authid": ["carol"]})
     await until(lambda: bool(there.port.published))
     assert there.port.published == [("tenant.news", {"eligible_authid": ["carol"]}, {"headline": "v2"}, ["x"])]

@@ -17,7 +17,7 @@ from crossbar.router.role import RouterRoleStaticAuth
 from test_router import REALM, _router
 from twisted.internet import defer, reactor, task
 
-from mics.router import Caller, RealmPort, Routes
+from mics.router import Caller, RealmPort
 
 EVERYTHING = {"uri": "", "match": "prefix", "allow": {"call": True, "register": True, "publish": True,
               "subscribe": True}, "disclose": {"caller": True}}  # fmt: skip
@@ -184,10 +184,10 @@ async def test_a_call_for_another_node_reaches_the_local_callee_as_that_nodes_ca
 
 
 @pytest_twisted.ensureDeferred
-async def test_backend_publishes_are_handed_over_with_their_options_and_routes_say_what_is_served_here():
+async def test_backend_publishes_are_handed_over_with_their_options_and_procedures_say_what_backends_serve():
     relay = Relay()
     router, sessions, port = await _setup(relay)
-    assert port.routes() == Routes()
+    assert port.procedures() == frozenset()
     backend = await _session(sessions, router, "backend", "backend")
     bob = await _session(sessions, router, "bob", "user")
     await backend.publish("tenant.news", "x", headline="v1",
@@ -198,9 +198,32 @@ async def test_backend_publishes_are_handed_over_with_their_options_and_routes_s
     assert relay.publishes == [("tenant.news", ["x"], {"headline": "v1"}, {"eligible_authid": ["carol"]})]
     await backend.register(lambda: None, "tenant.dir.", options=RegisterOptions(match="prefix"))
     await backend.register(lambda: None, "mics.hook.auth")
+    await backend.register(lambda: None, "mics.other")  # not something other nodes call
     await bob.register(lambda: None, "tenant.users.own")  # not a backend: not served to other nodes
-    await backend.subscribe(lambda **kw: None, "mics.event.connect_online")
-    await bob.subscribe(lambda **kw: None, "tenant.news")
-    routes = port.routes()
-    assert routes.procedures == {("tenant.dir.", "prefix"), ("mics.hook.auth", "exact")}
-    assert routes.events and routes.topics
+    assert port.procedures() == {("tenant.dir.", "prefix"), ("mics.hook.auth", "exact")}
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_session_cannot_hold_every_forwarded_call(monkeypatch):
+    from mics import router as router_module
+
+    monkeypatch.setattr(router_module, "FORWARDED_PER_SESSION", 2)
+    relay = Relay()
+    router, sessions, _port = await _setup(relay)
+    bob = await _session(sessions, router, "bob", "user")
+    alice = await _session(sessions, router, "alice", "user")
+    first, second = bob.call("tenant.remote"), bob.call("tenant.remote")
+    with pytest.raises(ApplicationError) as busy:
+        await bob.call("tenant.remote")
+    assert busy.value.error == "mics.error.unavailable" and len(relay.calls) == 2
+    alice.call("tenant.remote")  # another session is not held back
+    await turn()
+    assert len(relay.calls) == 3
+    relay.answers[0].callback(([1], {}))
+    assert await first == 1
+    bob.call("tenant.remote")  # room again
+    await turn()
+    assert len(relay.calls) == 4
+    for answer in relay.answers[1:]:
+        answer.callback(([], {}))
+    await second

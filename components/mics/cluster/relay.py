@@ -28,6 +28,7 @@ import itertools
 import random
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -40,7 +41,7 @@ from mics import errors, metrics, uris
 from mics.cluster import CALL, EVENTS, PUBLISH, RESULT, ROUTES, Cluster
 from mics.cluster.redis import TenantKeys
 from mics.errors import MicsError
-from mics.router import Caller, NoRealmSession, RealmPort, Routes
+from mics.router import Caller, NoRealmSession, RealmPort
 
 log = make_logger()
 
@@ -50,6 +51,16 @@ SESSION_TTL_S = 300.0  # how long a remote caller's details answer wamp.session.
 SESSIONS_MAX = 10_000
 ANNOUNCE_DELAY_S = 0.05  # registrations come in bursts (a backend's start): one announcement
 _BACKENDS_ONLY = {"eligible_authrole": [uris.ROLE_BACKEND]}
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """What one node's backends serve: their procedures as (uri, match), whether a backend there
+    subscribed to `mics.event.*`, and whether anyone there subscribed to `tenant.*`."""
+
+    procedures: frozenset[tuple[str, str]] = frozenset()
+    events: bool = False
+    topics: bool = False
 
 
 def matches(uri: str, match: str, procedure: str) -> bool:
@@ -99,6 +110,7 @@ class WampRelay:
         self._pending: dict[int, tuple[Deferred[Any], str, Any]] = {}  # request -> (answer, node, timer)
         self._sessions: OrderedDict[int, tuple[float, dict[str, Any]]] = OrderedDict()
         self._outcomes = {o: metrics.RELAYED_CALLS.labels(tenant_id, o) for o in ("ok", "error", "unavailable")}
+        self._subscriptions: dict[int, str] = {}  # this node's tenant.* / mics.event.* subscriptions
         port.install_relay(self)
 
     # -- what the router's tap asks (mics.router.Relay) --------------------------------------------------
@@ -133,7 +145,8 @@ class WampRelay:
 
     def published(self, topic: str, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]) -> None:
         for node in [n for n, routes in self._remote.items() if routes.topics]:
-            self._cluster.send_to(node, [PUBLISH, self.tenant_id, topic, args, kwargs, options])
+            if not self._send(node, [PUBLISH, self.tenant_id, topic, args, kwargs, options]):
+                return
 
     def session_details(self, session_id: int) -> dict[str, Any] | None:
         found = self._sessions.get(session_id)
@@ -149,7 +162,18 @@ class WampRelay:
     def events_elsewhere(self, batch: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """The `wamp` sink's events (topic, kwargs) for backends subscribed on other nodes."""
         for node in [n for n, routes in self._remote.items() if routes.events]:
-            self._cluster.send_to(node, [EVENTS, self.tenant_id, list(batch)])
+            if not self._send(node, [EVENTS, self.tenant_id, list(batch)]):
+                return
+
+    def _send(self, node: str, operation: list[Any]) -> bool:
+        """Fire and forget; False (logged) when msgpack cannot carry a value (an integer beyond 64 bits)."""
+        try:
+            self._cluster.send_to(node, operation)
+        except (TypeError, ValueError, OverflowError) as e:
+            log.warn("{kind} not forwarded: tenant_id={tenant_id} error={error}", kind=operation[0],
+                     tenant_id=self.tenant_id, error=str(e))  # fmt: skip
+            return False
+        return True
 
     # -- what other nodes ask of this one (mics.node dispatches) -----------------------------------------
     def on_operation(self, kind: str, args: list[Any], origin: str) -> None:
@@ -260,16 +284,32 @@ class WampRelay:
 
     # -- routes -----------------------------------------------------------------------------------------
     def local_changed(self) -> None:
-        """A backend here registered, unregistered, subscribed or unsubscribed: announce (debounced)."""
+        """A backend here registered or unregistered, or the subscriptions changed: announce (debounced)."""
         if self._announcing is None or not self._announcing.active():
             self._announcing = self._reactor.callLater(ANNOUNCE_DELAY_S, self._announce_logged)
+
+    def subscription_created(self, subscription_id: int, uri: str) -> None:
+        """A subscription appeared here (the router's meta event): `tenant.*` ones (anyone's) mean this
+        node wants backends' topics, `mics.event.*` ones (only backends may) the wamp sink's events."""
+        kind = "topics" if uri.startswith(uris.TENANT_PREFIX) else "events" if uri.startswith(uris.EVENT_PREFIX) else ""
+        if kind:
+            self._subscriptions[subscription_id] = kind
+            self.local_changed()
+
+    def subscription_deleted(self, subscription_id: int) -> None:
+        if self._subscriptions.pop(subscription_id, None):
+            self.local_changed()
+
+    def _routes(self) -> Routes:
+        kinds = set(self._subscriptions.values())
+        return Routes(self._port.procedures(), "events" in kinds, "topics" in kinds)
 
     def _announce_logged(self) -> None:
         Deferred.fromCoroutine(self.announce()).addErrback(self._redis_failed, "announce")
 
-    async def announce(self, force: bool = False) -> None:
-        routes = self._port.routes()
-        if routes == self._announced and not force:
+    async def announce(self) -> None:
+        routes = self._routes()
+        if routes == self._announced:
             return
         packed = pack_routes(routes)
         redis = self._cluster.redis
