@@ -230,3 +230,16 @@ def start_node(
         proc.stop()
         raise
     return Node(port, data_dir, proc, settings["node_id"])
+
+
+def start_nodes(tmp: Path, names: list[str], env: dict[str, str]) -> list[Node]:
+    """Several nodes with the same environment (a cluster); none left running if one fails to start."""
+    nodes: list[Node] = []
+    try:
+        for name in names:
+            nodes.append(start_node(tmp, name, env=env))
+    except Exception:
+        for node in nodes:
+            node.process.stop()
+        raise
+    return nodes

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from harness import ADMIN_SECRET, Node, start_node
+from harness import ADMIN_SECRET, Node, start_nodes
 from hook_servers import HookLogic, HttpHookServer, wamp_backend
 from wamp_clients import TestSession, admin, backend, user
 
@@ -98,14 +98,7 @@ def node(mics_node: Node) -> Node:
 @pytest.fixture(scope="session")
 def cluster_nodes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[Node, Node]]:
     """Two cluster members sharing the session's redis-server (tests isolate themselves by tenant)."""
-    tmp = tmp_path_factory.mktemp("cluster")
-    env = {"MICS_REDIS_URL": redis_url}
-    a = start_node(tmp, "ca", env=env)
-    try:
-        b = start_node(tmp, "cb", env=env)
-    except Exception:
-        a.process.stop()
-        raise
+    a, b = start_nodes(tmp_path_factory.mktemp("cluster"), ["ca", "cb"], {"MICS_REDIS_URL": redis_url})
     yield a, b
     for n in (a, b):
         n.process.stop()

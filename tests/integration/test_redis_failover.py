@@ -20,7 +20,7 @@ import pytest
 import pytest_twisted
 from cluster_tenants import ClusterTenant, SteadySender, eventually, online
 
-from harness import Node, SentinelGroup, redis_cli, start_node, start_sentinel_group
+from harness import Node, SentinelGroup, redis_cli, start_nodes, start_sentinel_group
 from wamp_clients import sleep
 
 INBOX = "mics.inbox.bob"
@@ -36,13 +36,7 @@ def group(tmp_path: Path) -> Iterator[SentinelGroup]:
 
 @pytest.fixture
 def sentinel_nodes(tmp_path: Path, group: SentinelGroup) -> Iterator[tuple[Node, Node]]:
-    env = {"MICS_REDIS_URL": group.url}
-    a = start_node(tmp_path, "sa", env=env)
-    try:
-        b = start_node(tmp_path, "sb", env=env)
-    except Exception:
-        a.process.stop()
-        raise
+    a, b = start_nodes(tmp_path, ["sa", "sb"], {"MICS_REDIS_URL": group.url})
     yield a, b
     for n in (a, b):
         n.process.stop()

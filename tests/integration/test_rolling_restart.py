@@ -24,7 +24,7 @@ import pytest_twisted
 from cluster_tenants import ClusterTenant
 from twisted.internet.defer import Deferred
 
-from harness import Node, start_node
+from harness import Node, start_nodes
 from mics_client.twisted import MicsClient
 from wamp_clients import sleep
 
@@ -34,13 +34,7 @@ INTERVAL_S = 0.04
 
 @pytest.fixture
 def two_nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[Node, Node]]:
-    env = {"MICS_REDIS_URL": redis_url}
-    a = start_node(tmp_path, "ra", env=env)
-    try:
-        b = start_node(tmp_path, "rb", env=env)
-    except Exception:
-        a.process.stop()
-        raise
+    a, b = start_nodes(tmp_path, ["ra", "rb"], {"MICS_REDIS_URL": redis_url})
     yield a, b
     for n in (a, b):
         n.process.stop()

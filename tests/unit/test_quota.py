@@ -5,18 +5,11 @@ does. The tolerance printed here is what docs/architecture.md states."""
 from __future__ import annotations
 
 import pytest
+from test_limits import Clock
 
 from mics.quota import IDLE_FLOOR, Quotas, SharedBucket, SharedKeyedBuckets, allocate
 
 TICK = 0.5
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_demands_that_fit_are_met_and_what_is_left_is_spread_evenly():

@@ -75,13 +75,19 @@ async def turn() -> None:
     await task.deferLater(reactor, 0.01, lambda: None)
 
 
+async def _bob_calls_remote(relay: Relay, *args: Any, **kwargs: Any) -> tuple[Any, defer.Deferred[Any]]:
+    """Bob (a user) calls `tenant.remote`, which only the relay's other node serves."""
+    router, sessions, _port = await _setup(relay)
+    bob = await _session(sessions, router, "bob", "user")
+    call = bob.call("tenant.remote", *args, **kwargs)
+    await turn()
+    return bob, call
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_call_no_local_callee_serves_goes_to_the_relay_and_its_answer_to_the_caller():
     relay = Relay()
-    router, sessions, _port = await _setup(relay)
-    bob = await _session(sessions, router, "bob", "user")
-    call = bob.call("tenant.remote", 1, "two", root="eng", options=CallOptions(timeout=1500))
-    await turn()
+    bob, call = await _bob_calls_remote(relay, 1, "two", root="eng", options=CallOptions(timeout=1500))
     [(procedure, args, kwargs, caller, timeout_ms)] = relay.calls
     assert (procedure, args, kwargs, timeout_ms) == ("tenant.remote", [1, "two"], {"root": "eng"}, 1500)
     assert caller is not None and (caller.session, caller.authid, caller.authrole) == (bob._session_id, "bob", "user")
@@ -94,10 +100,7 @@ async def test_a_call_no_local_callee_serves_goes_to_the_relay_and_its_answer_to
 @pytest_twisted.ensureDeferred
 async def test_an_error_from_the_serving_node_reaches_the_caller_as_raised():
     relay = Relay()
-    router, sessions, _port = await _setup(relay)
-    bob = await _session(sessions, router, "bob", "user")
-    call = bob.call("tenant.remote")
-    await turn()
+    _bob, call = await _bob_calls_remote(relay)
     relay.answers[0].errback(ApplicationError("tenant.error.nope", "no", code=7))
     with pytest.raises(ApplicationError) as raised:
         await call
@@ -134,10 +137,7 @@ async def test_a_local_callee_always_wins_and_unknown_procedures_stay_unknown():
 @pytest_twisted.ensureDeferred
 async def test_a_canceled_forwarded_call_is_canceled_at_the_relay_too():
     relay = Relay()
-    router, sessions, _port = await _setup(relay)
-    bob = await _session(sessions, router, "bob", "user")
-    call = bob.call("tenant.remote")
-    await turn()
+    _bob, call = await _bob_calls_remote(relay)
     call.cancel()
     await turn()
     assert relay.answers[0].called, "the relay's call was canceled"
