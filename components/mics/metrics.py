@@ -59,6 +59,12 @@ CLUSTER_MEMBERS = Gauge(
     "mics_cluster_members", "Cluster members alive, this one included, as of the last check", registry=REGISTRY
 )
 CLUSTER_REAPED = Counter("mics_cluster_reaped_total", "Dead members this node cleaned up after", registry=REGISTRY)
+RATE_SHARE = Gauge(
+    "mics_message_rate_share",
+    "Cluster mode: this node's share of the tenant's max_message_qps, from the nodes' load reports",
+    ["tenant"],
+    registry=REGISTRY,
+)
 RELAYED_CALLS = Counter(
     "mics_relayed_calls_total",
     "Calls this node's router had no callee for, served by another node, by outcome (ok, error, unavailable)",

@@ -66,6 +66,7 @@ class LoadReports:
         others = [msgpack.unpackb(v, raw=False, strict_map_key=False) for v in values if v is not None]
         for tenant in tenants:
             tenant.quotas.apply([o[tenant.tenant_id] for o in others if tenant.tenant_id in o])
+            metrics.RATE_SHARE.labels(tenant.tenant_id).set(tenant.quotas.bucket.share)
         self._heard = self._clock()
 
     def _failed(self, f: Any, tenants: list[Tenant]) -> None:
@@ -78,6 +79,7 @@ class LoadReports:
         self._heard = None
         for tenant in tenants:
             tenant.quotas.alone()
+            metrics.RATE_SHARE.labels(tenant.tenant_id).set(tenant.quotas.bucket.share)
 
     def _done(self, _result: Any) -> None:
         self._busy = False

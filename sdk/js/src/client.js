@@ -305,6 +305,7 @@ export class MicsClient extends Emitter {
   /** Deliver what follows lastSeq without a gap; if a gap is left, fetch it after gapWaitMs. */
   #release() {
     const delivered = [];
+    const before = this.lastSeq;
     while (this.#ahead.has(this.lastSeq + 1)) {
       this.lastSeq += 1;
       const entry = this.#ahead.get(this.lastSeq);
@@ -314,7 +315,7 @@ export class MicsClient extends Emitter {
         delivered.push(entry);
       }
     }
-    if (delivered.length) this.emit('position', this.position);
+    if (this.lastSeq !== before) this.emit('position', this.position);
     if (this.#ahead.size && !this.#gapTimer && this.connected && !this.#catchingUp) {
       this.#gapTimer = setTimeout(() => {
         this.#gapTimer = null;
