@@ -170,6 +170,16 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("workers", "mics_2_workers", "1 node, 2 router workers"),
     ):
         out.extend(_two_router_rows(res.get(key), steps_key, what, base))
+    noisy = res.get("noisy")
+    if noisy and "during_flood" in noisy:
+        alone, during, flood = noisy["alone"], noisy["during_flood"], noisy["flood"]
+        out.append((
+            f"fairness: quiet tenant 1:1 p50 / p99 ms alone, then while another floods "
+            f"({noisy['flood_offered_per_s']:,} msg/s offered; refused {flood['refused']:,} of {flood['sent']:,})",
+            f"{_fmt(alone.get('p50_ms'))} / {_fmt(alone.get('p99_ms'))}",
+            f"{_fmt(during.get('p50_ms'))} / {_fmt(during.get('p99_ms'))}",
+            _fmt(noisy.get("quiet_p99_ratio")),
+        ))  # fmt: skip
     start = res.get("startup")
     if start:
         r, m = start.get("raw", {}), start.get("mics", {})

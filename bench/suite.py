@@ -42,6 +42,7 @@ TENANT_DEFAULTS = {
 }
 TENANTS = {
     "bench": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": False},
+    "bench_noisy": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": False},
     "bench_hw": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": True},
 }
 HTTP_TENANT = {"tenant_id": "bench_hh", "config": {**TENANT_DEFAULTS, "check_message_hook": True}}
@@ -373,6 +374,42 @@ class Bench:
             group.stop()
         self.results["sync"] = out
 
+    def noisy(self) -> None:
+        """Fairness: a quiet tenant's 1:1 latency alone, then while another tenant floods the node
+        (the router refuses the tenant over its fair share first; mics.limits.FairShare)."""
+        plan = self.plan
+        router = self.routers["mics"]
+        quiet_rate, flood_rate = (100, 2500) if plan.short else (200, 3200)
+        duration = plan.step_s * (1 if plan.short else 2)
+        quiet = self.gens(router, "bench", "msgpack", [f"q{i}" for i in range(10)], 1, "inbox")
+        flood = self.gens(router, "bench_noisy", "msgpack", [f"n{i}" for i in range(plan.p2p_users)],
+                          plan.generators, "inbox")  # fmt: skip
+        out: dict[str, Any] = {"quiet_offered_per_s": quiet_rate, "flood_offered_per_s": flood_rate}
+        try:
+            out["alone"] = self._p2p_step(router, quiet, quiet_rate, duration)
+            self._step += 1
+            n = len(flood.children)
+            lead = 1.5  # the flood starts first: fairness acts on its next ticks
+            flood_cmd = {"cmd": "step", "kind": "p2p", "step": self._step, "rate": flood_rate / n,
+                         "duration": duration + 2 * lead, "drain": plan.drain_s}  # fmt: skip
+            for child in flood.children:
+                child.send(flood_cmd)
+            time.sleep(lead)
+            out["during_flood"] = self._p2p_step(router, quiet, quiet_rate, duration)
+            flood_replies = flood.replies(duration + 2 * lead + plan.drain_s + 60)
+            sent = sum(r["sent"] for r in flood_replies)
+            out["flood"] = {
+                "sent": sent,
+                "refused": sum(r["errors"] for r in flood_replies),
+                "delivered_per_s": round(sum(len(r["lat_us"]) for r in flood_replies) / (duration + 2 * lead), 1),
+            }
+            alone, during = out["alone"].get("p99_ms"), out["during_flood"].get("p99_ms")
+            out["quiet_p99_ratio"] = round(during / alone, 2) if alone and during else None
+        finally:
+            quiet.stop()
+            flood.stop()
+        self.results["noisy"] = out
+
     def _sync_row(self, res: dict[str, Any], cpu: dict[str, float]) -> dict[str, Any]:
         times = sorted(res["sync_ms"])
         return {
@@ -510,6 +547,7 @@ class Bench:
                 ("hook_http", lambda: self.hooked("http")),
                 ("group", self.group_send),
                 ("sync", self.sync),
+                ("noisy", self.noisy),
                 ("cluster", self.cluster),
                 ("workers", self.workers),
                 ("profile", self.profile),

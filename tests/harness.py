@@ -4,12 +4,15 @@
   a temp data dir, a free port). Tests isolate themselves with a fresh tenant each.
 - `start_redis`: a throwaway redis-server for cluster mode and the Redis buffer tests.
 - `ManagedProcess`: spawn, probe, kill (SIGTERM, then SIGKILL), keep a log to print on failure.
+- `start_listening`: servers bind their ports themselves, so a port picked free may be taken
+  before they do; such a start is retried, and a probe that another server answers is not "ready".
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,9 +26,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 ADMIN_SECRET = "test-admin-secret-0123456789"
+_ADDRESS_IN_USE = re.compile(r"address already in use|EADDRINUSE|errno 98", re.IGNORECASE)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without MICS_* settings, plus `extra`."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("MICS_")}, **extra}
 
 
 def free_port() -> int:
+    """A port free right now. A server that binds it itself must be started with `start_listening`."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -34,12 +44,14 @@ def free_port() -> int:
 class ManagedProcess:
     """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> None:
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=str(ROOT)
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=str(cwd)
         )
 
     def wait_ready(self, probe: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -58,6 +70,10 @@ class ManagedProcess:
         except OSError:
             return ""
 
+    def lost_its_port(self) -> bool:
+        """It exited because its address was in use."""
+        return self.proc.poll() is not None and _ADDRESS_IN_USE.search(self.tail(200)) is not None
+
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc.poll() is None:
             try:
@@ -73,24 +89,72 @@ class ManagedProcess:
         return self.proc.returncode
 
 
+def start_listening(
+    spawn: Callable[[int], ManagedProcess],
+    ready: Callable[[int, ManagedProcess], bool],
+    port: int | None = None,
+    timeout: float = 30.0,
+    attempts: int = 5,
+) -> tuple[ManagedProcess, int]:
+    """Start a server that binds its port itself (Crossbar, redis-server, the Kafka broker).
+
+    Between picking a free port and the server binding it, another process may take it; the server
+    then exits saying the address is in use, and it is started again: on a new free port, or, for a
+    fixed `port` (a restart on the same address), on that port after a short pause. `ready` must
+    also tell our server from another one answering on that port.
+    """
+    for attempt in range(1, attempts + 1):
+        chosen = port or free_port()
+        proc = spawn(chosen)
+        try:
+            proc.wait_ready(lambda chosen=chosen, proc=proc: ready(chosen, proc), timeout)
+        except RuntimeError:
+            proc.stop()
+            if attempt == attempts or not proc.lost_its_port():
+                raise
+            time.sleep(0.2 * attempt)
+            continue
+        return proc, chosen
+    raise AssertionError("unreachable")
+
+
+def _redis_pid(port: int) -> int | None:
+    """The process id of the redis-server answering on `port` (INFO server), or None."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"INFO server\r\n")
+            reply = b""
+            while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError:
+        return None
+    found = re.search(rb"process_id:(\d+)", reply)
+    return int(found.group(1)) if found else None
+
+
 def start_redis(tmp: Path, port: int | None = None, *options: str) -> tuple[ManagedProcess, str]:
     """A throwaway redis-server on a free loopback port (or `port`), persistence off; returns it and its URL.
     `options` are more redis-server arguments (e.g. "--replicaof", "127.0.0.1", "6379")."""
-    port = port or free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(tmp), *options]  # fmt: skip
-    proc = ManagedProcess("redis", argv, tmp / f"redis-{port}.log")
-    proc.wait_ready(lambda: _pong(port), timeout=10)
+
+    def spawn(chosen: int) -> ManagedProcess:
+        argv = ["redis-server", "--port", str(chosen), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(tmp), *options]  # fmt: skip
+        return ManagedProcess("redis", argv, tmp / f"redis-{chosen}.log")
+
+    proc, port = start_listening(spawn, _is_ours, port, timeout=10)
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-def _pong(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+def _is_ours(port: int, proc: ManagedProcess) -> bool:
+    """The redis-server (or sentinel) answering on `port` is the process we started."""
+    return _redis_pid(port) == proc.proc.pid
+
+
+def redis_port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
 def redis_cli(port: int, *args: str) -> str:
@@ -101,10 +165,10 @@ def redis_cli(port: int, *args: str) -> str:
 
 @dataclass
 class SentinelGroup:
-    """A primary, a replica and three sentinels (quorum 2) on loopback: Redis as production runs it."""
+    """A primary, replicas and three sentinels (quorum 2) on loopback: Redis as production runs it."""
 
     servers: dict[int, ManagedProcess]  # port -> redis-server
-    sentinels: dict[int, ManagedProcess]  # port -> redis-sentinel
+    sentinels: dict[int, ManagedProcess]  # port -> redis-server --sentinel
     master: str
 
     @property
@@ -142,14 +206,15 @@ def start_sentinel_group(tmp: Path, master: str = "mics", replicas: int = 2) -> 
     replicas stops acknowledging what a failover would lose), and three sentinels (quorum 2) that
     declare the primary down after DOWN_AFTER_MS. Returns once the sentinels know every replica."""
     guard = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "1", "--repl-diskless-sync-delay", "0")
-    primary_port = free_port()
-    servers = {primary_port: start_redis(tmp, primary_port, *guard)[0]}
+    primary, url = start_redis(tmp, None, *guard)
+    primary_port = redis_port(url)
+    servers = {primary_port: primary}
     for _n in range(replicas):
-        port = free_port()
-        servers[port] = start_redis(tmp, port, "--replicaof", "127.0.0.1", str(primary_port), *guard)[0]
+        replica, replica_url = start_redis(tmp, None, "--replicaof", "127.0.0.1", str(primary_port), *guard)
+        servers[redis_port(replica_url)] = replica
     sentinels: dict[int, ManagedProcess] = {}
-    for _n in range(3):
-        port = free_port()
+
+    def spawn(port: int) -> ManagedProcess:
         conf = tmp / f"sentinel-{port}.conf"
         conf.write_text(
             f"port {port}\nbind 127.0.0.1\ndir {tmp}\n"
@@ -157,15 +222,17 @@ def start_sentinel_group(tmp: Path, master: str = "mics", replicas: int = 2) -> 
             f"sentinel down-after-milliseconds {master} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {master} 10000\n"
         )
-        proc = ManagedProcess("sentinel", ["redis-server", str(conf), "--sentinel"], tmp / f"sentinel-{port}.log")
-        proc.wait_ready(lambda port=port: _pong(port), timeout=10)
+        return ManagedProcess("sentinel", ["redis-server", str(conf), "--sentinel"], tmp / f"sentinel-{port}.log")
+
+    for _n in range(3):
+        proc, port = start_listening(spawn, _is_ours, timeout=10)
         sentinels[port] = proc
     group = SentinelGroup(servers, sentinels, master)
     deadline = time.monotonic() + 15
     while group.replicas_known() < replicas:
         if time.monotonic() > deadline:
             group.stop()
-            raise RuntimeError("the sentinels never saw the replica")
+            raise RuntimeError("the sentinels never saw the replicas")
         time.sleep(0.1)
     return group
 
@@ -208,6 +275,21 @@ class Node:
         return f"http://127.0.0.1:{self.port}"
 
 
+def node_ready(port: int, node_id: str | None = None) -> bool:
+    """/ready answers 200, and /health names `node_id` (or `<node_id>-w<n>`), when given: not a node
+    that took the port first."""
+    if http_get(f"http://127.0.0.1:{port}/ready", 0.5)[0] != 200:
+        return False
+    if node_id is None:
+        return True
+    status, body = http_get(f"http://127.0.0.1:{port}/health", 0.5)
+    try:
+        answered = json.loads(body).get("node_id", "") if status == 200 else ""
+    except ValueError:
+        return False
+    return bool(answered == node_id or answered.startswith(f"{node_id}-w"))
+
+
 def start_node(
     tmp: Path, name: str = "node", tenants: dict | None = None, node: dict | None = None, env: dict | None = None
 ) -> Node:
@@ -217,19 +299,33 @@ def start_node(
     from mics.cli import crossbar_command, effective_config, write_node_dir
 
     base = json.loads((ROOT / "router/.crossbar/config.json").read_text())
-    port = free_port()
     data_dir = tmp / name
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MICS_")}, **(env or {})}
-    settings = {"admin_secret": ADMIN_SECRET, "data_dir": str(data_dir), "port": port, "node_id": f"test-{name}"}
-    config = effective_config(base, env, tenants=tenants, node={**settings, **(node or {})})
-    cbdir = write_node_dir(config)
-    proc = ManagedProcess(name, crossbar_command(cbdir, "warn"), tmp / f"{name}.log", env=env)
-    try:
-        proc.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/ready", 0.5)[0] == 200)
-    except Exception:
-        proc.stop()
-        raise
-    return Node(port, data_dir, proc, settings["node_id"])
+    env = clean_env(**(env or {}))
+    node_id = (node or {}).get("node_id", f"test-{name}")
+
+    def spawn(port: int) -> ManagedProcess:
+        settings = {"admin_secret": ADMIN_SECRET, "data_dir": str(data_dir), "port": port, "node_id": node_id}
+        cbdir = write_node_dir(effective_config(base, env, tenants=tenants, node={**settings, **(node or {})}))
+        return ManagedProcess(name, crossbar_command(cbdir, "warn"), tmp / f"{name}.log", env=env)
+
+    proc, port = start_listening(spawn, lambda port, _proc: node_ready(port, node_id))
+    return Node(port, data_dir, proc, node_id)
+
+
+def start_mics_node(
+    argv: list[str],
+    tmp: Path,
+    env: dict[str, str],
+    log_name: str = "mics-node.log",
+    cwd: Path = ROOT,
+    timeout: float = 30.0,
+) -> tuple[ManagedProcess, int]:
+    """`mics node ...` as an operator starts it, on a free MICS_PORT; returns it and the port."""
+
+    def spawn(port: int) -> ManagedProcess:
+        return ManagedProcess("mics-node", argv, tmp / log_name, {**env, "MICS_PORT": str(port)}, cwd)
+
+    return start_listening(spawn, lambda port, _proc: node_ready(port, env.get("MICS_NODE_ID")), timeout=timeout)
 
 
 def start_nodes(tmp: Path, names: list[str], env: dict[str, str]) -> list[Node]:

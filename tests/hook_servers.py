@@ -1,7 +1,7 @@
 """Tenant hook servers for tests, over both transports, with switchable behaviour.
 
 `HookLogic` is the tenant's business logic (tokens `tok-<user>`, groups from a dict, a check that
-refuses the word "forbidden") plus knobs a test turns: delays, failures. `WampHookBackend` serves
+refuses the word "forbidden") plus knobs a test turns: delays, failures, garbage answers. `WampHookBackend` serves
 it from a real backend session (wampcra); `HttpHookServer` from a real Twisted HTTP server on a
 free port, verifying every request's signature as a tenant would.
 """
@@ -22,6 +22,8 @@ from mics.hooks import codec
 from mics.hooks.signing import SignatureError, SignatureVerifier
 from wamp_clients import TestSession, backend, sleep
 
+GARBAGE = ["not", {"a": "hook reply"}, 7]  # what a broken hook answers (over HTTP: not even JSON)
+
 
 @dataclass
 class HookLogic:
@@ -32,6 +34,7 @@ class HookLogic:
     auth_fail: bool = False
     check_fail: bool = False
     members_fail: bool = False
+    garbage: bool = False  # every hook answers something that is not a hook reply
     auth_config: dict[str, Any] | None = None
     calls: dict[str, int] = field(default_factory=lambda: {"auth": 0, "check_message": 0, "group_members": 0})
     seen_messages: list[dict[str, Any]] = field(default_factory=list)
@@ -43,6 +46,8 @@ class HookLogic:
             await sleep(self.auth_delay)
         if self.auth_fail:
             raise RuntimeError("auth hook broken")
+        if self.garbage:
+            return GARBAGE  # type: ignore[return-value]
         if not token.startswith("tok-"):
             return None
         reply: dict[str, Any] = {"user_id": token[4:]}
@@ -57,6 +62,8 @@ class HookLogic:
             await sleep(self.check_delay)
         if self.check_fail:
             raise RuntimeError("check hook broken")
+        if self.garbage:
+            return GARBAGE  # type: ignore[return-value]
         if "forbidden" in str(message.get("body")):
             return {"allow": False, "reason": "contains a forbidden word"}
         return {"allow": True}
@@ -67,6 +74,8 @@ class HookLogic:
             await sleep(self.members_delay)
         if self.members_fail:
             raise RuntimeError("members hook broken")
+        if self.garbage:
+            return GARBAGE  # type: ignore[return-value]
         return {"members": list(self.groups.get(group_id, []))}
 
 
@@ -123,6 +132,12 @@ class _HookResource(Resource):
             server.signature_errors.append(str(e))
             status = 401
             hook = None
+        if hook is not None and server.logic.garbage:
+            request.setResponseCode(200)
+            request.setHeader(b"content-type", b"application/json")
+            request.write(b"\xff<html>this is not a hook reply")
+            request.finish()
+            return
         if hook is not None:
             try:
                 fields = codec.decode_request(hook, body, headers.get("Content-Type", codec.JSON))

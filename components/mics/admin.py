@@ -13,10 +13,11 @@ from typing import Any
 
 from txaio import make_logger
 
-from mics import errors, uris
+from mics import errors, metrics, uris
 from mics.config import MicsConfig, is_valid_entity_id, is_valid_tenant_id
 from mics.errors import ConfigError, MicsError
 from mics.events import dlq
+from mics.hooks.policy import Guard
 from mics.node import NODE
 from mics.procedures import MicsSession, expose
 from mics.requests import Args
@@ -136,6 +137,7 @@ class ControlComponent(MicsSession):
                     "events_queued": len(t.events.items),
                     "events_dropped": t.events.dropped,
                     **{f"buffer_{k}": v for k, v in t.engine.buffer.stats().items()},
+                    "hooks": hook_health(t),
                 }
                 for t in tenants
             },
@@ -152,6 +154,31 @@ class ControlComponent(MicsSession):
         from mics.events import kafka  # confluent-kafka only when re-push is used
 
         return kafka.repush(tenant.tenant_id, tenant.events.sinks, NODE.settings.data_dir, limit)
+
+
+def hook_guards(tenant: TenantRuntime) -> dict[str, Guard]:
+    """The tenant's hook guards by hook name; none while it has no hook (WAMP hooks before its
+    realm component joined)."""
+    hook = tenant.hook
+    if hook is None:
+        return {}
+    return {g.hook: g for g in (hook.auth_guard, hook.check_guard, hook.members_guard)}
+
+
+def hook_health(tenant: TenantRuntime) -> dict[str, dict[str, Any]]:
+    """Per hook: breaker state (`closed`/`open`/`half_open`; null while the tenant has no hook),
+    calls in flight, and call outcomes so far."""
+    guards = hook_guards(tenant)
+    calls = metrics.hook_calls(tenant.tenant_id)
+    health = {}
+    for name in ("auth", "check_message", "group_members"):
+        guard = guards.get(name)
+        health[name] = {
+            "breaker": guard.breaker.state if guard else None,
+            "in_flight": guard.in_flight if guard else 0,
+            "calls": {o: calls.get(name, {}).get(o, 0) for o in metrics.HOOK_OUTCOMES},
+        }
+    return health
 
 
 def _without_cbdir(extra: dict[str, Any]) -> dict[str, Any]:

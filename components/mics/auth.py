@@ -18,9 +18,12 @@ from mics import errors, metrics, uris
 from mics.config import is_valid_entity_id
 from mics.hooks import HookRejected
 from mics.hooks.policy import HookUnavailable
+from mics.logs import RateLimitedLog
 from mics.node import NODE, Node
+from mics.router import guards
 
 log = make_logger()
+_limited = RateLimitedLog(log)  # a hook outage meets a reconnect storm: one line a minute per tenant
 
 BACKEND_AUTHID = re.compile(r"^backend(-[A-Za-z0-9_-]{1,64})?$")
 PENDING_JOIN_S = 30.0  # a reservation not turned into a session within this is released
@@ -28,6 +31,7 @@ PENDING_JOIN_S = 30.0  # a reservation not turned into a session within this is 
 
 def create_authenticator(config: dict[str, Any], controller: Any = None) -> Any:
     """Crossbar's factory: returns `authenticate(realm, authid, details)`."""
+    guards.watch_wampcra_failures()  # before the first wampcra login can fail
     return Authenticator(NODE).authenticate
 
 
@@ -39,6 +43,8 @@ class Authenticator:
         node = self._node
         await node.when_ready()
         method = details.get("authmethod")
+        if method == "wampcra":
+            guards.refuse_throttled_login(details)
         if realm == uris.CONTROL_REALM:
             return self._admin(authid, method)
         tenant = await node.find_tenant(realm)
@@ -85,7 +91,8 @@ class Authenticator:
             raise errors.JoinDenied(errors.INVALID_TOKEN, "the token was refused") from None
         except HookUnavailable as e:
             self._count(tenant_id, "hook_unavailable")
-            log.warn("auth hook unavailable: tenant_id={tenant_id} cause={cause}", tenant_id=tenant_id, cause=e.cause)
+            _limited.warn((tenant_id, "auth_hook_unavailable"), "auth hook unavailable: tenant_id={tenant_id} "
+                          "cause={cause}", tenant_id=tenant_id, cause=e.cause)  # fmt: skip
             raise errors.JoinDenied(errors.HOOK_UNAVAILABLE_JOIN, "the auth hook is unavailable") from None
         if not tenant.enabled:  # disabled while the hook was asked
             raise errors.JoinDenied(errors.INVALID_TENANT, f"tenant {tenant_id!r} is disabled")

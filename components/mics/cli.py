@@ -1,5 +1,6 @@
 """The `mics` command: `mics node` starts a node from the router config (env overrides applied),
-`mics config check` validates a config without starting anything."""
+`mics config check` validates a config without starting anything, and `mics tenants|sessions|stats|dlq`
+call the admin API of a running node (mics.admincli)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,10 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mics.config import MicsConfig
+from mics import admincli
+from mics.config import MicsConfig, default_router_config
 from mics.errors import ConfigError
 
-DEFAULT_CONFIG = Path("router/.crossbar/config.json")
+DEFAULT_CONFIG = default_router_config()  # --config, else $MICS_CONFIG, a checkout's, or the packaged one
 CONTROL_CLASS = "mics.admin.ControlComponent"
 
 
@@ -60,10 +63,16 @@ def effective_config(
     extra_node["node_id"] = settings.node_id
     extra_node["data_dir"] = str(Path(settings.data_dir).resolve())
     extra_node["router_workers"] = settings.router_workers
+    tls = None
+    if settings.tls_cert and settings.tls_key:
+        tls = {"certificate": str(Path(settings.tls_cert).resolve()), "key": str(Path(settings.tls_key).resolve())}
+        extra_node["tls_cert"], extra_node["tls_key"] = tls["certificate"], tls["key"]
     for transport in _router_worker(config).get("transports", []):
         endpoint = transport.get("endpoint", {})
         if endpoint.get("type") == "tcp":
             endpoint["port"] = settings.port
+            if tls is not None:  # the same port then serves wss:// and https:// only
+                endpoint["tls"] = dict(tls)
             if settings.router_workers > 1:
                 endpoint["shared"] = True  # SO_REUSEPORT: the kernel spreads connections over the workers
     if settings.router_workers > 1:
@@ -92,12 +101,36 @@ def write_node_dir(config: dict[str, Any]) -> Path:
     data_dir = Path(mics_extra(config)["node"]["data_dir"])
     cbdir = data_dir / "crossbar"
     cbdir.mkdir(parents=True, exist_ok=True)
+    _split_tls_chains(config, cbdir)
     (cbdir / "config.json").write_text(json.dumps(config, indent=2))
     return cbdir
 
 
+PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\s*", re.DOTALL)
+
+
+def _split_tls_chains(config: dict[str, Any], cbdir: Path) -> None:
+    """A certificate file with intermediates after the server certificate (a "fullchain" PEM):
+    Crossbar reads one certificate per file, so the intermediates go to files of their own
+    (`tls-chain-<n>.pem` in the cbdir) listed as `chain_certificates`."""
+    for worker in config.get("workers", []):
+        for transport in worker.get("transports", []):
+            tls = transport.get("endpoint", {}).get("tls")
+            if not tls or "chain_certificates" in tls:
+                continue
+            certs = PEM_CERT.findall(Path(tls["certificate"]).read_bytes())
+            chain = []
+            for n, cert in enumerate(certs[1:], start=1):
+                path = cbdir / f"tls-chain-{n}.pem"
+                path.write_bytes(cert)
+                chain.append(str(path))
+            if chain:
+                tls["chain_certificates"] = chain
+
+
 def crossbar_command(cbdir: Path, loglevel: str = "info", logformat: str = "standard") -> list[str]:
-    return [str(Path(sys.executable).with_name("crossbar")), "start", "--cbdir", str(cbdir), "--loglevel", loglevel,
+    """`crossbar start` through mics.router.run, so every log line names its level."""
+    return [sys.executable, "-m", "mics.router.run", "start", "--cbdir", str(cbdir), "--loglevel", loglevel,
             "--logformat", logformat]  # fmt: skip
 
 
@@ -126,10 +159,19 @@ def cmd_node(args: argparse.Namespace) -> int:
         return 2
     cbdir = write_node_dir(config)
     node = mics_extra(config)["node"]
-    print(f"mics: starting node {node['node_id']} on ws://0.0.0.0:{node['port']}/ws", flush=True)
-    if node.get("dev_mode") and node.get("admin_secret") and not os.environ.get("MICS_ADMIN_SECRET"):
-        print(f"mics: development admin secret: {node['admin_secret']}", flush=True)
     json_logs = os.environ.get("MICS_LOG_FORMAT", node.get("log_format", "text")) == "json"
+
+    def say(text: str) -> None:  # with JSON logs, every stdout line is a JSON object, these too
+        if json_logs:
+            from mics.logs import line_to_record
+
+            text = json.dumps(line_to_record(text, "info", node["node_id"]))
+        print(text, flush=True)
+
+    scheme = "wss" if node.get("tls_cert") else "ws"
+    say(f"mics: starting node {node['node_id']} on {scheme}://0.0.0.0:{node['port']}/ws")
+    if node.get("dev_mode") and node.get("admin_secret") and not os.environ.get("MICS_ADMIN_SECRET"):
+        say(f"mics: development admin secret: {node['admin_secret']}")
     argv = crossbar_command(cbdir, args.loglevel, "syslogd" if json_logs else "standard")
     return supervise(argv, node_id=node["node_id"] if json_logs else None)
 
@@ -176,18 +218,16 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     tenants = sorted(mics_extra(config).get("tenants", {}))
+    if args.production:
+        from mics import production
+
+        found = production.problems(MicsConfig.load(mics_extra(config)))
+        for problem in found:
+            print(f"mics: not fit for production: {problem}", file=sys.stderr)
+        if found:
+            return 1
     print(f"ok: {len(tenants)} tenant(s): {', '.join(tenants)}")
     return 0
-
-
-def cmd_dlq(args: argparse.Namespace) -> int:
-    import txaio
-
-    txaio.use_twisted()
-    from mics.events import dlq
-
-    url = args.url or f"ws://127.0.0.1:{os.environ.get('MICS_PORT', '8080')}/ws"
-    return dlq.cli_main(args.dlq_command, args.tenant, args.limit, url)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,15 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate the router config")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    check.add_argument("--production", action="store_true",
+                       help="also fail on secrets published with the project (demo tenant, development admin)")
     check.set_defaults(fn=cmd_config_check)
-    dlq = sub.add_parser("dlq", help="list or re-push a tenant's dead-lettered events (asks the running node)")
-    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
-    for action in ("list", "repush"):
-        p = dlq_sub.add_parser(action, help=f"mics.admin.dlq.{action} (needs MICS_ADMIN_SECRET)")
-        p.add_argument("--tenant", required=True)
-        p.add_argument("--limit", type=int, default=None, help="oldest N (list: default 100; repush: default all)")
-        p.add_argument("--url", default=None, help="node WebSocket URL (default: ws://127.0.0.1:$MICS_PORT/ws)")
-        p.set_defaults(fn=cmd_dlq)
+    admincli.add_commands(sub)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
 
 from mics import errors, uris
 from mics.config import is_valid_entity_id
+from mics.procedures import MicsSession
 
 TEAM = ["alice", "bob", "carol"]
 
 
-class DemoBackend(ApplicationSession):
+class DemoBackend(MicsSession):
     async def onJoin(self, details: Any) -> None:
         self.known: dict[str, None] = dict.fromkeys(TEAM)
         await self.register(self.auth, uris.HOOK_AUTH)

@@ -1,5 +1,6 @@
-"""Generated sections of the user docs: error tables from `mics.errors`, the tenant config table from
-`mics.config.TENANT_SCHEMA`.
+"""Generated sections of the user docs: error tables from `mics.errors`, the tenant config, agent and
+node settings tables from the settings declared in `mics.config` (TENANT_SCHEMA, AGENT_SCHEMA,
+NODE_SCHEMA).
 
 The code is the contract, so the docs' tables are written from it, never by hand. A generated section
 sits between `<!-- BEGIN GENERATED: name -->` and `<!-- END GENERATED: name -->`; everything else in
@@ -16,7 +17,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mics import errors
-from mics.config import MIB, NOT_OVERRIDABLE, TENANT_SCHEMA, Field
+from mics.config import (
+    AGENT_SCHEMA,
+    MAX_AGENTS,
+    MAX_KEYWORD_CHARS,
+    MIB,
+    NODE_SCHEMA,
+    NOT_OVERRIDABLE,
+    TENANT_SCHEMA,
+    Field,
+)
 
 BEGIN = "<!-- BEGIN GENERATED: {name} -->"
 END = "<!-- END GENERATED: {name} -->"
@@ -35,12 +45,16 @@ def reason_table(reasons: Iterable[errors.Reason], uri_title: str = "reason URI"
 
 
 def _default(spec: Field) -> str:
-    if spec.kind == "secret":
+    if spec.shown_default is not None:
+        return spec.shown_default
+    if spec.required:
         return "required"
-    if spec.kind == "sinks":
-        return '`["kafka"]` when the node has `MICS_KAFKA_BOOTSTRAP`, else `["file"]`'
     if spec.default is None:
         return "none"
+    if spec.default == ():
+        return "`[]`"
+    if spec.default == {}:
+        return "`{}`"
     if isinstance(spec.default, bool):
         return f"`{str(spec.default).lower()}`"
     if isinstance(spec.default, int) and spec.default >= MIB and spec.default % MIB == 0:
@@ -50,20 +64,26 @@ def _default(spec: Field) -> str:
     return f"`{spec.default}`"
 
 
+_ALLOWED: dict[str, Callable[[Field], str]] = {
+    "int": lambda spec: f"int {spec.low}..{spec.high}",
+    "bool": lambda _: "`true` / `false`",
+    "enum": lambda spec: " / ".join(f'`"{c}"`' for c in spec.choices),
+    "str": lambda _: "non-empty string",
+    "secret": lambda _: "string, at least 8 characters",
+    "url": lambda _: "`http://` or `https://` URL (a trailing `/` is dropped)",
+    "endpoint": lambda _: "`http://` or `https://` URL",
+    "sinks": lambda _: "list of `kafka`, `file`, `wamp`",
+    "id": lambda _: "a user id: 1..128 characters, no `.`, `#` or whitespace",
+    "text": lambda spec: f"non-empty string, at most {spec.high} characters",
+    "words": lambda spec: f"list of at most {spec.high} non-empty strings of at most {MAX_KEYWORD_CHARS} characters",
+    "agents": lambda _: f"list of at most {MAX_AGENTS} agent objects ([agent fields](#agents)), `agent_id`s distinct",
+    "redis": lambda _: "`redis://[[user]:password@]host[:port][/db]`",
+    "classes": lambda _: '`{"tenant_id": "module.Class"}`',
+}
+
+
 def _allowed(spec: Field) -> str:
-    if spec.kind == "int":
-        return f"int {spec.low}..{spec.high}"
-    if spec.kind == "bool":
-        return "`true` / `false`"
-    if spec.kind == "enum":
-        return " / ".join(f'`"{c}"`' for c in spec.choices)
-    if spec.kind == "secret":
-        return "string, at least 8 characters"
-    if spec.kind == "url":
-        return "`http://` or `https://` URL (a trailing `/` is dropped)"
-    if spec.kind == "sinks":
-        return "list of `kafka`, `file`, `wamp`"
-    raise AssertionError(spec.kind)
+    return _ALLOWED[spec.kind](spec)
 
 
 def tenant_config_table() -> str:
@@ -78,8 +98,32 @@ def tenant_config_table() -> str:
     return "\n".join(lines)
 
 
+def agent_config_table() -> str:
+    """Every field of an agent object in a tenant's `agents`."""
+    lines = ["| field | default | allowed values | meaning |", "|---|---|---|---|"]
+    for name, spec in AGENT_SCHEMA.items():
+        lines.append(f"| `{name}` | {_default(spec)} | {_allowed(spec)} | {_escape(spec.doc)} |")
+    return "\n".join(lines)
+
+
+def node_settings_table() -> str:
+    """Every node setting an admin sets: environment variable, router config key, default, meaning."""
+    lines = [
+        "| environment | router config `extra.node.*` | default | allowed values | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for name, spec in NODE_SCHEMA.items():
+        if spec.internal:
+            continue
+        env = f"`{spec.env}`" if spec.env else "—"
+        lines.append(f"| {env} | `{name}` | {_default(spec)} | {_allowed(spec)} | {_escape(spec.doc)} |")
+    return "\n".join(lines)
+
+
 ERRORS_SOURCE = "components/mics/errors.py"
-CONFIG_SOURCE = "components/mics/config.py (TENANT_SCHEMA, NOT_OVERRIDABLE)"
+CONFIG_SOURCE = "components/mics/config.py (TenantConfig, NOT_OVERRIDABLE)"
+AGENT_SOURCE = "components/mics/config.py (AgentConfig)"
+NODE_SOURCE = "components/mics/config.py (NodeSettings)"
 
 # doc file (relative to the repo root) -> section name -> (source named in the note, generator)
 SECTIONS: dict[str, dict[str, tuple[str, Callable[[], str]]]] = {
@@ -96,6 +140,10 @@ SECTIONS: dict[str, dict[str, tuple[str, Callable[[], str]]]] = {
     },
     "docs/tenants.md": {
         "tenant-config": (CONFIG_SOURCE, tenant_config_table),
+        "agent-config": (AGENT_SOURCE, agent_config_table),
+    },
+    "docs/operations.md": {
+        "node-settings": (NODE_SOURCE, node_settings_table),
     },
 }
 

@@ -34,6 +34,10 @@ CLOSE_KICKED = Reason("mics.close.kicked", 4000, "kicked by an admin or the tena
 CLOSE_REPLACED = Reason("mics.close.replaced", 4009, "the same user+device connected again")
 CLOSE_SHUTDOWN = Reason("mics.close.shutdown", 1001, "the node is draining")
 CLOSE_TENANT_DISABLED = Reason("mics.close.tenant_disabled", 4002, "the tenant was disabled")
+CLOSE_SLOW_CONSUMER = Reason(
+    "mics.close.slow_consumer", 4008,
+    "the connection's unsent outgoing data passed the node's cap (`max_unsent_bytes`); the messages stay held for sync",
+)  # fmt: skip
 
 # -- call errors (sends and other procedures) ----------------------------------------------------
 INVALID_MESSAGE = Reason("mics.error.invalid_message", 400, "missing or invalid argument")
@@ -59,7 +63,8 @@ BAD_SIGNATURE = Reason(
 NOT_AUTHORIZED = Reason("wamp.error.not_authorized", 403, "the role may not do this")
 
 JOIN_REASONS = (INVALID_TOKEN, INVALID_TENANT, CONNECTION_LIMIT, HOOK_UNAVAILABLE_JOIN)
-CLOSE_REASONS = (CLOSE_HEARTBEAT_TIMEOUT, CLOSE_KICKED, CLOSE_REPLACED, CLOSE_SHUTDOWN, CLOSE_TENANT_DISABLED)
+CLOSE_REASONS = (CLOSE_HEARTBEAT_TIMEOUT, CLOSE_KICKED, CLOSE_REPLACED, CLOSE_SHUTDOWN, CLOSE_TENANT_DISABLED,
+                 CLOSE_SLOW_CONSUMER)  # fmt: skip
 CALL_REASONS = (
     INVALID_MESSAGE, PAYLOAD_TOO_LARGE, RATE_LIMITED, REJECTED, EMPTY_GROUP, HOOK_UNAVAILABLE, UNAVAILABLE, INTERNAL,
 )  # fmt: skip

@@ -86,3 +86,106 @@ class CircuitBreaker:
             self._opened_at = self._clock()
             return True
         return False
+
+
+MIN_CAPPED_RATE = 50.0  # sends/s: below this a tenant is never what saturates a node
+
+
+class TenantShare:
+    """One tenant's slot in `FairShare`: counts its attempts; refuses what is over its cap."""
+
+    __slots__ = ("_bucket", "_clock", "attempts", "cap", "refused", "tenant_id")
+
+    def __init__(self, tenant_id: str, clock: Clock) -> None:
+        self.tenant_id = tenant_id
+        self._clock = clock
+        self.attempts = 0  # since the last tick
+        self.refused = 0
+        self.cap: float | None = None  # msg/s while the node is saturated and this tenant is over its share
+        self._bucket: TokenBucket | None = None
+
+    def admit(self) -> bool:
+        """Count one send attempt; False when the tenant is capped and out of budget."""
+        self.attempts += 1
+        if self._bucket is None or self._bucket.try_take():
+            return True
+        self.refused += 1
+        return False
+
+    def set_cap(self, cap: float | None) -> None:
+        self.cap = cap
+        self._bucket = None if cap is None else TokenBucket(max(cap, 1.0), self._clock)
+
+
+class FairShare:
+    """Who is refused first when the router worker is saturated.
+
+    Every tick gets the worker's busy fraction (its CPU time over wall time). While it is above
+    `high`, the capacity to share is what the node admitted, scaled to a comfortable load; each
+    tenant whose demand (send attempts per second) is above its max-min fair share of it gets a
+    cap, lowered by `decrease` each tick the node stays saturated; below `low` caps grow by
+    `increase` and go away once well above the demand. A tenant within its share is never capped,
+    so its latency holds while the heavy ones take the refusals. (One tenant alone is capped too:
+    a saturated node queues every call, and a lower rate of answered calls beats a growing queue.)
+    """
+
+    def __init__(self, clock: Clock, high: float = 0.85, low: float = 0.7, decrease: float = 0.7,
+                 increase: float = 1.25) -> None:  # fmt: skip
+        self._clock = clock
+        self.high, self.low, self.decrease, self.increase = high, low, decrease, increase
+        self._shares: dict[str, TenantShare] = {}
+        self._last = clock()
+        self.saturated = False
+
+    def share(self, tenant_id: str) -> TenantShare:
+        share = self._shares.get(tenant_id)
+        if share is None:
+            share = self._shares[tenant_id] = TenantShare(tenant_id, self._clock)
+        return share
+
+    def tick(self, busy: float) -> None:
+        """`busy`: the worker's CPU fraction since the last tick."""
+        now = self._clock()
+        elapsed = max(now - self._last, 1e-3)
+        self._last = now
+        demand = {s.tenant_id: s.attempts / elapsed for s in self._shares.values() if s.attempts}
+        admitted = sum((s.attempts - s.refused) / elapsed for s in self._shares.values())
+        for share in self._shares.values():
+            share.attempts = share.refused = 0
+        # saturated on two ticks in a row: one slow tick (a GC pause, a burst of joins) is no trend
+        self.saturated, was = busy > self.high, self.saturated
+        if self.saturated and was and demand:
+            # what the node would admit at a comfortable load, shared max-min fairly: the tenants
+            # taking more than their level are the ones that saturate it
+            levels = fair_levels(demand, admitted * (self.high + self.low) / 2 / busy)
+            for tenant_id, rate in demand.items():
+                share = self._shares[tenant_id]
+                if rate > max(levels[tenant_id] * 1.05, MIN_CAPPED_RATE):  # over its share: shrink what it may send
+                    start = share.cap if share.cap is not None else levels[tenant_id]
+                    share.set_cap(start * self.decrease)
+        elif busy < self.low:
+            for tenant_id, share in self._shares.items():
+                if share.cap is None:
+                    continue
+                cap = share.cap * self.increase
+                share.set_cap(None if cap > 2 * demand.get(tenant_id, 0) + 10 else cap)
+
+    def capped(self) -> dict[str, float]:
+        return {s.tenant_id: s.cap for s in self._shares.values() if s.cap is not None}
+
+
+def fair_levels(demand: dict[str, float], capacity: float) -> dict[str, float]:
+    """Max-min fair allocation of `capacity` over the tenants' demands (water-filling)."""
+    levels: dict[str, float] = {}
+    left, waiting = capacity, sorted(demand.items(), key=lambda kv: kv[1])
+    while waiting:
+        equal = left / len(waiting)
+        tenant_id, want = waiting[0]
+        if want > equal:
+            for tenant_id, _want in waiting:
+                levels[tenant_id] = equal
+            break
+        levels[tenant_id] = want
+        left -= want
+        waiting.pop(0)
+    return levels

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# CPU seconds, resident memory, open fds (process_*) and the Python version (python_info) of the
+# router worker that serves /metrics
+PROCESS = ProcessCollector(registry=REGISTRY)
+PLATFORM = PlatformCollector(registry=REGISTRY)
 
 MESSAGES = Counter(
     "mics_messages_total", "Messages accepted, by type and delivery", ["tenant", "type", "delivered"], registry=REGISTRY
 )
 SEND_FAILURES = Counter(
     "mics_send_failures_total", "Sends refused, by error reason", ["tenant", "reason"], registry=REGISTRY
+)
+NODE_READY = Gauge(  # computed at scrape time by mics.web
+    "mics_node_ready", "1 while /ready answers 200 (tenants loaded; in cluster mode Redis reachable)", registry=REGISTRY
 )
 CONNECTIONS = Gauge("mics_connections", "User sessions online on this node", ["tenant"], registry=REGISTRY)
 JOINS = Counter("mics_joins_total", "Join attempts by outcome", ["tenant", "outcome"], registry=REGISTRY)
@@ -28,6 +35,7 @@ HTTP_API = Counter(
     ["tenant", "action", "status"],
     registry=REGISTRY,
 )
+HOOK_OUTCOMES = ("ok", "rejected", "timeout", "failure", "queue_full", "breaker_open")  # HOOK_CALLS "outcome"
 HOOK_CALLS = Counter(
     "mics_hook_calls_total", "Hook calls by hook and outcome", ["tenant", "hook", "outcome"], registry=REGISTRY
 )
@@ -44,6 +52,13 @@ BREAKER_OPEN = Gauge(
 BUFFER_HELD = Gauge("mics_buffer_held_messages", "Messages held for catch-up", ["tenant"], registry=REGISTRY)
 BUFFER_BYTES = Gauge("mics_buffer_held_bytes", "Bytes held for catch-up", ["tenant"], registry=REGISTRY)
 EVENTS = Counter("mics_events_total", "Events by sink and outcome", ["tenant", "sink", "outcome"], registry=REGISTRY)
+EVENTS_DROPPED = Counter(
+    "mics_events_dropped_total",
+    "Events that will never reach a sink, by sink and reason: unencodable, write_failed, sink_failed, queue_full, "
+    "dlq_full",
+    ["tenant", "sink", "reason"],
+    registry=REGISTRY,
+)
 EVENT_QUEUE = Gauge("mics_event_queue_length", "Events waiting for a sink", ["tenant"], registry=REGISTRY)
 EVENT_DLQ = Gauge("mics_event_dlq_size", "Dead letters held for re-push", ["tenant"], registry=REGISTRY)
 CLUSTER_SENT = Counter(
@@ -74,6 +89,25 @@ RELAYED_CALLS = Counter(
 REDIS_FAILURES = Counter(
     "mics_redis_failures_total", "Redis commands that failed, by what they were for", ["what"], registry=REGISTRY
 )
+ROUTER_BUSY = Gauge(
+    "mics_router_busy_ratio", "CPU time of the router worker over wall time, as of the last tick", registry=REGISTRY
+)
+FAIR_SHARE_CAP = Gauge(
+    "mics_fair_share_cap", "Sends/s a tenant may make while the node is saturated (absent: not capped)", ["tenant"],
+    registry=REGISTRY,
+)  # fmt: skip
+GUARD_CLOSES = Counter(
+    "mics_guard_closes_total",
+    "Connections the node closed for holding resources: handshake_timeout, hello_timeout, slow_consumer",
+    ["reason"],
+    registry=REGISTRY,
+)
+LOGIN_THROTTLE = Counter(
+    "mics_login_throttle_total",
+    "wampcra logins: failed (bad signature) and refused (too many recent failures from the address)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 GC_PAUSE = Histogram(
     "mics_gc_pause_seconds",
     "Garbage-collector pauses of the router worker (they stall every session)",
@@ -81,3 +115,14 @@ GC_PAUSE = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
     registry=REGISTRY,
 )
+
+
+def hook_calls(tenant_id: str) -> dict[str, dict[str, int]]:
+    """{hook: {outcome: count}} of one tenant's hook calls so far (for mics.admin.stats; the
+    counters outlive the hook objects, which are rebuilt on every config change)."""
+    calls: dict[str, dict[str, int]] = {}
+    for family in HOOK_CALLS.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels["tenant"] == tenant_id:
+                calls.setdefault(sample.labels["hook"], {})[sample.labels["outcome"]] = int(sample.value)
+    return calls

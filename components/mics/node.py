@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +17,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
-from mics import errors, events, heartbeat, metrics, speedups
+from mics import errors, events, heartbeat, metrics
 from mics.cluster import DELIVER, KICK, RELAYED, REPLACE, TENANT, Cluster, Operation
 from mics.cluster import redis as cluster_keys
 from mics.cluster.load import LoadReports
@@ -24,7 +25,9 @@ from mics.config import MicsConfig, NodeSettings, TenantConfig, is_valid_tenant_
 from mics.engine import EngineFactory
 from mics.engine.memory import MemoryEngines
 from mics.errors import ConfigError
+from mics.limits import FairShare
 from mics.realms import RealmManager
+from mics.router import speedups
 from mics.tenants import TenantRegistry, TenantRuntime
 from mics.types import MsgIdFactory, now_ms
 
@@ -33,6 +36,8 @@ log = make_logger()
 EVENT_DRAIN_S = 0.05
 EXPIRE_EVERY_TICKS = 10
 DRAIN_GRACE_S = 0.5
+LAG_PROBE_S = 0.05
+LAG_SATURATED_S = 0.1  # a timer 100 ms late: the worker is fully behind
 
 
 class Node:
@@ -52,6 +57,9 @@ class Node:
         self._waiters: list[Deferred[None]] = []
         self._ticks = 0
         self._timers: list[LoopingCall] = []
+        self.fair = FairShare(reactor.seconds)
+        self._cpu = (time.process_time(), time.monotonic())
+        self._lag_due, self._lag_max = time.monotonic(), 0.0
 
     async def start(self, config: MicsConfig, controller: Any) -> None:
         """Load tenants, start their realms and the timers; then accept sessions."""
@@ -73,7 +81,7 @@ class Node:
             self.load = LoadReports(self.cluster, self.reactor.seconds)
         else:
             self.engines = MemoryEngines(settings.node_id)
-        self.tenants = TenantRegistry(settings, self.reactor, self.engines, self.msg_ids)
+        self.tenants = TenantRegistry(settings, self.reactor, self.engines, self.msg_ids, self.fair)
         self.realms = RealmManager(controller, dict(settings.backend_components), self._realm_started)
         for tenant_config in config.tenants.values():
             self.tenants.add(tenant_config)
@@ -85,6 +93,8 @@ class Node:
         self.reactor.addSystemEventTrigger("before", "shutdown", self.drain)
         self._start_timer(self._tick, heartbeat.TICK_S)
         self._start_timer(self._drain_events, EVENT_DRAIN_S)
+        self._lag_due = time.monotonic() + LAG_PROBE_S
+        self._start_timer(self._probe_lag, LAG_PROBE_S)
         if settings.speedups:
             speedups.apply()
         self.is_ready = True
@@ -111,6 +121,7 @@ class Node:
         assert self.tenants is not None
         now = self.reactor.seconds()
         heartbeat.sweep(self.tenants, now)
+        self._share_fairly()
         for tenant in self.tenants:
             tenant.engine.presence.retry()
         if self.load is not None:
@@ -125,6 +136,37 @@ class Node:
                 held = tenant.engine.buffer.stats()
                 metrics.BUFFER_HELD.labels(tenant.tenant_id).set(held["held_messages"])
                 metrics.BUFFER_BYTES.labels(tenant.tenant_id).set(held["held_bytes"])
+
+    def _probe_lag(self) -> None:
+        """How late the reactor runs a 50 ms timer: a backlog of work shows here even when the OS
+        gives the worker less than a core (a CPU fraction alone would miss that)."""
+        now = time.monotonic()
+        self._lag_max = max(self._lag_max, now - self._lag_due)
+        self._lag_due = now + LAG_PROBE_S
+
+    def _share_fairly(self) -> None:
+        """Saturated: the tenants over their fair share are refused first (mics.limits.FairShare).
+        Load is the worker's CPU fraction, or its timer lag as a fraction of LAG_SATURATED_S (both
+        scaled so that 1.0 is fully saturated), whichever is higher."""
+        cpu, wall = time.process_time(), time.monotonic()
+        busy = (cpu - self._cpu[0]) / max(wall - self._cpu[1], 1e-3)
+        self._cpu = (cpu, wall)
+        lag, self._lag_max = self._lag_max, 0.0
+        busy = max(busy, min(lag / LAG_SATURATED_S, 1.5))
+        metrics.ROUTER_BUSY.set(round(busy, 3))
+        before = self.fair.capped()
+        self.fair.tick(busy)
+        after = self.fair.capped()
+        for tenant_id in before.keys() | after.keys():
+            cap = after.get(tenant_id)
+            if cap is None:
+                metrics.FAIR_SHARE_CAP.remove(tenant_id)
+                log.info("fair share: tenant_id={tenant_id} no longer capped", tenant_id=tenant_id)
+            else:
+                metrics.FAIR_SHARE_CAP.labels(tenant_id).set(round(cap, 1))
+                if tenant_id not in before:
+                    log.warn("node saturated (busy {busy}): tenant_id={tenant_id} over its fair share, capped to "
+                             "{cap} sends/s", busy=round(busy, 2), tenant_id=tenant_id, cap=round(cap))  # fmt: skip
 
     def _drain_events(self) -> None:
         assert self.tenants is not None

@@ -27,6 +27,7 @@ from mics import errors, events, metrics, uris
 from mics.engine import Holds
 from mics.errors import MicsError, SendFailed
 from mics.hooks.policy import HookUnavailable
+from mics.logs import RateLimitedLog
 from mics.requests import (
     GroupSendRequest,
     MembersChangedRequest,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from mics.tenants import TenantRuntime
 
 log = make_logger()
+_limited = RateLimitedLog(log)
 
 ENTRY_OVERHEAD = 256  # bytes a held message costs beyond its body, for the byte cap
 _DELIVERED = ("online", "buffered", "offline")
@@ -197,7 +199,11 @@ class SendService:
             raise SendFailed(errors.PAYLOAD_TOO_LARGE, f"body is {size} bytes, over {limit}", cmid)
 
     def _take_rate(self, cmid: str | None) -> None:
-        if not self._tenant.bucket.try_take():
+        tenant = self._tenant
+        if not tenant.share.admit():
+            self._failures["fair_share"].inc()
+            raise SendFailed(errors.RATE_LIMITED, "the node is saturated and this tenant is over its fair share", cmid)
+        if not tenant.bucket.try_take():
             self._failures["rate_limited"].inc()
             raise SendFailed(errors.RATE_LIMITED, "the tenant's message rate limit is exceeded", cmid)
 
@@ -275,8 +281,8 @@ class SendService:
             members = await hook.group_members(group_id, from_user_id)
         except HookUnavailable as e:
             self._failures["hook_unavailable"].inc()
-            log.warn("group-members hook unavailable: tenant_id={tenant_id} cause={cause}",
-                     tenant_id=self.tenant_id, cause=e.cause)  # fmt: skip
+            _limited.warn((self.tenant_id, "group_members"), "group-members hook unavailable: tenant_id={tenant_id} "
+                          "cause={cause}", tenant_id=self.tenant_id, cause=e.cause)  # fmt: skip
             raise SendFailed(errors.HOOK_UNAVAILABLE, "the group-members hook is unavailable", cmid) from None
         if not members:
             self._failures["empty_group"].inc()
@@ -305,7 +311,7 @@ class SendService:
         )
 
 
-_FAILURE_REASONS = ("payload_too_large", "rate_limited", "rejected", "hook_unavailable", "empty_group")
+_FAILURE_REASONS = ("payload_too_large", "rate_limited", "fair_share", "rejected", "hook_unavailable", "empty_group")
 
 
 def _require_system(sender: Sender) -> None:

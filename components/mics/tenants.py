@@ -26,6 +26,7 @@ from mics.hooks import Hook
 from mics.hooks.http import HttpHook
 from mics.hooks.policy import GuardedHook
 from mics.hooks.wamp import WampHook
+from mics.limits import FairShare, TenantShare
 from mics.quota import Quotas
 from mics.router import RealmPort
 from mics.service import SendService
@@ -46,10 +47,10 @@ class TenantRuntime:
 
     def __init__(
         self, config: TenantConfig, settings: NodeSettings, reactor: IReactorTime, engines: EngineFactory,
-        ids: MsgIdFactory, port: RealmPort | None = None,
+        ids: MsgIdFactory, port: RealmPort | None = None, share: TenantShare | None = None,
     ) -> None:  # fmt: skip
         """`port`: how the runtime reaches its realm; a node binds a RealmPort to the realm's router
-        (tests pass a recording fake)."""
+        (tests pass a recording fake). `share`: this tenant's slot in the node's FairShare."""
         self.tenant_id = config.tenant_id
         self.node_id = settings.node_id
         self.ids = ids
@@ -69,6 +70,7 @@ class TenantRuntime:
         # limits shared with the other nodes in cluster mode (mics.quota, mics.cluster.load)
         self.quotas = Quotas(config.max_message_qps, None, reactor.seconds)
         self.bucket = self.quotas.bucket
+        self.share = share if share is not None else TenantShare(self.tenant_id, reactor.seconds)
         self.service = SendService(self)
         self._connections = metrics.CONNECTIONS.labels(self.tenant_id)
         self._apply(config)
@@ -257,12 +259,14 @@ class TenantRegistry:
     """All tenants of this node, by id."""
 
     def __init__(
-        self, settings: NodeSettings, reactor: IReactorTime, engines: EngineFactory, ids: MsgIdFactory
-    ) -> None:
+        self, settings: NodeSettings, reactor: IReactorTime, engines: EngineFactory, ids: MsgIdFactory,
+        fair: FairShare | None = None,
+    ) -> None:  # fmt: skip
         self._settings = settings
         self._reactor = reactor
         self._engines = engines
         self._ids = ids
+        self._fair = fair if fair is not None else FairShare(reactor.seconds)
         self._tenants: dict[str, TenantRuntime] = {}
 
     def __iter__(self):  # type: ignore[no-untyped-def]
@@ -278,7 +282,12 @@ class TenantRegistry:
         runtime = self._tenants.get(config.tenant_id)
         if runtime is None:
             runtime = self._tenants[config.tenant_id] = TenantRuntime(
-                config, self._settings, self._reactor, self._engines, self._ids
+                config,
+                self._settings,
+                self._reactor,
+                self._engines,
+                self._ids,
+                share=self._fair.share(config.tenant_id),
             )
         else:
             runtime.update(config)

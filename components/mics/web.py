@@ -7,6 +7,7 @@ path's `extra`.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from prometheus_client import generate_latest
@@ -14,8 +15,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from mics.metrics import REGISTRY
-from mics.node import NODE
+from mics.admin import hook_guards
+from mics.metrics import NODE_READY, REGISTRY
+from mics.node import NODE, Node
 
 
 class _JsonResource(Resource):
@@ -40,12 +42,47 @@ class HealthResource(_JsonResource):
 
 
 class ReadyResource(_JsonResource):
-    """Readiness: tenants loaded and their realms up; 503 until then."""
+    """Readiness and what it depends on: 503 until the tenants are loaded and their realms up, and
+    503 while Redis is unreachable in cluster mode (the node could accept connections but no
+    message). Kafka and open hook breakers are reported, never fatal: events are spooled, and a
+    tenant's hook outage is that tenant's, not the node's."""
 
     def render_GET(self, request: Request) -> bytes:
         if not NODE.is_ready:
             return self._json(request, 503, {"status": "starting"})
-        return self._json(request, 200, {"status": "ready", "tenants": len(NODE.tenants or ())})
+        report = readiness(NODE)
+        return self._json(request, 200 if report["status"] == "ready" else 503, report)
+
+
+def readiness(node: Node) -> dict[str, Any]:
+    """The /ready body of a started node."""
+    cluster = node.cluster
+    redis = "off" if cluster is None else "up" if cluster.redis_reachable else "down"
+    kafka = "off"
+    if node.settings is not None and node.settings.kafka_bootstrap:
+        module = sys.modules.get("mics.events.kafka")  # loaded once a tenant uses the Kafka sink
+        brokers = module.brokers_reachable() if module is not None else {}
+        kafka = "idle" if not brokers else "up" if all(brokers.values()) else "down"
+    breakers: dict[str, dict[str, str]] = {}
+    for tenant in node.tenants or ():
+        states = {name: g.breaker.state for name, g in hook_guards(tenant).items() if g.breaker.state != "closed"}
+        if states:
+            breakers[tenant.tenant_id] = states
+    return {
+        "status": "unavailable" if redis == "down" else "ready",
+        "node_id": node.settings.node_id if node.settings else None,
+        "tenants": len(node.tenants or ()),
+        "redis": redis,
+        "kafka": kafka,
+        "hook_breakers": breakers,
+    }
+
+
+def is_ready(node: Node) -> bool:
+    return node.is_ready and readiness(node)["status"] == "ready"
+
+
+NODE_READY.set_function(lambda: float(is_ready(NODE)))
 
 
 class MetricsResource(Resource):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet.utils import getProcessOutputAndValue
 
 from harness import ADMIN_SECRET, Node, start_nodes
 from hook_servers import HookLogic, HttpHookServer, wamp_backend
@@ -41,8 +44,8 @@ class Tenant:
         self.sessions.append(session)
         return session
 
-    async def backend(self, authid: str = "backend") -> TestSession:
-        session = await backend(self.node.url, self.tenant_id, self.secret, authid)
+    async def backend(self, authid: str = "backend", **kw: Any) -> TestSession:
+        session = await backend(self.node.url, self.tenant_id, self.secret, authid, **kw)
         self.sessions.append(session)
         return session
 
@@ -83,6 +86,23 @@ class TenantFactory:
                 await tenant.http.stop()
 
 
+@dataclass(frozen=True)
+class CliRun:
+    code: int
+    out: str
+    err: str
+
+
+async def run_mics(*args: str, env: Mapping[str, str] | None = None, secret: str | None = ADMIN_SECRET) -> CliRun:
+    """The `mics` command as a subprocess (without blocking the reactor the test's sessions run on)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MICS_")}
+    if secret is not None:
+        base["MICS_ADMIN_SECRET"] = secret
+    mics = str(Path(sys.executable).with_name("mics"))
+    out, err, code = await getProcessOutputAndValue(mics, list(args), env={**base, **(env or {})})
+    return CliRun(code, out.decode(), err.decode())
+
+
 @pytest_twisted.async_yield_fixture()
 async def make_tenant(mics_node: Node) -> AsyncIterator[TenantFactory]:
     factory = TenantFactory(mics_node)
@@ -102,3 +122,11 @@ def cluster_nodes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> I
     yield a, b
     for n in (a, b):
         n.process.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """What the abuse, isolation and fault tests tried, in the run log."""
+    from checks import RUN_COUNTS
+
+    for area, counts in sorted(RUN_COUNTS.items()):
+        terminalreporter.write_line(f"{area}: " + ", ".join(f"{k} = {v}" for k, v in counts.items()))

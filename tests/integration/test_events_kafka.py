@@ -13,17 +13,17 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
-from integration.conftest import TenantFactory
+from checks import RUN_COUNTS
+from integration.conftest import TenantFactory, run_mics
 from kafka_broker import KafkaBroker
 from twisted.internet.utils import getProcessOutputAndValue
 
-from harness import ADMIN_SECRET, ROOT, Node, free_port, http_get, start_node
+from harness import ROOT, Node, free_port, http_get, start_node
 from mics.events import encode
 from wamp_clients import sleep
 
@@ -124,6 +124,16 @@ async def test_joins_sends_member_changes_and_leaves_reach_the_tenant_topic_sign
     assert change["event_data"] == {"group_id": "team", "added": ["carol"], "removed": ["bob"]}
 
 
+async def alice_with_a_working_sink(make_kafka_tenant: Any, kafka_broker: KafkaBroker) -> tuple[Any, Any]:
+    """A new tenant and its user alice, once alice's CONNECT_ONLINE is in Kafka (topic made, sink works)."""
+    tenant = await make_kafka_tenant()
+    alice = await tenant.user("alice")
+    consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))
+    await consumer.take(1)
+    consumer.close()
+    return tenant, alice
+
+
 async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
     """Poll `predicate` (an async callable) until true; fails after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -133,22 +143,16 @@ async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
 
 
 async def mics_cli(node: Node, *args: str) -> tuple[int, dict[str, Any]]:
-    env = {**os.environ, "MICS_ADMIN_SECRET": ADMIN_SECRET}
-    mics = str(Path(sys.executable).with_name("mics"))
-    out, err, code = await getProcessOutputAndValue(mics, [*args, "--url", node.url], env=env)
-    assert code == 0, err.decode()
-    return code, json.loads(out)
+    run = await run_mics(*args, "--json", "--url", node.url)
+    assert run.code == 0, run.err
+    return run.code, json.loads(run.out)
 
 
 @pytest_twisted.ensureDeferred
 async def test_events_during_a_broker_outage_are_retried_dead_lettered_and_repushed_when_it_is_back(
     make_kafka_tenant, kafka_broker, kafka_node
 ):
-    tenant = await make_kafka_tenant()
-    alice = await tenant.user("alice")
-    consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))
-    await consumer.take(1)  # CONNECT_ONLINE: the topic exists and the sink works
-    consumer.close()
+    tenant, alice = await alice_with_a_working_sink(make_kafka_tenant, kafka_broker)
 
     kafka_broker.stop()
     try:
@@ -161,7 +165,9 @@ async def test_events_during_a_broker_outage_are_retried_dead_lettered_and_repus
 
         await wait_for(two_dead_letters)
         listing = await tenant.admin.call("mics.admin.dlq.list", tenant_id=tenant.tenant_id, limit=1)
-        _, from_cli = await mics_cli(kafka_node, "dlq", "list", "--tenant", tenant.tenant_id)
+        _, from_cli = await mics_cli(kafka_node, "dlq", "list", tenant.tenant_id)
+        as_table = await run_mics("dlq", "list", tenant.tenant_id, "--url", kafka_node.url)
+        during = http_get(f"{kafka_node.http}/ready")
     finally:
         kafka_broker.start()
 
@@ -170,11 +176,16 @@ async def test_events_during_a_broker_outage_are_retried_dead_lettered_and_repus
     assert first["event_type"] == "SINGLE_CHAT_MSG" and first["event"]["msg_id"] == acks[0]["msg_id"]
     assert first["event"]["event_data"]["body"] == {"n": 1}
     assert [d["event"]["msg_id"] for d in from_cli["dead_letters"]] == [a["msg_id"] for a in acks]
+    header, *rows, summary = as_table.out.splitlines()
+    assert header.split() == ["ID", "FAILED_AT", "EVENT_TYPE", "KEY", "ATTEMPTS", "ERROR"]
+    assert [r.split()[2:5] for r in rows] == [["SINGLE_CHAT_MSG", "bob", "4"]] * 2
+    assert summary == "2 dead letters held, 0 dropped"
     assert metric(kafka_node, tenant.tenant_id, "retry") == 6 and metric(kafka_node, tenant.tenant_id, "dead") == 2
     spool = kafka_node.data_dir / "dlq" / f"{tenant.tenant_id}.jsonl"
     assert len(spool.read_bytes().splitlines()) == 2
 
-    assert await tenant.admin.call("mics.admin.dlq.repush", tenant_id=tenant.tenant_id) == {"repushed": 2}
+    repushed = await run_mics("dlq", "repush", tenant.tenant_id, "--url", kafka_node.url)
+    assert (repushed.code, repushed.out) == (0, "re-pushed 2 dead letters\n")
     consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))  # the in-memory broker restarted empty
     records = await consumer.take(2)
     consumer.close()
@@ -182,6 +193,8 @@ async def test_events_during_a_broker_outage_are_retried_dead_lettered_and_repus
     assert [e["msg_id"] for e in events] == [a["msg_id"] for a in acks]
     assert (await tenant.admin.call("mics.admin.dlq.list", tenant_id=tenant.tenant_id))["total"] == 0
     assert metric(kafka_node, tenant.tenant_id, "repushed") == 2
+    assert during[0] == 200 and json.loads(during[1])["kafka"] == "down", "reported, not fatal: events are spooled"
+    assert json.loads(http_get(f"{kafka_node.http}/ready")[1])["kafka"] == "up"
 
 
 @pytest_twisted.ensureDeferred
@@ -232,3 +245,39 @@ async def test_the_example_consumer_verifies_and_prints_a_tenants_events(make_ka
     printed = sorted((json.loads(line) for line in out.splitlines()), key=lambda e: e["event_type"])
     assert [e["event_type"] for e in printed] == ["CONNECT_ONLINE", "SINGLE_CHAT_MSG"]
     assert printed[1]["msg_id"] == ack["msg_id"] and printed[1]["event_data"]["body"] == {"text": "for the example"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_of_a_short_broker_outage_are_delivered_later_or_dead_lettered_none_silently_lost(
+    make_kafka_tenant, kafka_broker, kafka_node
+):
+    tenant, alice = await alice_with_a_working_sink(make_kafka_tenant, kafka_broker)
+    ok, dead = metric(kafka_node, tenant.tenant_id, "ok"), metric(kafka_node, tenant.tenant_id, "dead")
+
+    kafka_broker.stop()
+    try:
+        acks = [await alice.call("mics.message.send", to_user_id="bob", body={"n": n}) for n in range(10)]
+        await sleep(1.0)
+    finally:
+        kafka_broker.start()  # back, empty (in memory): the sink creates the topic again
+
+    async def settled() -> bool:
+        done = metric(kafka_node, tenant.tenant_id, "ok") - ok + metric(kafka_node, tenant.tenant_id, "dead") - dead
+        return done >= len(acks)
+
+    await wait_for(settled)
+    delivered_count = int(metric(kafka_node, tenant.tenant_id, "ok") - ok)
+    consumer = kafka_broker.consumer(encode.topic(tenant.tenant_id))
+    delivered = [decoded(r, tenant.secret)["msg_id"] for r in await consumer.take(delivered_count)]
+    consumer.close()
+    listing = await tenant.admin.call("mics.admin.dlq.list", tenant_id=tenant.tenant_id)
+    spooled = [d["event"]["msg_id"] for d in listing["dead_letters"]]
+
+    counts = RUN_COUNTS["faults"]
+    counts["kafka outages"] += 1
+    counts["kafka events delivered late"] += len(delivered)
+    counts["kafka events dead-lettered"] += len(spooled)
+    counts["messages checked"] += len(acks)
+    counts["lost"] += len({a["msg_id"] for a in acks} - set(delivered) - set(spooled))
+    assert sorted(delivered + spooled) == sorted(a["msg_id"] for a in acks), "each event delivered or spooled, once"
+    assert metric(kafka_node, tenant.tenant_id, "dead") - dead == len(spooled)

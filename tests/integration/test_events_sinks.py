@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest_twisted
+from checks import in_thread, metric
+from raw_ws import open_websocket
 
 from wamp_clients import sleep
 
@@ -68,3 +70,51 @@ async def test_wamp_sink_gives_backends_the_event_with_the_message_and_works_alo
     assert change["group_id"] == "g1" and change["event_data"] == {"group_id": "g1", "added": ["bob"], "removed": []}
     written = await file_events(mics_node.data_dir / "events" / f"{tenant.tenant_id}.jsonl", 3)
     assert [e["event_type"] for e in written] == ["CONNECT_ONLINE", "SINGLE_CHAT_MSG", "GROUP_MEMBER_CHANGE"]
+
+
+POISON_BODIES = {  # written as raw JSON: no well-behaved client library would send them
+    "a lone surrogate": '"t\\udfff"',
+    "an integer of 2**64": "18446744073709551616",
+    "NaN": "NaN",
+    "nesting 40 deep": "[" * 40 + "]" * 40,
+}
+
+
+@pytest_twisted.ensureDeferred
+async def test_bodies_no_sink_could_carry_cost_no_other_event_through_a_real_node(make_tenant, mics_node):
+    """Refused at the edge today; were one ever accepted, the sinks drop it alone and count it."""
+    tenant = await make_tenant(event_sinks=["file", "wamp"])
+    watcher = await tenant.backend("backend-events")
+    await watcher.listen("mics.event.single_chat_msg")
+
+    def sends() -> list[list[Any]]:
+        ws = open_websocket(mics_node.port)
+        try:
+            assert ws.join(tenant.tenant_id, ticket="tok-alice")[0] == 2
+            bodies = [json.dumps({"n": n}) for n in range(10)] + list(POISON_BODIES.values())
+            bodies += [json.dumps({"n": n}) for n in range(10, 20)]
+            replies = []
+            for n, body in enumerate(bodies):
+                ws.send(f'[48, {n + 1}, {{}}, "mics.message.send", [], {{"to_user_id": "bob", "body": {body}}}]')
+                replies.append(ws.recv())
+            return replies
+        finally:
+            ws.close()
+
+    replies = await in_thread(sends)
+    good = [r[3][0]["msg_id"] for r in replies[:10] + replies[-10:]]
+    poison = replies[10:-10]
+    accepted = [r[3][0]["msg_id"] for r in poison if r[0] == 50]
+    path = mics_node.data_dir / "events" / f"{tenant.tenant_id}.jsonl"
+    written = [e["msg_id"] for e in await file_events(path, 1 + len(good)) if e["event_type"] == "SINGLE_CHAT_MSG"]
+    dropped = {s: metric(mics_node, "mics_events_dropped_total", tenant=tenant.tenant_id, sink=s) for s in ("file",
+               "wamp")}  # fmt: skip
+    expected = len(good) + len(accepted) - int(dropped["wamp"])
+    published = [(await watcher.next_event("mics.event.single_chat_msg"))["msg_id"] for _ in range(expected)]
+
+    refused = [r for r in poison if r[0] == 8]
+    assert all(r[4] == "mics.error.invalid_message" for r in refused), refused
+    assert len(refused) + len(accepted) == len(POISON_BODIES)
+    assert [m for m in written if m in good] == good and [m for m in published if m in good] == good
+    for sink, seen in (("file", written), ("wamp", published)):  # accepted poison: carried, or dropped and counted
+        assert dropped[sink] == len([m for m in accepted if m not in seen])

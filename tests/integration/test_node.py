@@ -1,13 +1,15 @@
 """The node as an operator sees it: `mics node`, environment overrides, HTTP probes, SIGTERM."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from harness import ROOT, ManagedProcess, free_port, http_get
+import pytest
+
+from harness import ROOT, clean_env, http_get, start_mics_node
 
 MICS = str(Path(sys.executable).with_name("mics"))
 
@@ -21,19 +23,11 @@ def write_config(tmp: Path, mutate=None) -> Path:
     return path
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MICS_")}
-    env.update(extra)
-    return env
-
-
 def test_mics_node_honours_environment_and_stops_cleanly_on_sigterm(tmp_path):
-    port = free_port()
-    env = clean_env(MICS_PORT=str(port), MICS_NODE_ID="env-node-7", MICS_DATA_DIR=str(tmp_path / "data"),
+    env = clean_env(MICS_NODE_ID="env-node-7", MICS_DATA_DIR=str(tmp_path / "data"),
                     MICS_ADMIN_SECRET="env-admin-secret")  # fmt: skip
-    proc = ManagedProcess("mics-node", [MICS, "node", "--config", str(write_config(tmp_path))], tmp_path / "n.log", env)
+    proc, port = start_mics_node([MICS, "node", "--config", str(write_config(tmp_path))], tmp_path, env)
     try:
-        proc.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/ready", 0.5)[0] == 200)
         status, body = http_get(f"http://127.0.0.1:{port}/health")
         assert status == 200 and json.loads(body) == {"status": "ok", "node_id": "env-node-7"}
         status, metrics = http_get(f"http://127.0.0.1:{port}/metrics")
@@ -91,19 +85,11 @@ def test_config_check_validates_cluster_settings(tmp_path):
     assert alone.returncode == 2 and "needs cluster mode" in alone.stderr
 
 
-def test_metrics_count_joins_and_messages(mics_node):
-    status, body = http_get(f"{mics_node.http}/metrics")
-    assert status == 200
-    assert b"# TYPE mics_messages_total counter" in body and b"# TYPE mics_joins_total counter" in body
-
-
 def test_sigterm_closes_user_sessions_with_shutdown(tmp_path):
     """A draining node says goodbye with mics.close.shutdown (observed by a real client subprocess)."""
-    port = free_port()
-    env = clean_env(MICS_PORT=str(port), MICS_DATA_DIR=str(tmp_path / "data"))
-    proc = ManagedProcess("mics-node", [MICS, "node", "--config", str(write_config(tmp_path))], tmp_path / "n.log", env)
+    env = clean_env(MICS_DATA_DIR=str(tmp_path / "data"))
+    proc, port = start_mics_node([MICS, "node", "--config", str(write_config(tmp_path))], tmp_path, env)
     try:
-        proc.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/ready", 0.5)[0] == 200)
         watcher = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("leave_watcher.py")), f"ws://127.0.0.1:{port}/ws"],
             stdout=subprocess.PIPE, text=True,
@@ -125,16 +111,67 @@ def test_sigterm_closes_user_sessions_with_shutdown(tmp_path):
         proc.stop()
 
 
+def json_records(text: str) -> list[dict]:
+    """Every line as a JSON object; a line that is not one fails, naming it."""
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise AssertionError(f"line {number} is not JSON: {line!r}") from None
+        assert isinstance(record, dict), f"line {number} is not a JSON object: {line!r}"
+        records.append(record)
+    return records
+
+
+def test_a_line_that_is_not_a_json_object_fails_the_log_check():
+    assert json_records('{"a": 1}\n{"b": 2}') == [{"a": 1}, {"b": 2}]
+    for bad in ("mics: starting node", "[1, 2]", ""):
+        with pytest.raises(AssertionError, match="line 2 is not"):
+            json_records(f'{{"a": 1}}\n{bad}\n{{"c": 3}}')
+
+
 def test_json_log_format_prints_one_json_object_per_line(tmp_path):
-    port = free_port()
-    env = clean_env(MICS_PORT=str(port), MICS_DATA_DIR=str(tmp_path / "d"), MICS_LOG_FORMAT="json", MICS_NODE_ID="jn")
-    proc = ManagedProcess("mics-node", [MICS, "node", "--config", str(write_config(tmp_path))], tmp_path / "j.log", env)
+    env = clean_env(MICS_DATA_DIR=str(tmp_path / "d"), MICS_LOG_FORMAT="json", MICS_NODE_ID="jn")
+    proc, _ = start_mics_node([MICS, "node", "--config", str(write_config(tmp_path))], tmp_path, env, "j.log")
     try:
-        proc.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/ready", 0.5)[0] == 200)
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(30) == 0
     finally:
         proc.stop()
-    records = [json.loads(line) for line in (tmp_path / "j.log").read_text().splitlines() if line.startswith("{")]
+    records = json_records((tmp_path / "j.log").read_text())
     assert records and all(r["node_id"] == "jn" and r["level"] in ("info", "warn") for r in records)
     assert any("MICS node ready" in r["message"] and r.get("process") == "router" for r in records)
+
+
+def test_config_check_production_fails_on_published_secrets_and_passes_with_secrets_of_ones_own(tmp_path):
+    def check(path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([MICS, "config", "check", "--production", "--config", str(path)],
+                              env=clean_env(**env), capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    def own_secret(extra):
+        extra["tenants"]["demo"]["secret"] = "a-secret-of-our-own-42"
+
+    shipped = check(write_config(tmp_path), MICS_ADMIN_SECRET="our-admin-secret-42")
+    assert shipped.returncode == 1
+    assert "tenants.demo.secret: the published development secret" in shipped.stderr
+    no_admin = check(write_config(tmp_path, own_secret))
+    assert no_admin.returncode == 1 and "node.admin_secret: the published development secret" in no_admin.stderr
+    ours = check(write_config(tmp_path, own_secret), MICS_ADMIN_SECRET="our-admin-secret-42")
+    assert ours.returncode == 0 and "ok: 1 tenant(s): demo" in ours.stdout
+    assert "our-admin-secret-42" not in shipped.stderr + no_admin.stderr
+
+
+def test_a_node_configured_for_production_warns_loudly_about_the_published_demo_secret(tmp_path, mics_node):
+    from harness import start_node
+
+    node = start_node(tmp_path, "prod", env={"MICS_ADMIN_SECRET": "our-admin-secret-42"})
+    try:
+        deadline = time.monotonic() + 10
+        while "SECURITY: tenant demo" not in node.process.tail(400) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = node.process.tail(400)
+    finally:
+        node.process.stop()
+    assert "SECURITY: tenant demo uses the secret published" in log and "demo-tenant-secret" not in log
+    assert "SECURITY:" not in mics_node.process.tail(2000)  # a development node (no MICS_ADMIN_SECRET) stays quiet

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from autobahn.wamp.exception import ApplicationError
 from cluster_tenants import ClusterTenant, SteadySender, eventually, online
 
 from harness import Node, SentinelGroup, redis_cli, start_nodes, start_sentinel_group
@@ -42,7 +43,7 @@ def sentinel_nodes(tmp_path: Path, group: SentinelGroup) -> Iterator[tuple[Node,
         n.process.stop()
 
 
-async def _switch_under_traffic(nodes: tuple[Node, Node], group: SentinelGroup, switch: Any) -> dict[str, Any]:
+async def _switch_under_traffic(nodes: tuple[Node, Node], group: SentinelGroup, switch: Any) -> None:
     a, b = nodes
     tenant = await ClusterTenant.create(a, prefix="fo")
     try:
@@ -56,31 +57,51 @@ async def _switch_under_traffic(nodes: tuple[Node, Node], group: SentinelGroup, 
         await eventually(lambda: _later(lambda: group.primary_port() != old), timeout=20)
         promoted_s = time.monotonic() - switched_at
         await eventually(lambda: _later(lambda: _recovered(sender, switched_at)), timeout=30)
-        await sleep(1.0)
+        # live delivery between the nodes resumes once node B's pub/sub connection is on the new
+        # primary (what was forwarded before is lost live, at most once, and held for sync)
+        after = len(sender.acks)
+        resumed = await eventually(lambda: _later(lambda: _live_since(bob, after)), timeout=15)
+        resumed_s = time.monotonic() - switched_at
         await sender.stop()
-        last = list(sender.acks)[-1]
-        arrived = await eventually(lambda: _later(lambda: last in {e["client_msg_id"] for e in bob.events[INBOX]}), 10)
-        assert arrived, "live delivery across nodes works again (the pub/sub connection followed the primary)"
+        assert resumed, "live delivery across nodes works again (the pub/sub connection followed the primary)"
         assert sender.errors <= {"mics.error.unavailable"}, sender.errors
         unavailable = sender.unavailable_s()
-        assert unavailable <= UNAVAILABLE_AT_MOST_S
-        assert await online(alice, "bob"), "presence came back on the new primary"
-        synced = await bob.call("mics.inbox.sync", since_seq=0)
+        assert await retried(lambda: online(alice, "bob")), "presence came back on the new primary"
+        synced = await retried(lambda: bob.call("mics.inbox.sync", since_seq=0))
         held = [m["client_msg_id"] for m in synced["messages"]]
         seqs = [m["seq"] for m in synced["messages"]]
         acked = list(sender.acks)
-        assert held == acked, f"lost {sorted(set(acked) - set(held))}, extra {sorted(set(held) - set(acked))}"
+        lost = sorted(set(acked) - set(held), key=lambda c: int(c[1:]))
+        assert held == acked, f"lost {lost}, extra {sorted(set(held) - set(acked))}"
         assert seqs == sorted(set(seqs)), "each held message has its own seq, in order"
+        assert unavailable <= UNAVAILABLE_AT_MOST_S
         print(f"\nfailover: primary switched in {promoted_s:.2f} s, sends unavailable for {unavailable:.2f} s, "
+              f"live delivery between nodes back {resumed_s:.2f} s after the switch, "
               f"{len(acked)} acknowledged, {len(acked) - len(held)} lost, "
               f"{sum(1 for _s, _e, error, _c in sender.attempts if error)} attempts refused")  # fmt: skip
-        return {"unavailable_s": unavailable, "acked": len(acked)}
     finally:
         await tenant.close()
 
 
 async def _later(probe: Any) -> Any:
     return probe()
+
+
+async def retried(call: Any, attempts: int = 50) -> Any:
+    """As a client does: a call refused with mics.error.unavailable is tried again a little later."""
+    for _ in range(attempts - 1):
+        try:
+            return await call()
+        except ApplicationError as e:
+            if e.error != "mics.error.unavailable":
+                raise
+            await sleep(0.1)
+    return await call()
+
+
+def _live_since(bob: Any, after: int) -> bool:
+    """Bob got live a message sent after the first `after` were acknowledged."""
+    return any(int(e["client_msg_id"][1:]) >= after for e in bob.events[INBOX])
 
 
 def _recovered(sender: SteadySender, since: float) -> bool:

@@ -1,36 +1,21 @@
-// The web chat demo at / in headless Chromium: two tabs (alice, bob) on the node's demo tenant chat
-// 1:1 and in a group, see receipts, presence and devices, and a reload catches up through sync.
+// The web chat demo at / in headless Chromium: the signed-out first screen; then two tabs (alice, bob)
+// on the node's demo tenant chat 1:1 and in a group, see receipts, presence and devices, and a reload
+// catches up through sync.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createRequire } from 'node:module';
-import { ROOT, startNode } from './helpers.mjs';
-
-// playwright-core is a dev dependency of sdk/js (installed by scripts/test-js with npm ci)
-const { chromium } = createRequire(new URL('../../sdk/js/package.json', import.meta.url))('playwright-core');
-
-const CHROMIUM = process.env.MICS_CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = join(ROOT, 'test-artifacts');
-const FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
+import { ARTIFACTS, openBrowser, startNode } from './helpers.mjs';
 
 let node;
+let browser;
 let context;
-let profile;
 before(async () => {
   node = await startNode();
-  profile = mkdtempSync(join(tmpdir(), 'mics-chromium-'));
-  // a persistent context is how playwright takes a fresh --user-data-dir
-  context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS });
-  mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await openBrowser();
+  context = browser.context;
 });
 after(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
   await node?.stop();
 });
 
@@ -43,8 +28,24 @@ async function signIn(page, user, device) {
   await page.click('#login-button');
   await page.waitForSelector('#status[data-state="online"]');
   assert.equal(await page.textContent('#me-user'), user);
+  assert.equal(await page.isVisible('#login'), false, 'the sign-in card goes once signed in');
+  assert.equal(await page.isVisible('#chat'), true);
   return errors;
 }
+
+test('the first screen shows the sign-in card alone, without the chat pane', async () => {
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (err) => errors.push(err));
+  await page.goto(`${node.http}/`);
+  await page.waitForSelector('#login-button');
+  assert.equal(await page.isVisible('#login'), true);
+  assert.equal(await page.isVisible('#chat'), false, 'no chat pane before sign-in');
+  assert.equal(await page.isVisible('#composer'), false);
+  await page.screenshot({ path: join(ARTIFACTS, 'demo-signed-out.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
 
 const bubble = (page, text) => page.locator('#messages li', { hasText: text });
 

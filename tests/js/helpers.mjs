@@ -2,6 +2,10 @@
 // fresh tenants whose hooks are served by the SDK's own TenantBackend or HTTP hook server.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -9,12 +13,15 @@ import { connect } from '../../sdk/js/src/index.js';
 import { HookRejection, TenantBackend, connectAdmin, createHookServer } from '../../sdk/js/src/hooks.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/** Screenshots of the browser tests (kept by CI as artifacts, ignored by git). */
+export const ARTIFACTS = join(ROOT, 'test-artifacts');
 let counter = 0;
 
-/** Start one node for this test file; `stop()` ends it. */
-export async function startNode() {
+/** Start one node for this test file (`options`: `{node: {...settings}, env: {...}}`); `stop()` ends it. */
+export async function startNode(options = {}) {
   const python = process.env.MICS_PYTHON || `${ROOT}.venv/bin/python`;
-  const child = spawn(python, [`${ROOT}tests/js/node_fixture.py`], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  const argv = [`${ROOT}tests/js/node_fixture.py`, JSON.stringify(options)];
+  const child = spawn(python, argv, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => {
     stderr = (stderr + d).slice(-8000);
@@ -143,4 +150,28 @@ export function next(emitter, event, pred = () => true) {
       }
     });
   });
+}
+
+const CHROMIUM = process.env.MICS_CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_FLAGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+/** Headless Chromium with a fresh profile: `{context, close()}` (playwright-core, a dev dependency of sdk/js). */
+export async function openBrowser() {
+  const { chromium } = createRequire(new URL('../../sdk/js/package.json', import.meta.url))('playwright-core');
+  const profile = mkdtempSync(join(tmpdir(), 'mics-chromium-'));
+  // a persistent context is how playwright takes a fresh --user-data-dir
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS,
+  });
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return {
+    context,
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
 }

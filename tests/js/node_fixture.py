@@ -1,7 +1,8 @@
 """Start a MICS node for the JS tests; print its address as one JSON line; stop it on stdin EOF or SIGTERM.
 
 The node runs the real router config (demo tenant included) through tests/harness.py; JS tests add
-their own tenants over the admin API, so every test file gets fresh tenants on one node.
+their own tenants over the admin API, so every test file gets fresh tenants on one node. An optional
+JSON argument `{"node": {...}, "env": {...}}` adds node settings and environment (e.g. a Kafka bootstrap).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from harness import ADMIN_SECRET, start_node
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mics-js-") as tmp:
-        node = start_node(Path(tmp), "js")
+        options = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+        node = start_node(Path(tmp), "js", node=options.get("node"), env=options.get("env"))
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mics import docgen, errors
-from mics.config import NOT_OVERRIDABLE, TENANT_SCHEMA
+from mics.config import AGENT_SCHEMA, NODE_SCHEMA, NOT_OVERRIDABLE, TENANT_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +23,21 @@ def test_every_reason_and_config_field_appears_in_the_docs():
     for name in TENANT_SCHEMA:
         row = next(line for line in tenants.splitlines() if line.startswith(f"| `{name}` |"))
         assert row.split(" | ")[3] == ("no" if name in NOT_OVERRIDABLE else "yes")
+
+
+def test_every_agent_field_and_node_setting_appears_with_its_default():
+    tenants = (ROOT / "docs/tenants.md").read_text()
+    operations = (ROOT / "docs/operations.md").read_text()
+    for name, spec in AGENT_SCHEMA.items():
+        row = next(line for line in tenants.splitlines() if line.startswith(f"| `{name}` |"))
+        assert row.split(" | ")[1] == docgen._default(spec)
+    for name, spec in NODE_SCHEMA.items():
+        rows = [line for line in operations.splitlines() if f" | `{name}` | " in line]
+        assert len(rows) == (0 if spec.internal else 1), name
+        if rows:
+            env = rows[0].split(" | ")[0].removeprefix("| ")
+            assert env == (f"`{spec.env}`" if spec.env else "—")
+    assert "| `30000` |" in tenants and "| `8080` |" in operations
 
 
 def test_a_stale_section_is_rewritten_and_the_prose_around_it_kept(tmp_path):

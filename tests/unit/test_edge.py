@@ -102,3 +102,16 @@ async def test_contract_errors_pass_and_transient_store_errors_answer_unavailabl
     with pytest.raises(SendFailed) as positional:
         await _call(expose("p", _parse, limited, "tunit"), "b", 1)
     assert positional.value.error == errors.INVALID_MESSAGE.uri
+
+
+def test_a_body_over_the_limit_is_measured_but_not_walked():
+    hostile = [[0] * 10 for _ in range(1000)] + [2**64]  # invalid, but refused as too large first
+    size = body_size(hostile, max_size=100)
+    assert size > 100, "the caller refuses it by size; the walk that would find 2**64 never runs"
+    with pytest.raises(InvalidValue):
+        body_size(hostile, max_size=None)
+
+
+def test_nesting_past_the_c_encoders_limit_is_invalid_not_a_crash():
+    with pytest.raises(InvalidValue):
+        body_size(deep(5000))

@@ -12,7 +12,7 @@ txaio.use_twisted()
 
 from mics.events import Event  # noqa: E402
 from mics.events.encode import decode, encode, headers, signature, topic, verify  # noqa: E402
-from mics.v1 import event_pb2, message_pb2  # noqa: E402
+from mics_client.v1 import event_pb2, message_pb2  # noqa: E402
 
 MESSAGE = {
     "msg_id": "m-1",

@@ -1,6 +1,6 @@
 """Token bucket and circuit breaker, driven by a fake clock."""
 
-from mics.limits import CircuitBreaker, TokenBucket
+from mics.limits import CircuitBreaker, FairShare, TokenBucket, fair_levels
 
 
 class Clock:
@@ -64,3 +64,66 @@ def test_failed_trial_opens_again_and_successful_trial_closes():
     breaker.allow()
     breaker.record_success()
     assert breaker.state == "closed" and breaker.allow()
+
+
+# -- fairness when the router worker is saturated -----------------------------------------------------
+def drive(fair, clock, rates: dict[str, int], ticks: int, busy: float) -> dict[str, int]:
+    """Offer `rates` (attempts per second) for `ticks` half-second ticks; returns what was admitted."""
+    admitted = dict.fromkeys(rates, 0)
+    offered = dict.fromkeys(rates, 0.0)
+    for _ in range(ticks):
+        for _step in range(50):  # spread each tenant's attempts over the half second
+            clock.now += 0.01
+            for tenant_id, rate in rates.items():
+                offered[tenant_id] += rate / 100
+                while offered[tenant_id] >= 1:
+                    offered[tenant_id] -= 1
+                    admitted[tenant_id] += fair.share(tenant_id).admit()
+        fair.tick(busy)
+    return admitted
+
+
+def test_max_min_fair_levels_give_small_demands_all_they_ask_and_split_the_rest():
+    assert fair_levels({"quiet": 100, "noisy": 5000}, 2000) == {"quiet": 100, "noisy": 1900}
+    assert fair_levels({"a": 1500, "b": 1500, "c": 100}, 2100) == {"c": 100, "a": 1000, "b": 1000}
+    assert fair_levels({"a": 10, "b": 20}, 1000) == {"a": 10, "b": 20}
+
+
+def test_a_saturated_node_caps_only_the_tenant_over_its_share_and_shrinks_it_while_saturated():
+    clock = Clock()
+    fair = FairShare(clock)
+    drive(fair, clock, {"quiet": 200, "noisy": 3200}, 1, busy=0.97)
+    assert fair.capped() == {}, "one saturated tick is no trend"
+    drive(fair, clock, {"quiet": 200, "noisy": 3200}, 1, busy=0.97)
+    first = fair.capped()
+    assert set(first) == {"noisy"} and first["noisy"] < 3200
+    admitted = drive(fair, clock, {"quiet": 200, "noisy": 3200}, 4, busy=0.97)
+    assert fair.capped()["noisy"] < first["noisy"], "still saturated: the cap keeps shrinking"
+    assert admitted["quiet"] == 200 * 2, "the quiet tenant is never refused"
+    assert admitted["noisy"] < 3200 * 2
+
+
+def test_caps_grow_back_and_go_away_once_the_node_has_room():
+    clock = Clock()
+    fair = FairShare(clock)
+    drive(fair, clock, {"quiet": 200, "noisy": 3200}, 3, busy=0.97)
+    assert fair.capped()
+    drive(fair, clock, {"quiet": 200, "noisy": 3200}, 2, busy=0.8)
+    held = fair.capped()["noisy"]
+    assert held == fair.capped()["noisy"], "between the thresholds a cap holds"
+    drive(fair, clock, {"quiet": 200, "noisy": 300}, 20, busy=0.3)
+    assert fair.capped() == {}
+
+
+def test_one_tenant_alone_on_a_saturated_node_is_capped_to_what_the_node_does_at_a_comfortable_load():
+    clock = Clock()
+    fair = FairShare(clock)
+    drive(fair, clock, {"only": 3000}, 2, busy=0.99)
+    assert fair.capped()["only"] < 3000
+
+
+def test_tenants_sending_little_are_never_capped_even_on_a_saturated_node():
+    clock = Clock()
+    fair = FairShare(clock)
+    admitted = drive(fair, clock, {"a": 40, "b": 30}, 4, busy=0.99)
+    assert fair.capped() == {} and admitted["a"] == 80 and admitted["b"] >= 59  # (float steps)

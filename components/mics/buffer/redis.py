@@ -144,6 +144,16 @@ if ARGV[4] ~= '' then
   seq_from, evicted = seq, evicted + ev
   forward(devices(ARGV[4]), ARGV[16], seq_from)
 end
+-- with a client_msg_id, the Ack's dedup record is written with the message: a retry whose first
+-- reply was lost (a failover closed the connection) finds it and gets the first Ack
+if ARGV[18] ~= '' then
+  local ack_seq, delivered = seq_to, 'buffered'
+  if ARGV[4] ~= '' then ack_seq = seq_from end
+  if to_total > 0 or ARGV[24] == '1' then delivered = 'online' end
+  local ack = {msg_id = ARGV[21], status = 'SENT', ts = tonumber(ARGV[22]), delivered = delivered, seq = ack_seq,
+               client_msg_id = ARGV[23]}
+  redis.call('SET', ARGV[18], cmsgpack.pack({tonumber(ARGV[19]), ack}), 'PX', ARGV[20])
+end
 local held, bytes = held_stats(prefix)
 return {seq_to, evicted, epoch, held, bytes, seq_from, to_total}
 """
@@ -238,11 +248,20 @@ class RedisBuffer(CatchupBuffer):
         node_id: str,
         frames: tuple[bytes, bytes],
         channel_prefix: str,
+        to_here: bool = False,
     ) -> Routed:
         """Cluster mode 1:1: hold for the recipient (and a copy for the sender) and forward to the
-        other nodes, in one script run. `holds`: recipient online, recipient offline, sender copy (s)."""
+        other nodes, in one script run. `holds`: recipient online, recipient offline, sender copy (s).
+        A payload with a `client_msg_id` also gets its Ack's dedup record in the same run (`to_here`:
+        the recipient has a device on this node, so the Ack says online)."""
         now_ms = int(self._clock() * 1000)
         expires = [now_ms + int(h * 1000) if h > 0 else 0 for h in holds]
+        cmid = payload.get("client_msg_id")
+        dedup = ["", "", "", "", "", ""]
+        if cmid is not None:
+            key = self._keys.dedup(payload["from_user_id"], cmid)
+            window_ms = int(DEDUP_WINDOW_S * 1000)
+            dedup = [key, repr(self._clock() + DEDUP_WINDOW_S), window_ms, payload["msg_id"], payload["ts"], cmid]
         result = await _ROUTE(
             self._redis,
             [self._keys.epoch],
@@ -261,6 +280,8 @@ class RedisBuffer(CatchupBuffer):
                 node_id,
                 *frames,
                 channel_prefix,
+                *dedup,
+                "1" if to_here else "0",
             ],
         )
         seq_to = self._appended(result)

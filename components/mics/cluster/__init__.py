@@ -19,6 +19,7 @@ from txaio import make_logger
 from mics import metrics, uris
 from mics.cluster import redis as keys
 from mics.cluster.redis import SubscriberFactory, connect_pool
+from mics.cluster.sentinel import SentinelLink
 from mics.config import RedisAddress, parse_url
 
 log = make_logger()
@@ -76,7 +77,8 @@ class Cluster:
         self.node_id = node_id
         self.address: RedisAddress = parse_url(redis_url)
         self.reactor = reactor
-        self.redis: Any = connect_pool(self.address)
+        self.sentinel: SentinelLink | None = SentinelLink(self.address, reactor) if self.address.is_sentinel else None
+        self.redis: Any = connect_pool(self.address, reactor=reactor, sentinel=self.sentinel)
         self._on_operation = on_operation
         self._on_node_lost = on_node_lost
         self._on_rejoin = on_rejoin
@@ -87,12 +89,20 @@ class Cluster:
         self._timers: list[LoopingCall] = []
         self.peers: list[str] = []  # the members that joined (mics:nodes), this one included
 
+    @property
+    def redis_reachable(self) -> bool:
+        """Whether the command pool holds a live Redis connection now (while it holds none,
+        FailFastHandler fails every command at once)."""
+        return bool(self.redis._factory.size > 0)
+
     async def start(self) -> None:
         """Wait for Redis (the node is not ready before), register, start listening and beating."""
         await self.redis.ping()
         self.peers = [raw.decode() for raw in await self.redis.smembers(keys.NODES)]
         await self.reap(self.node_id)  # sessions a crashed earlier run of this node left behind
-        self._subscriber.start(self.reactor)
+        self._subscriber.start(self.reactor, self.sentinel)
+        if self.sentinel is not None:
+            self.sentinel.watch()
         await self._beat()
         for fn, interval in ((self._beat, HEARTBEAT_S), (self._reap, REAP_EVERY_S)):
             timer = LoopingCall(lambda fn=fn: _logged(fn(), fn.__name__))
@@ -113,6 +123,8 @@ class Cluster:
         except Exception as e:  # Redis down at shutdown: the TTL and reaping clean up instead
             log.warn("could not leave the cluster: {error}", error=str(e))
         self._subscriber.disconnect()
+        if self.sentinel is not None:
+            self.sentinel.stop()
         await self.redis.disconnect()
 
     # -- forwarding ---------------------------------------------------------------------------
@@ -152,6 +164,8 @@ class Cluster:
     async def _beat(self) -> None:
         """Refresh our heartbeat key. If it was gone while we ran (Redis restarted and lost its data,
         or a long stall let another node reap us), write our sessions' presence again."""
+        if self.sentinel is not None:  # connections still on a primary that a failover replaced
+            _logged(self.sentinel.follow_primary(), "follow_primary")
         was = await self.redis.execute_command("SET", keys.node_alive(self.node_id), b"1", "PX", ALIVE_TTL_MS, "GET")
         await self.redis.sadd(keys.NODES, self.node_id)
         if was is None and self._registered:

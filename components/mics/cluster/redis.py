@@ -12,11 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import txredisapi
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IStreamClientEndpoint
 from txaio import make_logger
-from zope.interface import implementer
 
 from mics.config import RedisAddress
 
@@ -93,81 +91,25 @@ class FailFastHandler(txredisapi.ConnectionHandler):
 
 
 RECONNECT_MAX_S = 1.0  # a lost connection is tried again at least this often (Redis back, or a failover)
-SENTINEL_ASK_S = 1.0  # how long a discovery waits for a sentinel that knows a healthy primary
+OPTIONS = {"handler": FailFastHandler, "charset": None, "replyTimeout": 5, "convertNumbers": False}
 
 
-def connect_pool(address: RedisAddress, size: int = 4, reactor: Any = None) -> Any:
+def connect_pool(address: RedisAddress, size: int = 4, reactor: Any = None, sentinel: Any = None) -> Any:
     """A reconnecting pool; replies are bytes (payloads are msgpack), numbers are not converted.
-    With Sentinel, every connection attempt asks the sentinels for the current primary and checks
-    the server's ROLE (txredisapi's Sentinel support): after a failover the pool follows the new
-    primary; sentinels close the clients of a demoted one."""
+    With Sentinel the pool follows the primary (mics.cluster.sentinel; `sentinel` is the node's
+    SentinelLink, else the pool makes its own)."""
     from twisted.internet import reactor as default_reactor
 
-    options = {"handler": FailFastHandler, "charset": None, "password": address.password, "replyTimeout": 5,
-               "convertNumbers": False, "username": address.username}  # fmt: skip
+    reactor = reactor or default_reactor
     if address.is_sentinel:
-        return sentinel_of(address).master_for(
-            address.master, factory_class=_PrimaryFactory, dbid=address.db, poolsize=size, isLazy=True, **options
-        )
-    factory = txredisapi.RedisFactory(f"{address.host}:{address.port}", address.db, size, isLazy=True, **options)
+        from mics.cluster.sentinel import SentinelLink
+
+        return (sentinel or SentinelLink(address, reactor)).connect_pool(size)
+    factory = txredisapi.RedisFactory(f"{address.host}:{address.port}", address.db, size, isLazy=True,
+                                      password=address.password, username=address.username, **OPTIONS)  # fmt: skip
     factory.maxDelay = RECONNECT_MAX_S
-    factory.startConnecting(HostnameEndpoint(reactor or default_reactor, address.host, address.port, timeout=5))
+    factory.startConnecting(HostnameEndpoint(reactor, address.host, address.port, timeout=5))
     return factory.handler
-
-
-def sentinel_of(address: RedisAddress) -> txredisapi.Sentinel:
-    """The sentinels of `address`, answering quickly: a discovery during a failover must not wait
-    txredisapi's 10 s default before asking again."""
-    sentinel = txredisapi.Sentinel(list(address.sentinels), password=address.sentinel_password)
-    sentinel.discovery_timeout = SENTINEL_ASK_S
-    return sentinel
-
-
-class _PrimaryProtocol(txredisapi.SentinelRedisProtocol):
-    """txredisapi's check that the server is the primary, with byte replies (charset=None): its own
-    compares ROLE's b"master" to "master" and drops every connection."""
-
-    def connectionMade(self) -> Any:
-        def check_role(role: list[Any]) -> Any:
-            kind = role[0].decode() if isinstance(role[0], bytes) else role[0]
-            if kind != "master":
-                self.transport.loseConnection()  # a replica (a demoted primary): ask the sentinels again
-                return succeed(None)
-            return txredisapi.RedisProtocol.connectionMade(self)
-
-        if self.password is not None:
-            self.auth(self.password, self.username)
-        return self.role().addCallback(check_role)
-
-
-class _PrimaryFactory(txredisapi.SentinelConnectionFactory):
-    maxDelay = RECONNECT_MAX_S
-    protocol = _PrimaryProtocol
-
-    def disconnect(self) -> Any:
-        """The pool, and the connections to the sentinels it asked."""
-        d = super().disconnect()
-        self.sentinel_manager.disconnect()
-        return d
-
-
-@implementer(IStreamClientEndpoint)
-class PrimaryEndpoint:
-    """Connects to whatever server the sentinels call the primary now (for the pub/sub connection)."""
-
-    def __init__(self, sentinel: txredisapi.Sentinel, master: str, reactor: Any) -> None:
-        self._sentinel = sentinel
-        self._master = master
-        self._reactor = reactor
-
-    def connect(self, protocol_factory: Any) -> Deferred[Any]:
-        d: Deferred[tuple[str, int]] = self._sentinel.discover_master(self._master)
-
-        def connect(address: tuple[str, int]) -> Any:
-            host, port = address
-            return HostnameEndpoint(self._reactor, host, port, timeout=5).connect(protocol_factory)
-
-        return d.addCallback(connect)
 
 
 class Script:
@@ -228,23 +170,18 @@ class SubscriberFactory(txredisapi.SubscriberFactory):
         self._address = address
         self._channels = channels
         self._on_message = on_message
-        self._sentinel: txredisapi.Sentinel | None = None
         self.maxDelay = RECONNECT_MAX_S
 
-    def start(self, reactor: Any) -> None:
-        """Connect, and keep reconnecting (with backoff) until `disconnect()`."""
+    def start(self, reactor: Any, sentinel: Any = None) -> None:
+        """Connect, and keep reconnecting (with backoff) until `disconnect()`; with Sentinel to the
+        primary `sentinel` (the node's SentinelLink) names at each attempt."""
         address = self._address
         if address.is_sentinel:
-            self._sentinel = sentinel_of(address)
-            self.startConnecting(PrimaryEndpoint(self._sentinel, address.master or "", reactor))
+            assert sentinel is not None
+            sentinel.follow(self)
+            self.startConnecting(sentinel.endpoint())
         else:
             self.startConnecting(HostnameEndpoint(reactor, address.host, address.port, timeout=5))
-
-    def disconnect(self) -> Any:
-        d = super().disconnect()
-        if self._sentinel is not None:
-            self._sentinel.disconnect()
-        return d
 
     def buildProtocol(self, addr: Any) -> Subscriber:
         p: Subscriber = super().buildProtocol(addr)

@@ -47,12 +47,12 @@ class RedisEngine(Engine):
     ) -> Held:  # fmt: skip
         node_id, tenant_id = self.node_id, self.tenant_id
         frames = (frame_header(node_id, tenant_id, to_user_id), frame_header(node_id, tenant_id, copy_for or ""))
-        routed = await self.buffer.append_routed(
-            to_user_id, copy_for, message, size, (holds.online_s, holds.offline_s, holds.copy_s), node_id, frames,
-            _CHANNEL_PREFIX,
-        )  # fmt: skip
         local = self.sessions.devices
         to_here = bool(local(to_user_id))
+        routed = await self.buffer.append_routed(
+            to_user_id, copy_for, message, size, (holds.online_s, holds.offline_s, holds.copy_s), node_id, frames,
+            _CHANNEL_PREFIX, to_here,
+        )  # fmt: skip
         if to_here:
             self.port.deliver(uris.inbox_topic(to_user_id), (to_user_id,), exclude, {**message, "seq": routed.seq_to})
         if copy_for is not None and local(copy_for):

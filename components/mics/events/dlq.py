@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from mics.errors import MicsError
 from mics.events import encode
 from mics.hooks.codec import dumps
 
+DLQ_FULL = "dlq_full"  # mics_events_dropped_total reason: the oldest letter made room for a new one
 MAX_ENTRIES = 10_000
 MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_LIST_LIMIT = 100
@@ -87,6 +87,7 @@ class DeadLetterSpool:
         self._next_id = 1
         self._file_lines = 0
         self._dropped_metric = metrics.EVENTS.labels(tenant_id, "dlq", "dropped")
+        self._lost_metric = metrics.EVENTS_DROPPED.labels(tenant_id, "dlq", DLQ_FULL)
         self._size = metrics.EVENT_DLQ.labels(tenant_id)
         self._load()
         self._file = open(self.path, "ab")
@@ -137,6 +138,7 @@ class DeadLetterSpool:
         if dropped:
             self.dropped += dropped
             self._dropped_metric.inc(dropped)
+            self._lost_metric.inc(dropped)
             log.warn(
                 "dead-letter spool full, oldest dropped: tenant_id={tenant_id} dropped={dropped} total_dropped={total}",
                 tenant_id=self.tenant_id,
@@ -201,60 +203,3 @@ def list_for_admin(tenant_id: str, data_dir: str, limit: Any = None) -> dict[str
     s = spool(tenant_id, data_dir)
     letters = s.list(parse_limit(limit) or DEFAULT_LIST_LIMIT)
     return {"dead_letters": [letter.to_listing() for letter in letters], "total": len(s), "dropped": s.dropped}
-
-
-# -- the `mics dlq list|repush` command: an admin client of the running node ---------------------
-
-
-def cli_main(action: str, tenant_id: str, limit: int | None, url: str) -> int:
-    """Calls mics.admin.dlq.<action> on the node at `url` (realm mics.control, wampcra as `admin`
-    with MICS_ADMIN_SECRET) and prints the JSON result. The node owns the spool, so the command goes
-    through it rather than editing the file under a running node."""
-    secret = os.environ.get("MICS_ADMIN_SECRET")
-    if not secret:
-        print("mics dlq: set MICS_ADMIN_SECRET to the node's admin secret", file=sys.stderr)
-        return 2
-    from autobahn.twisted.component import Component
-    from autobahn.wamp.exception import ApplicationError
-    from twisted.internet import task
-
-    outcome: dict[str, Any] = {}
-    component = Component(
-        transports=[{"url": url, "max_retries": 0}],
-        realm="mics.control",
-        authentication={"wampcra": {"authid": "admin", "secret": secret}},
-    )
-
-    @component.on_join
-    async def joined(session: Any, details: Any) -> None:
-        kwargs: dict[str, Any] = {"tenant_id": tenant_id}
-        if limit is not None:
-            kwargs["limit"] = limit
-        try:
-            outcome["result"] = await session.call(f"mics.admin.dlq.{action}", **kwargs)
-        except ApplicationError as e:
-            outcome["error"] = f"{e.error}: {e.args[0] if e.args else ''}"
-        session.leave()
-
-    async def main(reactor: Any) -> None:
-        try:
-            await component.start(reactor)
-        except Exception as e:
-            outcome.setdefault("error", f"cannot reach the node at {url}: {e}")
-
-    try:
-        task.react(lambda reactor: _ensure(main(reactor)))
-    except SystemExit as e:
-        if e.code not in (0, None):
-            outcome.setdefault("error", f"exit {e.code}")
-    if "error" in outcome or "result" not in outcome:
-        print(f"mics dlq: {outcome.get('error', 'no answer from the node')}", file=sys.stderr)
-        return 1
-    print(dumps(outcome["result"]).decode("utf-8"))
-    return 0
-
-
-def _ensure(coro: Any) -> Any:
-    from twisted.internet.defer import ensureDeferred
-
-    return ensureDeferred(coro)

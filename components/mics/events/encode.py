@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from typing import Any
 
 from google.protobuf import json_format
 
 from mics.events import CONNECT_OFFLINE, CONNECT_ONLINE, GROUP_MEMBER_CHANGE, Event
 from mics.hooks.codec import message_from_proto, message_to_proto
-from mics.v1 import event_pb2, message_pb2
+from mics_client.v1 import event_pb2, message_pb2
 
 HEADER_SIGNATURE = "x-mics-signature"
 HEADER_TENANT = "x-mics-tenant"
@@ -57,8 +58,16 @@ def _event_data(event: Event) -> bytes:
             group_id=data.get("group_id") or "", added=data.get("added") or [], removed=data.get("removed") or []
         )
     else:
+        _check_finite(data.get("body"))
         pb = message_to_proto(data)
     return bytes(pb.SerializeToString())
+
+
+def _check_finite(body: Any) -> None:
+    """protobuf's Struct takes NaN and Infinity but its JSON mapping cannot give them back, so a
+    consumer (and `decode`) would fail on the record: refuse them here, for this event only."""
+    if not isinstance(body, bytes | bytearray | str | int):
+        json.dumps(body, allow_nan=False, default=lambda _: None)
 
 
 def encode(event: Event) -> bytes:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from mics import metrics
-from mics.events import Event, EventSink
+from mics.events import UNENCODABLE, WRITE_FAILED, Drops, Event, EventSink
 from mics.hooks.codec import dumps
+
+
+def encode_line(event: Event) -> bytes:
+    """One event as a line of strict JSON: the consumer's parser must accept every line, so a value
+    JSON cannot carry (a lone surrogate, NaN/Infinity) fails here, for this event only."""
+    line = dumps(event.to_dict())
+    if b"NaN" in line or b"Infinity" in line:  # cheap pre-test; strict encoding only for the rare suspect
+        json.dumps(event.to_dict(), allow_nan=False, default=str)
+    return line + b"\n"
 
 
 class FileSink(EventSink):
@@ -20,11 +30,24 @@ class FileSink(EventSink):
         self.path = os.path.join(directory, f"{tenant_id}.jsonl")
         self._file = open(self.path, "ab", buffering=1024 * 1024)
         self._ok = metrics.EVENTS.labels(tenant_id, "file", "ok")
+        self._drops = Drops(tenant_id, self.name)
 
     def deliver(self, events: list[Event]) -> None:
-        self._file.write(b"".join(dumps(e.to_dict()) + b"\n" for e in events))
-        self._file.flush()
-        self._ok.inc(len(events))
+        lines = []
+        for event in events:
+            try:
+                lines.append(encode_line(event))
+            except Exception as e:  # this event only: its data cannot be written as JSON
+                self._drops.drop(UNENCODABLE, event, e)
+        if not lines:
+            return
+        try:
+            self._file.write(b"".join(lines))
+            self._file.flush()
+        except OSError as e:  # disk full, file gone: counted, the next batch tries again
+            self._drops.drop(WRITE_FAILED, None, e, count=len(lines))
+            return
+        self._ok.inc(len(lines))
 
     def close(self) -> None:
         self._file.close()

@@ -33,7 +33,7 @@ from txaio import make_logger
 from mics import errors, metrics
 from mics.config import NodeSettings, TenantConfig
 from mics.errors import MicsError
-from mics.events import Event, EventSink, dlq, encode
+from mics.events import UNENCODABLE, Drops, Event, EventSink, dlq, encode
 
 RETRIES = 3
 POLL_S = 0.02
@@ -187,6 +187,7 @@ class KafkaSink(EventSink):
         self._retry = metrics.EVENTS.labels(tenant_id, "kafka", "retry")
         self._dead = metrics.EVENTS.labels(tenant_id, "kafka", "dead")
         self._repushed = metrics.EVENTS.labels(tenant_id, "kafka", "repushed")
+        self._drops = Drops(tenant_id, self.name)
         loop.sinks.add(self)
 
     def reconfigure(self, config: TenantConfig) -> None:
@@ -195,7 +196,13 @@ class KafkaSink(EventSink):
 
     def deliver(self, events: list[Event]) -> None:
         for event in events:
-            self.send(Record(event.event_type, event.key, encode.encode(event)))
+            try:
+                value = encode.encode(event)
+                event.key.encode("utf-8")  # the record key (produce() and the spool need it as UTF-8)
+            except Exception as e:  # protobuf refuses this event (lone surrogate, nesting over 100): it alone
+                self._drops.drop(UNENCODABLE, event, e)  # cannot be dead-lettered either, as it has no bytes
+                continue
+            self.send(Record(event.event_type, event.key, value))
 
     def repush(self, letters: Iterable[dlq.DeadLetter]) -> int:
         """Dead letters back to Kafka as fresh records (retried and dead-lettered again if need be).
@@ -332,6 +339,12 @@ def repush(tenant_id: str, sinks: Iterable[EventSink], data_dir: str, limit: Any
     if sink is None:
         raise MicsError(errors.INVALID_CONFIG, f"tenant {tenant_id!r} has no kafka event sink", tenant_id=tenant_id)
     return {"repushed": sink.repush(dlq.spool(tenant_id, data_dir).take(count))}
+
+
+def brokers_reachable() -> dict[str, bool]:
+    """{bootstrap: reachable} of every producer this node runs (read-only, for /ready): false from
+    librdkafka's "all brokers down" until a delivery succeeds again."""
+    return {bootstrap: not loop._brokers_down_logged for bootstrap, loop in _LOOPS.items()}
 
 
 def shutdown() -> None:

@@ -95,12 +95,10 @@ export class MicsClient extends Emitter {
   #syncing = null;
   #opening = null;
   #untried = 0; // URLs the first open() has not tried yet
-  // inbox seqs past lastSeq that are here already, waiting for earlier ones to be delivered in order
-  // (null: the copy of this device's own send, which it does not receive)
-  #ahead = new Map();
-  #catchingUp = false; // the sync after a (re)join is running: live inbox messages wait for it
-  #gapTimer = null;
   #inFlight = new Set(); // rejecters of calls in flight: a session's end fails them (Autobahn would not)
+  #held = new Map(); // live inbox messages waiting for earlier seqs, by seq
+  #ownSeqs = new Set(); // seqs of this device's own sends (their copies never come here)
+  #gapTimer = null;
 
   /** True while joined to the tenant realm. */
   get connected() {
@@ -246,6 +244,7 @@ export class MicsClient extends Emitter {
     if (!this.#syncing) {
       this.#syncing = this.#runSync(since).finally(() => {
         this.#syncing = null;
+        this.#release(false); // live messages held while the sync ran
       });
     }
     return this.#syncing;
@@ -255,33 +254,28 @@ export class MicsClient extends Emitter {
     const kwargs = { since_seq: Math.min(since, this.lastSeq) };
     if (this.epoch) kwargs.epoch = this.epoch;
     const result = await this.call('mics.inbox.sync', kwargs);
-    const complete = result.complete !== false;
-    const routerLastSeq = result.last_seq || 0;
-    if (this.epoch !== result.epoch) {
-      this.lastSeq = 0; // a new stream: its seqs start over
-      this.#ahead.clear();
-    } else if (!complete) {
-      this.lastSeq = Math.min(this.lastSeq, routerLastSeq); // deliver what there is, from the router's position
-    }
+    if (this.epoch !== result.epoch) this.lastSeq = 0; // a new stream: its seqs start over
     this.epoch = result.epoch;
+    const fresh = [];
     for (const message of result.messages || []) {
-      if (typeof message.seq === 'number' && message.seq > this.lastSeq && !this.#ahead.get(message.seq)) {
-        this.#ahead.set(message.seq, { message, source: 'sync' });
-      }
+      const seq = message.seq;
+      this.#held.delete(seq);
+      if (typeof seq === 'number' && seq <= this.lastSeq) continue; // a repeat
+      if (typeof seq === 'number') this.lastSeq = seq;
+      this.#emit(message, 'sync');
+      fresh.push(message);
     }
-    // in seq order: what the sync brought, and what arrived live meanwhile (a (re)join's catch-up)
-    const fresh = [...this.#skipTo(routerLastSeq), ...this.#release()].filter((m) => m.source === 'sync');
+    const complete = result.complete !== false;
+    if (result.last_seq > this.lastSeq || !complete) this.lastSeq = result.last_seq;
     this.emit('position', this.position);
-    const summary = { messages: fresh.map((m) => m.message), complete, lastSeq: this.lastSeq, epoch: this.epoch };
+    const summary = { messages: fresh, complete, lastSeq: this.lastSeq, epoch: this.epoch };
     this.emit('sync', summary);
-    if (!summary.complete) this.emit('gap', summary);
+    if (!complete) this.emit('gap', summary);
     return summary;
   }
 
   // -- delivery ---------------------------------------------------------------------------------
-  // Inbox messages are delivered in seq order: a live message that skips seqs waits (at most
-  // gapWaitMs) until the skipped ones come, live or by a sync; after a (re)join, live messages wait
-  // for the sync of what was missed.
+  /** Hand one Message to its event (`receipt`, `signal` or `message`). */
   #emit(message, source) {
     const meta = { source };
     if (message.type === 'receipt') this.emit('receipt', message, meta);
@@ -289,69 +283,76 @@ export class MicsClient extends Emitter {
     else this.emit('message', message, meta);
   }
 
-  /** A live event: inbox messages in seq order (repeats dropped), group messages and signals at once. */
-  #live(message) {
-    if (typeof message.seq === 'number') this.#arrived(message.seq, { message, source: 'live' });
-    else this.#emit(message, 'live');
+  /**
+   * A live inbox message. Inbox messages reach the app in seq order: one that skips seqs (a device
+   * that reconnects gets live messages while its sync runs; in a cluster a forwarded delivery can
+   * be lost or overtaken) is held until the missing ones arrive, live or by a sync after
+   * `gapWaitMs`; what is gone for good (expired, evicted) is skipped then, never waited for forever.
+   */
+  #arrived(message) {
+    const seq = message.seq;
+    if (typeof seq !== 'number') return this.#emit(message, 'live'); // signals: no place in the stream
+    if (seq <= this.lastSeq) return undefined; // a repeat
+    if (this.#syncing || this.epoch === null || seq > this.lastSeq + 1) {
+      this.#held.set(seq, message);
+    } else {
+      this.lastSeq = seq;
+      this.#emit(message, 'live');
+    }
+    this.#release(false);
+    return undefined;
   }
 
-  /** Inbox `seq` is here (`entry`, or null for the copy of this device's own send). */
-  #arrived(seq, entry) {
-    if (seq <= this.lastSeq) return; // a repeat
-    if (!this.#ahead.get(seq)) this.#ahead.set(seq, entry);
-    if (!this.#catchingUp) this.#release();
-  }
-
-  /** Deliver what follows lastSeq without a gap; if a gap is left, fetch it after gapWaitMs. */
-  #release() {
-    const delivered = [];
+  /** Deliver held messages that are next in seq order (`force`: all of them, in order). */
+  #release(force) {
+    if (this.#syncing || this.epoch === null) return;
     const before = this.lastSeq;
-    while (this.#ahead.has(this.lastSeq + 1)) {
-      this.lastSeq += 1;
-      const entry = this.#ahead.get(this.lastSeq);
-      this.#ahead.delete(this.lastSeq);
-      if (entry) {
-        this.#emit(entry.message, entry.source);
-        delivered.push(entry);
+    for (;;) {
+      let next = this.lastSeq + 1;
+      if (this.#ownSeqs.delete(next)) {
+        this.lastSeq = next;
+        continue;
+      }
+      if (!this.#held.has(next)) {
+        if (!force || !this.#held.size) break;
+        next = Math.min(...this.#held.keys());
+      }
+      const message = this.#held.get(next);
+      this.#held.delete(next);
+      this.lastSeq = next;
+      this.#emit(message, 'live');
+    }
+    for (const seq of [...this.#held.keys(), ...this.#ownSeqs]) {
+      if (seq <= this.lastSeq) {
+        this.#held.delete(seq);
+        this.#ownSeqs.delete(seq);
       }
     }
     if (this.lastSeq !== before) this.emit('position', this.position);
-    if (this.#ahead.size && !this.#gapTimer && this.connected && !this.#catchingUp) {
+    if (this.#held.size && !this.#gapTimer) {
       this.#gapTimer = setTimeout(() => {
         this.#gapTimer = null;
-        if (!this.#ahead.size || !this.connected) return;
-        this.#sync(this.lastSeq).catch(() => this.#release()); // try again after gapWaitMs
+        if (!this.#held.size || !this.connected) return;
+        this.#sync(this.lastSeq)
+          .catch(() => {}) // the next reconnect's sync covers it
+          .then(() => this.#release(true)); // what the sync did not bring is gone: go on in order
       }, this.gapWaitMs);
     }
-    return delivered;
-  }
-
-  /** Seqs up to `seq` that are not here are gone (not held any more): deliver what waits, in order. */
-  #skipTo(seq) {
-    const delivered = [];
-    for (const waiting of [...this.#ahead.keys()].filter((k) => k <= seq).sort((a, b) => a - b)) {
-      const entry = this.#ahead.get(waiting);
-      this.#ahead.delete(waiting);
-      this.lastSeq = Math.max(this.lastSeq, waiting);
-      if (entry) {
-        this.#emit(entry.message, entry.source);
-        delivered.push(entry);
-      }
-    }
-    this.lastSeq = Math.max(this.lastSeq, seq);
-    return delivered;
   }
 
   /** Our own send's Ack: the seq of our inbox copy (which this device does not receive) is ours, not a gap. */
   #own(ack) {
-    if (ack && typeof ack.seq === 'number') this.#arrived(ack.seq, null);
+    if (ack && typeof ack.seq === 'number' && ack.seq > this.lastSeq) {
+      this.#ownSeqs.add(ack.seq);
+      this.#release(false);
+    }
     return ack;
   }
 
   #subscribeGroup(session, group) {
     const topic = group === true ? GROUP : GROUP + group;
     const options = group === true ? { match: 'prefix' } : {};
-    return session.subscribe(topic, (args, kwargs) => this.#live(kwargs || {}), options);
+    return session.subscribe(topic, (args, kwargs) => this.#emit(kwargs || {}, 'live'), options);
   }
 
   #subscribeTopic(session, topic) {
@@ -402,18 +403,12 @@ export class MicsClient extends Emitter {
     this.userId = details.authid;
     this.#attempt = 0;
     this.#lastActivity = Date.now();
-    this.#catchingUp = this.autoSync;
-    try {
-      await session.subscribe(INBOX + this.userId, (args, kwargs) => this.#live(kwargs || {}));
-      await Promise.all([...this.#groups].map((g) => this.#subscribeGroup(session, g)));
-      await Promise.all([...this.#topics.keys()].map((t) => this.#subscribeTopic(session, t)));
-      this.#startHeartbeat();
-      if (this.autoSync) await this.sync();
-    } finally {
-      this.#catchingUp = false;
-      this.#release(); // what arrived live meanwhile, after what the sync brought
-    }
+    await session.subscribe(INBOX + this.userId, (args, kwargs) => this.#arrived(kwargs || {}));
+    await Promise.all([...this.#groups].map((g) => this.#subscribeGroup(session, g)));
+    await Promise.all([...this.#topics.keys()].map((t) => this.#subscribeTopic(session, t)));
+    this.#startHeartbeat();
     const reconnected = !first;
+    if (this.autoSync) await this.sync();
     this.emit('connect', { userId: this.userId, deviceId: this.deviceId, reconnected, details });
     if (first) first.resolve(this);
   }

@@ -28,6 +28,8 @@ export const ReplacedError: Typed<'mics.close.replaced', 4009>;
 export const ShutdownError: Typed<'mics.close.shutdown', 1001>;
 /** `mics.close.tenant_disabled` (4002). Final. */
 export const TenantDisabledError: Typed<'mics.close.tenant_disabled', 4002>;
+/** `mics.close.slow_consumer` (4008): the client read too slowly; it reconnects and syncs. */
+export const SlowConsumerError: Typed<'mics.close.slow_consumer', 4008>;
 /** `mics.error.invalid_message` (400): missing/invalid recipient, group, body or since_seq. */
 export const InvalidMessageError: Typed<'mics.error.invalid_message', 400>;
 /** `mics.error.payload_too_large` (413): body over max_payload_bytes. */

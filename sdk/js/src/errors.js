@@ -44,6 +44,8 @@ export const KickedError = define('KickedError', 'mics.close.kicked', 4000);
 export const ReplacedError = define('ReplacedError', 'mics.close.replaced', 4009);
 export const ShutdownError = define('ShutdownError', 'mics.close.shutdown', 1001);
 export const TenantDisabledError = define('TenantDisabledError', 'mics.close.tenant_disabled', 4002);
+/** The client read too slowly (unsent data passed the node's cap); it reconnects and syncs. */
+export const SlowConsumerError = define('SlowConsumerError', 'mics.close.slow_consumer', 4008);
 
 // -- call errors (section 3)
 export const InvalidMessageError = define('InvalidMessageError', 'mics.error.invalid_message', 400);
@@ -65,7 +67,7 @@ export const NotConnectedError = define('NotConnectedError', 'mics.client.not_co
 
 export const ERROR_CLASSES = [
   InvalidTokenError, InvalidTenantError, ConnectionLimitError, HookUnavailableError,
-  HeartbeatTimeoutError, KickedError, ReplacedError, ShutdownError, TenantDisabledError,
+  HeartbeatTimeoutError, KickedError, ReplacedError, ShutdownError, TenantDisabledError, SlowConsumerError,
   InvalidMessageError, PayloadTooLargeError, RateLimitedError, RejectedError, EmptyGroupError, UnavailableError,
   InternalError, NotAuthorizedError,
 ];

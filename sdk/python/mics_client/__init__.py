@@ -21,6 +21,7 @@ from mics_client.errors import (
     Rejected,
     Replaced,
     Shutdown,
+    SlowConsumer,
     TenantDisabled,
     Unavailable,
 )
@@ -31,6 +32,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Ack", "ConnectionClosed", "ConnectionLimit", "EmptyGroup", "HeartbeatTimeout", "HookUnavailable",
     "Internal", "InvalidMessage", "InvalidTenant", "InvalidToken", "Kicked", "Message", "MicsError", "NotAuthorized",
-    "NotConnected", "PayloadTooLarge", "Presence", "RateLimited", "Rejected", "Replaced", "Shutdown", "SyncGap",
-    "SyncResult", "TenantDisabled", "Unavailable", "Welcome",
+    "NotConnected", "PayloadTooLarge", "Presence", "RateLimited", "Rejected", "Replaced", "Shutdown", "SlowConsumer",
+    "SyncGap", "SyncResult", "TenantDisabled", "Unavailable", "Welcome",
 ]  # fmt: skip

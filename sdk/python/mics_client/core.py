@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import txaio
-from autobahn.wamp.exception import ApplicationError
+from autobahn.exception import Disconnected
+from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import ComponentConfig, SubscribeOptions
 
 from mics_client import errors
@@ -26,6 +27,7 @@ INBOX_PREFIX = "mics.inbox."
 GROUP_PREFIX = "mics.group."
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
 NORMAL_CLOSE = "wamp.close.normal"
+TRANSPORT_LOST = "wamp.close.transport_lost"  # a call in flight when the connection dropped
 
 # connection states
 NEW, CONNECTING, CONNECTED, RECONNECTING, CLOSED = "new", "connecting", "connected", "reconnecting", "closed"
@@ -101,7 +103,6 @@ class SessionMixin:
             txaio.resolve(self._joined, (self, details))
 
     def onLeave(self, details: Any) -> None:
-        self._cut_calls()
         if not txaio.is_called(self._joined):
             txaio.reject(self._joined, errors.from_wamp(details.reason, details.message, joining=True))
         else:
@@ -109,21 +110,12 @@ class SessionMixin:
         self.disconnect()  # type: ignore[attr-defined]
 
     def onDisconnect(self) -> None:
-        self._cut_calls()
+        # calls still waiting for an answer fail (TransportLost -> NotConnected): never hang
+        super().onDisconnect()  # type: ignore[misc]
         if not txaio.is_called(self._joined):
             txaio.reject(self._joined, errors.TransportFailed("connection closed before the session joined"))
         else:
             self._core._session_lost(self)
-
-    def _cut_calls(self) -> None:
-        """Autobahn leaves calls in flight waiting forever when their session ends (a node going
-        down): fail them with NotConnected, so the app can retry (with the same client_msg_id)."""
-        requests: dict[Any, Any] = getattr(self, "_call_reqs", {})
-        pending = list(requests.values())
-        requests.clear()
-        for request in pending:
-            if not txaio.is_called(request.on_reply):
-                txaio.reject(request.on_reply, errors.NotConnected("the session ended before the call was answered"))
 
 
 Callback = Callable[..., Any]
@@ -180,10 +172,9 @@ class ClientCore:
         self._call_timeout_ms = int(call_timeout_s * 1000) if call_timeout_s else None
         self._seen = RecentIds(dedupe_limit)
         self._synced = False
-        # inbox seqs past last_seq that are here already, waiting for earlier ones to be delivered in
-        # order (None: the copy of this device's own send, which it does not receive)
-        self._ahead: dict[int, Message | None] = {}
-        self._catching_up = False  # the sync after a (re)join is running: live inbox messages wait for it
+        self._syncing = False
+        self._held: dict[int, Message] = {}  # live inbox messages waiting for earlier seqs, by seq
+        self._own_seqs: set[int] = set()  # seqs of this device's own sends (their copies never come here)
         self._gap_timer: Any = None
         self._gap_wait_s = gap_wait_s
         self._session: Any = None
@@ -302,7 +293,8 @@ class ClientCore:
         try:
             return await joined  # type: ignore[no-any-return]
         finally:
-            timer.cancel()
+            if getattr(timer, "active", lambda: True)():  # Twisted's timers refuse a cancel after firing
+                timer.cancel()
 
     async def _establish(self) -> Welcome:
         """Join, subscribe inbox (and groups), start the heartbeat, then sync what was missed."""
@@ -324,14 +316,12 @@ class ClientCore:
             self._session = session
             self._left = None
             self._last_activity = self._now()
-            self._catching_up = True
             await session.subscribe(self._on_inbox_event, INBOX_PREFIX + welcome.user_id)
             for group_id in sorted(self._groups):
                 await self._subscribe_group(session, group_id)
             if self._all_groups:
                 await self._subscribe_group(session, None)
         except BaseException:
-            self._catching_up = False
             if self._session is session:
                 self._session = None
             if session.is_attached():
@@ -345,9 +335,6 @@ class ClientCore:
             await self.sync()
         except Exception as e:  # the session dropped again: the reconnect loop syncs next time
             self.log.info("mics client sync after join failed: {error}", error=str(e))
-        finally:
-            self._catching_up = False
-            self._release()  # what arrived live meanwhile, after what the sync brought
         return welcome
 
     async def _subscribe_group(self, session: Any, group_id: str | None) -> None:
@@ -446,68 +433,67 @@ class ClientCore:
             timer.cancel()
 
     # -- receiving ------------------------------------------------------------------------------------
-    # Inbox messages are delivered in seq order: a live message that skips seqs waits (at most
-    # gap_wait_s) until the skipped ones come, live or by a sync; after a (re)join, live messages
-    # wait for the sync of what was missed. Each msg_id is delivered once.
     def _on_inbox_event(self, *args: Any, **kwargs: Any) -> None:
-        message = Message.from_kwargs(kwargs)
-        if message.seq:
-            self._arrived(message.seq, message)
-        else:
-            self._deliver(message)  # signals: live only, no seq
+        self._arrived(Message.from_kwargs(kwargs))
 
-    def _on_group_event(self, *args: Any, **kwargs: Any) -> None:
-        self._deliver(Message.from_kwargs(kwargs))
-
-    def _arrived(self, seq: int, message: Message | None) -> None:
-        """Inbox `seq` is here (`message`, or None for the copy of this device's own send)."""
-        if seq <= self.last_seq:
-            if message is not None:
-                self._deliver(message)  # a repeat (dropped by msg_id), or a new stream's first seqs
+    # Inbox messages reach the app in seq order. A live message whose seq skips some (a device that
+    # reconnects gets live messages while its sync runs; in a cluster a forwarded delivery can be
+    # lost or overtaken) is held until the missing ones arrive, live or by a sync after `gap_wait_s`;
+    # what is gone for good (expired, evicted) is skipped then, never waited for forever.
+    def _arrived(self, message: Message) -> None:
+        seq = message.seq
+        if not seq:  # signals: live only, no place in the stream
+            self._deliver(message)
             return
-        if self._ahead.get(seq) is None:
-            self._ahead[seq] = message
-        if not self._catching_up:
+        if self._syncing or not self._synced or seq > self.last_seq + 1:
+            self._held.setdefault(seq, message)
             self._release()
+            return
+        self.last_seq = max(self.last_seq, seq)  # (before the app's callback runs: it may read it)
+        self._deliver(message)  # the next one (or an older one released late: better late than never)
+        self._release()
 
-    def _release(self) -> list[Message]:
-        """Deliver the waiting messages that follow last_seq without a gap; if a gap is left, fetch it
-        after gap_wait_s (in a cluster a forwarded delivery can be lost or overtaken)."""
-        delivered = []
-        while self.last_seq + 1 in self._ahead:
-            self.last_seq += 1
-            message = self._ahead.pop(self.last_seq)
-            if message is not None and self._deliver(message):
-                delivered.append(message)
-        if self._ahead and self._gap_timer is None and self.state == CONNECTED and not self._catching_up:
+    def _release(self, force: bool = False) -> None:
+        """Deliver held messages that are next in seq order (`force`: everything held, in order:
+        what is missing will not come); schedule a gap sync while some are still held."""
+        if self._syncing or not self._synced:
+            return
+        held, own = self._held, self._own_seqs
+        while held or own:
+            following = self.last_seq + 1
+            if following in own:
+                own.discard(following)
+                self.last_seq = following
+            elif following in held or (force and held):
+                following = following if following in held else min(held)
+                self.last_seq = following
+                self._deliver(held.pop(following))
+            else:
+                break
+        if own:
+            own.intersection_update({s for s in own if s > self.last_seq})
+        for seq in [s for s in held if s <= self.last_seq]:
+            self._deliver(held.pop(seq))
+        if held and self._gap_timer is None:
             self._gap_timer = txaio.call_later(self._gap_wait_s, self._fill_gap)
-        return delivered
-
-    def _skip_to(self, seq: int) -> list[Message]:
-        """Seqs up to `seq` that are not here are gone (not held any more): deliver what waits, in order."""
-        delivered = []
-        for waiting in sorted(k for k in self._ahead if k <= seq):
-            message = self._ahead.pop(waiting)
-            self.last_seq = max(self.last_seq, waiting)  # callbacks see the position of what they get
-            if message is not None and self._deliver(message):
-                delivered.append(message)
-        self.last_seq = max(self.last_seq, seq)
-        return delivered
 
     def _fill_gap(self) -> None:
         self._gap_timer = None
-        if self._ahead and self.state == CONNECTED:
+        if self._held and self.state == CONNECTED and not self._syncing:
             self._spawn(self._sync_quietly())
 
     async def _sync_quietly(self) -> None:
         try:
             await self.sync()
-        except errors.MicsError as e:  # try again after gap_wait_s; the next reconnect's sync covers it too
+        except errors.MicsError as e:  # the next reconnect's sync covers it
             self.log.info("gap sync failed: {error}", error=e)
-            self._release()
+        self._release(force=True)  # what the sync did not bring is gone: go on in order
+
+    def _on_group_event(self, *args: Any, **kwargs: Any) -> None:
+        self._deliver(Message.from_kwargs(kwargs))
 
     def _deliver(self, message: Message) -> bool:
-        """Hand a message to the app once per msg_id, except this device's own sends."""
+        """Drop repeats and this device's own sends; hand the rest to the app."""
         if not self._seen.add(message.msg_id):
             return False
         if message.from_device_id == self.device_id and message.from_user_id == self.user_id:
@@ -517,29 +503,32 @@ class ClientCore:
 
     async def sync(self, since: int | None = None) -> SyncResult:
         """Fetch inbox messages after `last_seq` (runs by itself after every (re)connect, and when
-        live delivery skipped seqs); `since` starts earlier."""
+        live delivery skipped seqs); `since` starts earlier. Live messages that arrive meanwhile are
+        held and delivered after, in seq order."""
         since = self.last_seq if since is None else min(since, self.last_seq)
         epoch_before, initial = self.epoch, not self._synced
         kwargs: dict[str, Any] = {"since_seq": since}
         if epoch_before is not None:
             kwargs["epoch"] = epoch_before
-        result = await self._call("mics.inbox.sync", **kwargs)
-        messages = sorted((Message.from_kwargs(e, replayed=True) for e in result.get("messages", [])),
-                          key=lambda m: m.seq or 0)  # fmt: skip
+        self._syncing = True
+        try:
+            result = await self._call("mics.inbox.sync", **kwargs)
+        finally:
+            self._syncing = False
+        fresh = []
+        for entry in result.get("messages", []):
+            message = Message.from_kwargs(entry, replayed=True)
+            self._held.pop(message.seq or 0, None)
+            self.last_seq = max(self.last_seq, message.seq or 0)
+            if self._deliver(message):
+                fresh.append(message)
         last_seq = int(result.get("last_seq") or 0)
         complete = bool(result.get("complete"))
         self.epoch = result.get("epoch")
+        # an incomplete answer resets our position to the router's (its stream may have restarted)
+        self.last_seq = max(self.last_seq, last_seq) if complete else last_seq
         self._synced = True
-        fresh = [m for m in messages if (m.seq or 0) <= self.last_seq and self._deliver(m)]  # asked again
-        if not complete:  # a new stream, or messages lost: deliver what there is, from the router's position
-            self._ahead = {k: m for k, m in self._ahead.items() if k > last_seq or m is not None}
-            self.last_seq = min(self.last_seq, last_seq)
-        for message in messages:
-            if message.seq and message.seq > self.last_seq and self._ahead.get(message.seq) is None:
-                self._ahead[message.seq] = message
-        # in seq order: what the sync brought, and what arrived live meanwhile (a (re)join's catch-up)
-        fresh += [m for m in self._skip_to(last_seq) if m.replayed]
-        fresh += [m for m in self._release() if m.replayed]
+        self._release(force=not complete)
         if not complete:
             self._fire("gap", SyncGap(since, epoch_before, last_seq, self.epoch, initial))
         return SyncResult(fresh, self.last_seq, self.epoch, complete)
@@ -557,7 +546,11 @@ class ClientCore:
                 kwargs["options"] = CallOptions(timeout=self._call_timeout_ms)
             return await session.call(procedure, **kwargs)
         except ApplicationError as e:
+            if e.error == TRANSPORT_LOST:
+                raise errors.NotConnected("the connection dropped during the call (it reconnects)") from None
             raise errors.from_application_error(e) from None
+        except (Disconnected, TransportLost):  # closed between our check and the send
+            raise errors.NotConnected("the connection dropped during the call (it reconnects)") from None
 
     async def send(self, to_user_id: str, body: Any, client_msg_id: str | None = None,
                    content_type: str | None = None) -> Ack:  # fmt: skip
@@ -586,8 +579,9 @@ class ClientCore:
         copy (which this device does not receive) is ours, not a gap."""
         ack = Ack.from_result(result)
         self._seen.add(ack.msg_id)
-        if ack.seq:
-            self._arrived(ack.seq, None)
+        if ack.seq and ack.seq > self.last_seq:
+            self._own_seqs.add(ack.seq)
+            self._release()
         return ack
 
     async def presence(self, user_ids: list[str]) -> dict[str, Presence]:

@@ -141,6 +141,13 @@ class TenantDisabled(ConnectionClosed):
     uri, code, final = "mics.close.tenant_disabled", 4002, True
 
 
+class SlowConsumer(ConnectionClosed):
+    """The client read too slowly (the node's unsent data for it passed its cap); it reconnects and
+    syncs what it missed."""
+
+    uri, code = "mics.close.slow_consumer", 4008
+
+
 # -- local conditions -----------------------------------------------------------------------------------
 class NotConnected(MicsError):
     """A call was made while the client is not joined (before connect, while reconnecting, after close)."""
@@ -160,7 +167,7 @@ ERRORS: dict[str, type[MicsError]] = {
     for cls in (
         InvalidToken, InvalidTenant, ConnectionLimit, HookUnavailable, AuthenticationFailed, NoSuchRealm,
         InvalidMessage, PayloadTooLarge, RateLimited, Rejected, EmptyGroup, Unavailable, Internal, NotAuthorized,
-        Kicked, Replaced, HeartbeatTimeout, Shutdown, TenantDisabled,
+        Kicked, Replaced, HeartbeatTimeout, Shutdown, TenantDisabled, SlowConsumer,
     )
 }  # fmt: skip
 

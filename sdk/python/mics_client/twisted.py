@@ -17,7 +17,21 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 
 from mics_client.core import ClientCore, SessionMixin, make_serializer
 
-__all__ = ["MicsClient", "connect"]
+__all__ = ["MicsClient", "connect", "endpoint_for"]
+
+
+def endpoint_for(reactor: Any, url: str) -> Any:
+    """The client endpoint for a `ws://` or `wss://` URL (TLS checks the host name against the
+    platform's trusted CAs; `SSL_CERT_FILE` names another bundle)."""
+    parsed = urlparse(url)
+    secure = parsed.scheme == "wss"
+    host = parsed.hostname or "localhost"
+    endpoint: Any = HostnameEndpoint(reactor, host, parsed.port or (443 if secure else 80))
+    if secure:
+        from twisted.internet.ssl import optionsForClientTLS
+
+        endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
+    return endpoint
 
 
 class _Session(SessionMixin, ApplicationSession):
@@ -38,16 +52,8 @@ class MicsClient(ClientCore):
         self._reactor = reactor
 
     async def _open_transport(self, make_session: Callable[[], Any]) -> None:
-        parsed = urlparse(self.url)
-        secure = parsed.scheme == "wss"
-        host = parsed.hostname or "localhost"
         factory = WampWebSocketClientFactory(make_session, url=self.url, serializers=[make_serializer(self.serializer)])
-        endpoint: Any = HostnameEndpoint(self._reactor, host, parsed.port or (443 if secure else 80))
-        if secure:
-            from twisted.internet.ssl import optionsForClientTLS
-
-            endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
-        await endpoint.connect(factory)
+        await endpoint_for(self._reactor, self.url).connect(factory)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         Deferred.fromCoroutine(coro).addErrback(lambda f: self.log.failure("mics client task failed", failure=f))  # type: ignore[arg-type]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlparse
 
 import txaio
 from autobahn.twisted.wamp import ApplicationSession
@@ -20,11 +19,11 @@ from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp import auth as wamp_auth
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig
-from twisted.internet.endpoints import HostnameEndpoint
 
 from mics_client import errors
 from mics_client.core import make_serializer
 from mics_client.hooks import Hooks, auth_reply, check_reply, members_reply, resolve
+from mics_client.twisted import endpoint_for
 
 HOOK_AUTH = "mics.hook.auth"
 HOOK_CHECK_MESSAGE = "mics.hook.check_message"
@@ -161,8 +160,7 @@ async def connect_cra(url: str, realm: str, secret: str, session_class: type[Cra
     factory = WampWebSocketClientFactory(
         lambda: session_class(ComponentConfig(realm, config_extra)), url=url, serializers=[make_serializer(serializer)]
     )
-    parsed = urlparse(url)
-    await HostnameEndpoint(reactor, parsed.hostname, parsed.port or 80).connect(factory)
+    await endpoint_for(reactor, url).connect(factory)
     return await ready
 
 

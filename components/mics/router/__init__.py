@@ -1,9 +1,20 @@
-"""Everything MICS reads or calls inside Crossbar's router worker, in one module.
+"""Everything MICS reads or changes inside Crossbar's router worker, in one package.
 
 MICS runs inside the router worker. The public API (publish, call, the meta API) covers what it
-needs, but three things are much cheaper, or only possible, through internals of Crossbar 26.10
-(pyproject.toml bounds the version; tests/unit/test_router.py checks them on a real in-process
-router and the integration tests on a real node):
+needs, but some things are much cheaper, or only possible, through internals of Crossbar 26.10,
+Autobahn 26.10 and Twisted 26.10. They live here and nowhere else (pyproject.toml bounds the
+Crossbar version; tests/unit/test_router.py checks this module on a real in-process router, the
+integration tests the rest on a real node):
+
+- this module: the trusted fan-out and in-process session closes of one realm (`RealmPort`), and
+  the worker's controller;
+- `mics.router.guards`: bounds on what one connection or client address can take (handshake and
+  HELLO deadlines, slow consumers, wampcra login throttling);
+- `mics.router.speedups`: measured fixes for library costs on the hot path (lazy debug formatting,
+  C JSON decoding, GC tuning);
+- `mics.router.run`: `crossbar start` with each log line naming its level.
+
+Internals this module uses:
 
 - the trusted fan-out (`RealmPort.deliver`): `Router._broker._subscription_map`,
   `Router._session_id_to_session` and `Router.send`. It does what the broker does for a publish
@@ -34,11 +45,13 @@ from autobahn.wamp import message
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallOptions, CallResult, PublishOptions
 from twisted.internet.defer import CancelledError, Deferred, fail
-from txaio import make_logger
 
 from mics import errors, metrics, uris
+from mics.logs import RateLimitedLog
 
-log = make_logger()
+txaio.use_twisted()  # Crossbar runs on Twisted; `python -m mics.router.run` imports us before it selects it
+log = txaio.make_logger()
+_limited = RateLimitedLog(log)
 
 TESTED_CROSSBAR = "26.10"
 
@@ -75,7 +88,8 @@ class Fanout:
                     try:
                         send(receiver, event)
                     except Exception as e:  # e.g. PayloadExceededError for one receiver: the others still get it
-                        log.warn("event not delivered: topic={topic} error={error}", topic=topic, error=str(e))
+                        _limited.warn(("undelivered", type(e).__name__), "event not delivered: topic={topic} "
+                                      "error={error}", topic=topic, error=str(e))  # fmt: skip
 
     def session(self, session_id: int) -> Any:
         return self._by_id.get(session_id)
