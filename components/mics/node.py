@@ -131,6 +131,7 @@ class Node:
             for tenant in self.tenants:
                 tenant.engine.buffer.expire()
                 tenant.sessions.sweep_pending(now)
+                tenant.quotas.sweep()
                 if tenant.relay is not None:
                     tenant.relay.tick()
                 held = tenant.engine.buffer.stats()

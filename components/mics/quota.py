@@ -220,6 +220,11 @@ class Quotas:
                     theirs.setdefault(user, []).append(float(d))
             self.user_buckets.apply(heavy, theirs)
 
+    def sweep(self) -> None:
+        """Forget per-user buckets idle for a second (the node's tick)."""
+        if self.user_buckets is not None:
+            self.user_buckets.sweep()
+
     def alone(self) -> None:
         """No reports (Redis unreachable for STALE_S): per-node limits, as on one node."""
         self.apply([])

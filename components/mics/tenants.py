@@ -67,9 +67,12 @@ class TenantRuntime:
         self.events = EventQueue(self.tenant_id, [])
         self.hook: GuardedHook | None = None
         self._hook_settings: tuple[Any, ...] | None = None
-        # limits shared with the other nodes in cluster mode (mics.quota, mics.cluster.load)
-        self.quotas = Quotas(config.max_message_qps, None, reactor.seconds)
+        # limits shared with the other nodes in cluster mode (mics.quota, mics.cluster.load): `bucket`
+        # (TokenBucket interface) for max_message_qps, `user_buckets` (keyed: try_take(user_id)) for
+        # max_user_message_qps
+        self.quotas = Quotas(config.max_message_qps, config.max_user_message_qps, reactor.seconds)
         self.bucket = self.quotas.bucket
+        self.user_buckets = self.quotas.user_buckets
         self.share = share if share is not None else TenantShare(self.tenant_id, reactor.seconds)
         self.service = SendService(self)
         self._connections = metrics.CONNECTIONS.labels(self.tenant_id)
@@ -83,7 +86,7 @@ class TenantRuntime:
     def _apply(self, config: TenantConfig) -> None:
         old = self.config
         self.config = config
-        self.quotas.configure(config.max_message_qps)
+        self.quotas.configure(config.max_message_qps, config.max_user_message_qps)
         self.engine.configure(config)
         self._apply_hook(config)
         if old is not config:

@@ -166,7 +166,7 @@ def test_a_user_sending_heavily_from_two_nodes_shares_the_per_user_rate_and_one_
     assert carol >= 20 * 3, "a user on one node only keeps the whole rate there"
     assert users[0].recent("alice") > 0 and users[0].recent("nobody") == 0
     cluster.clock.now += 5
-    users[0].sweep()
+    cluster.nodes[0].sweep()
     assert len(users[0]) == 0
 
 
