@@ -51,6 +51,7 @@ AUTHORIZE = "mics.authorize"
 HOOK_PREFIX = "mics.hook."
 HOOK_AUTH = "mics.hook.auth"
 HOOK_CHECK_MESSAGE = "mics.hook.check_message"
+HOOK_CHECK_MESSAGES = "mics.hook.check_messages"  # the batched check (tenant config hook_batch_max > 1)
 HOOK_GROUP_MEMBERS = "mics.hook.group_members"
 
 # admin procedures (realm mics.control)

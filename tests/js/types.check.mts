@@ -1,7 +1,7 @@
 // Compiled (not run) by `npm --prefix sdk/js run typecheck` in scripts/test-js: the shipped .d.ts
 // files must describe how the SDK is used in docs/sdk-js.md.
 import { connect, MicsClient, RejectedError, MicsError, type Ack, type Message } from '../../sdk/js/src/index.js';
-import { TenantBackend, createHookServer, HookRejection } from '../../sdk/js/src/hooks.js';
+import { TenantBackend, checkEach, createHookServer, HookRejection } from '../../sdk/js/src/hooks.js';
 
 export async function client(): Promise<void> {
   const c: MicsClient = await connect({
@@ -36,10 +36,13 @@ export async function backend(): Promise<void> {
         return { user_id: token };
       },
       checkMessage: () => ({ allow: true }),
+      checkMessages: ({ messages }) => ({ verdicts: messages.map((m) => (m.body ? { allow: true } : null)) }),
       groupMembers: async () => ({ members: ['a'] }),
     },
   }).start();
   await b.membersChanged('g', { added: ['a'] });
+  const batched = await checkEach((m) => m.type === 'chat')({ messages: [], timeout_ms: 150 });
+  console.log(batched.verdicts.length);
   const server = createHookServer({ secret: 's', hooks: {} });
   const base: string = await server.listenAsync(0);
   console.log(base);

@@ -1,4 +1,5 @@
-"""Serve a tenant's hooks over signed HTTP (Twisted web): POST /auth, /check-message, /get-group-members.
+"""Serve a tenant's hooks over signed HTTP (Twisted web): POST /auth, /check-message, /check-messages (batched
+checks), /get-group-members.
 
 Every request's signature is verified (HMAC-SHA256 over timestamp.nonce.body, 5-minute skew, nonces
 remembered to refuse replays) before your `Hooks` run; JSON and protobuf bodies are both understood and
@@ -17,12 +18,22 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from mics_client.hooks import Hooks, RejectToken, auth_reply, check_reply, codec, members_reply, resolve
+from mics_client.hooks import (
+    Hooks,
+    RejectToken,
+    auth_reply,
+    check_replies,
+    check_reply,
+    codec,
+    members_reply,
+    resolve,
+)
 from mics_client.signing import SignatureError, SignatureVerifier
 
 log = Logger()
 
-PATHS = {b"auth": "auth", b"check-message": "check_message", b"get-group-members": "group_members"}
+PATHS = {b"auth": "auth", b"check-message": "check_message", b"check-messages": "check_messages",
+         b"get-group-members": "group_members"}  # fmt: skip
 
 
 class HookResource(Resource):
@@ -35,7 +46,8 @@ class HookResource(Resource):
         self.hooks = hooks
         self.verifier = verifier or SignatureVerifier(secret)
         #: counters a tenant may export: requests per hook, refused signatures
-        self.stats: dict[str, int] = {"auth": 0, "check_message": 0, "group_members": 0, "bad_signature": 0}
+        self.stats: dict[str, int] = {"auth": 0, "check_message": 0, "check_messages": 0, "group_members": 0,
+                                      "bad_signature": 0}  # fmt: skip
 
     def render_POST(self, request: Any) -> Any:
         ensureDeferred(self._handle(request))
@@ -72,6 +84,10 @@ class HookResource(Resource):
                 reply = auth_reply(await resolve(answer))
             elif hook == "check_message":
                 reply = check_reply(await resolve(self.hooks.check_message(fields)))
+            elif hook == "check_messages":
+                batch = list(fields.get("messages") or [])
+                answer = self.hooks.check_messages(batch, fields.get("timeout_ms") or None)
+                reply = check_replies(await resolve(answer), len(batch))
             else:
                 answer = self.hooks.group_members(fields.get("group_id", ""), fields.get("from_user_id", ""), tenant_id)
                 reply = members_reply(await resolve(answer))
