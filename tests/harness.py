@@ -135,16 +135,106 @@ def _redis_pid(port: int) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def start_redis(tmp: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
-    """A throwaway redis-server on a free loopback port (or `port`), persistence off; returns it and its URL."""
+def start_redis(tmp: Path, port: int | None = None, *options: str) -> tuple[ManagedProcess, str]:
+    """A throwaway redis-server on a free loopback port (or `port`), persistence off; returns it and its URL.
+    `options` are more redis-server arguments (e.g. "--replicaof", "127.0.0.1", "6379")."""
 
     def spawn(chosen: int) -> ManagedProcess:
         argv = ["redis-server", "--port", str(chosen), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(tmp)]  # fmt: skip
+                "--dir", str(tmp), *options]  # fmt: skip
         return ManagedProcess("redis", argv, tmp / f"redis-{chosen}.log")
 
-    proc, port = start_listening(spawn, lambda chosen, proc: _redis_pid(chosen) == proc.proc.pid, port, timeout=10)
+    proc, port = start_listening(spawn, _is_ours, port, timeout=10)
     return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def _is_ours(port: int, proc: ManagedProcess) -> bool:
+    """The redis-server (or sentinel) answering on `port` is the process we started."""
+    return _redis_pid(port) == proc.proc.pid
+
+
+def redis_port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def redis_cli(port: int, *args: str) -> str:
+    """One command through redis-cli (the Debian redis-server package ships it)."""
+    done = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=10)
+    return done.stdout.strip()
+
+
+@dataclass
+class SentinelGroup:
+    """A primary, replicas and three sentinels (quorum 2) on loopback: Redis as production runs it."""
+
+    servers: dict[int, ManagedProcess]  # port -> redis-server
+    sentinels: dict[int, ManagedProcess]  # port -> redis-server --sentinel
+    master: str
+
+    @property
+    def url(self) -> str:
+        return "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinels) + f"/{self.master}/0"
+
+    def primary_port(self) -> int:
+        """The primary as the sentinels see it now."""
+        answer = redis_cli(next(iter(self.sentinels)), "SENTINEL", "get-master-addr-by-name", self.master)
+        return int(answer.split()[1])
+
+    def replicas_known(self) -> int:
+        """Replicas every sentinel knows (a failover can pick them), 0 until the sentinels know each
+        other (a failover needs a majority of them)."""
+        known = []
+        for port in self.sentinels:
+            fields = redis_cli(port, "SENTINEL", "master", self.master).split("\n")
+            others = int(fields[fields.index("num-other-sentinels") + 1]) if "num-other-sentinels" in fields else 0
+            if others < len(self.sentinels) - 1:
+                return 0
+            known.append(redis_cli(port, "SENTINEL", "replicas", self.master).count("\nslave\n"))
+        return min(known)
+
+    def stop(self) -> None:
+        for proc in [*self.sentinels.values(), *self.servers.values()]:
+            proc.stop()
+
+
+DOWN_AFTER_MS = 1500  # a primary silent this long is down (production: 5000 or more)
+
+
+def start_sentinel_group(tmp: Path, master: str = "mics", replicas: int = 2) -> SentinelGroup:
+    """redis-server primary + `replicas`, each refusing writes without a replica at most 1 s behind
+    (min-replicas-to-write: what docs/operations.md recommends, so a primary cut off from its
+    replicas stops acknowledging what a failover would lose), and three sentinels (quorum 2) that
+    declare the primary down after DOWN_AFTER_MS. Returns once the sentinels know every replica."""
+    guard = ("--min-replicas-to-write", "1", "--min-replicas-max-lag", "1", "--repl-diskless-sync-delay", "0")
+    primary, url = start_redis(tmp, None, *guard)
+    primary_port = redis_port(url)
+    servers = {primary_port: primary}
+    for _n in range(replicas):
+        replica, replica_url = start_redis(tmp, None, "--replicaof", "127.0.0.1", str(primary_port), *guard)
+        servers[redis_port(replica_url)] = replica
+    sentinels: dict[int, ManagedProcess] = {}
+
+    def spawn(port: int) -> ManagedProcess:
+        conf = tmp / f"sentinel-{port}.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {tmp}\n"
+            f"sentinel monitor {master} 127.0.0.1 {primary_port} 2\n"
+            f"sentinel down-after-milliseconds {master} {DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {master} 10000\n"
+        )
+        return ManagedProcess("sentinel", ["redis-server", str(conf), "--sentinel"], tmp / f"sentinel-{port}.log")
+
+    for _n in range(3):
+        proc, port = start_listening(spawn, _is_ours, timeout=10)
+        sentinels[port] = proc
+    group = SentinelGroup(servers, sentinels, master)
+    deadline = time.monotonic() + 15
+    while group.replicas_known() < replicas:
+        if time.monotonic() > deadline:
+            group.stop()
+            raise RuntimeError("the sentinels never saw the replicas")
+        time.sleep(0.1)
+    return group
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -236,3 +326,16 @@ def start_mics_node(
         return ManagedProcess("mics-node", argv, tmp / log_name, {**env, "MICS_PORT": str(port)}, cwd)
 
     return start_listening(spawn, lambda port, _proc: node_ready(port, env.get("MICS_NODE_ID")), timeout=timeout)
+
+
+def start_nodes(tmp: Path, names: list[str], env: dict[str, str]) -> list[Node]:
+    """Several nodes with the same environment (a cluster); none left running if one fails to start."""
+    nodes: list[Node] = []
+    try:
+        for name in names:
+            nodes.append(start_node(tmp, name, env=env))
+    except Exception:
+        for node in nodes:
+            node.process.stop()
+        raise
+    return nodes

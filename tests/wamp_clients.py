@@ -131,9 +131,14 @@ class TestSession(ApplicationSession):
         if self.events[topic]:
             return self.events[topic].popleft()
         d: Deferred[dict[str, Any]] = Deferred()
-        self._waiters[topic].append(d)
+        waiters = self._waiters[topic]
+        waiters.append(d)
         d.addTimeout(timeout, reactor)
-        return await d
+        try:
+            return await d
+        finally:
+            if d in waiters:  # timed out: the next event must not go to this spent waiter
+                waiters.remove(d)
 
     async def no_event(self, topic: str, wait: float = 0.3) -> bool:
         """True if nothing arrived on `topic` within `wait` seconds (for must-not-happen checks)."""

@@ -107,9 +107,7 @@ class Authenticator:
             tenant.apply_overrides(reply.config)
         config = tenant.config
         device_id = reply.device_id or device_id
-        over = tenant.sessions.would_exceed(
-            reply.user_id, device_id, config.max_connections, config.max_connections_per_user
-        )
+        over = await tenant.over_connection_limit(reply.user_id, device_id)
         if over is not None:
             self._count(tenant_id, "connection_limit")
             if over == "tenant":

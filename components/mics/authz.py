@@ -68,7 +68,7 @@ def backend_permissions() -> list[dict[str, Any]]:
     calls = [uris.MESSAGE_SEND, uris.GROUP_SEND, uris.GROUP_MEMBERS_CHANGED, uris.SESSION_LIST, uris.SESSION_KICK,
              uris.PRESENCE_GET, uris.PING, uris.SESSION_GET]  # fmt: skip
     return [
-        _perm("mics.hook.", "prefix", register=True),
+        _perm(uris.HOOK_PREFIX, "prefix", register=True),
         _perm(uris.TENANT_PREFIX, "prefix", call=True, register=True, publish=True, subscribe=True),
         _perm(uris.EVENT_PREFIX, "prefix", subscribe=True),
         *(_perm(uri, call=True, disclose=True) for uri in calls),
@@ -76,8 +76,13 @@ def backend_permissions() -> list[dict[str, Any]]:
 
 
 def service_permissions() -> list[dict[str, Any]]:
-    """Our own router-embedded components: everything."""
-    return [_perm("", "prefix", call=True, register=True, publish=True, subscribe=True)]
+    """Our own router-embedded components: everything. A `tenant.*` call our component makes for a
+    caller on another node names that caller (CallOptions.forward_for), so it is disclosed to the
+    callee as the same call on the caller's node would be; publishes stay undisclosed, as a
+    backend's are."""
+    every = {"call": True, "register": True, "publish": True, "subscribe": True}
+    tenant = {**_perm(uris.TENANT_PREFIX, "prefix"), "allow": every, "disclose": {"caller": True, "publisher": False}}
+    return [_perm("", "prefix", **every), tenant]
 
 
 def tenant_roles() -> list[dict[str, Any]]:

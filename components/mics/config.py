@@ -429,18 +429,44 @@ def _env_str(env: Mapping[str, str], name: str, default: str | None) -> str | No
 
 @dataclass(frozen=True, slots=True)
 class RedisAddress:
+    """Where Redis is: one server (`host`, `port`), or with Sentinel the sentinels to ask for the
+    current primary of `master` (`host`, `port` are then the first sentinel's, for logs)."""
+
     host: str
     port: int
     db: int | None
     password: str | None
     username: str | None
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str | None = None
+    sentinel_password: str | None = None
+
+    @property
+    def is_sentinel(self) -> bool:
+        return bool(self.sentinels)
+
+    def describe(self) -> str:
+        """For logs (no password)."""
+        if self.is_sentinel:
+            return "sentinel " + ",".join(f"{h}:{p}" for h, p in self.sentinels) + f" master {self.master}"
+        return f"{self.host}:{self.port}"
+
+
+SENTINEL_SCHEME = "redis+sentinel"
+_URL_FORMS = "redis://[[user]:password@]host[:port][/db] or " \
+    "redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db][?sentinel_password=...]"
 
 
 def parse_url(url: str) -> RedisAddress:
-    """`redis://[[user]:password@]host[:port][/db]`."""
+    """`redis://[[user]:password@]host[:port][/db]`, or with Redis Sentinel
+    `redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db][?sentinel_password=...]`
+    (the credentials are the data nodes'; sentinels listen on 26379 unless a port is given)."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme == SENTINEL_SCHEME:
+        return _parse_sentinel_url(url)
     parts = urlsplit(url)
     if parts.scheme != "redis" or not parts.hostname:
-        raise ConfigError("MICS_REDIS_URL", f"expected redis://host[:port][/db], got {url!r}")
+        raise ConfigError("MICS_REDIS_URL", f"expected {_URL_FORMS}, got {url!r}")
     path = parts.path.strip("/")
     if path and not path.isdigit():
         raise ConfigError("MICS_REDIS_URL", f"the database must be a number, got {path!r}")
@@ -455,6 +481,47 @@ def parse_url(url: str) -> RedisAddress:
         password=unquote(parts.password) if parts.password else None,
         username=unquote(parts.username) if parts.username else None,
     )
+
+
+def _parse_sentinel_url(url: str) -> RedisAddress:
+    rest = url.split("://", 1)[1]
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
+    sentinels = tuple(_host_port(h, url) for h in hosts.split(","))
+    segments = [p for p in path.split("/") if p]
+    if not segments or len(segments) > 2:
+        raise ConfigError("MICS_REDIS_URL", f"expected .../<master>[/<db>] after the sentinels, got {url!r}")
+    if len(segments) == 2 and not segments[1].isdigit():
+        raise ConfigError("MICS_REDIS_URL", f"the database must be a number, got {segments[1]!r}")
+    options = dict(p.partition("=")[::2] for p in query.split("&") if p)
+    unknown = set(options) - {"sentinel_password"}
+    if unknown:
+        raise ConfigError("MICS_REDIS_URL", f"unknown option(s) {sorted(unknown)} in {url!r}")
+    host, port = sentinels[0]
+    return RedisAddress(
+        host=host,
+        port=port,
+        db=int(segments[1]) if len(segments) == 2 else None,
+        password=unquote(password) or None,
+        username=unquote(username) or None,
+        sentinels=sentinels,
+        master=unquote(segments[0]),
+        sentinel_password=unquote(options["sentinel_password"]) if options.get("sentinel_password") else None,
+    )
+
+
+def _host_port(text: str, url: str) -> tuple[str, int]:
+    """`host`, `host:port` or `[v6]:port`; a sentinel's default port is 26379."""
+    parts = urlsplit("//" + text)
+    try:
+        port = parts.port or 26379
+    except ValueError:
+        raise ConfigError("MICS_REDIS_URL", f"bad port in {text!r} of {url!r}") from None
+    if not parts.hostname or parts.username is not None or parts.path:
+        raise ConfigError("MICS_REDIS_URL", f"bad sentinel address {text!r} in {url!r}")
+    return parts.hostname, port
 
 
 @dataclass(frozen=True, slots=True)

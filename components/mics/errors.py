@@ -54,7 +54,10 @@ REJECTED = Reason(
 EMPTY_GROUP = Reason("mics.error.empty_group", 404, "the group-members hook returned no members")
 HOOK_UNAVAILABLE = Reason("mics.error.hook_unavailable", 503, "the group-members hook failed")
 UNAVAILABLE = Reason(
-    "mics.error.unavailable", 503, "cluster mode: Redis is unreachable; retry later with the same client_msg_id"
+    "mics.error.unavailable",
+    503,
+    "cluster mode: Redis, or the node serving a forwarded call, is unreachable; "
+    "retry later with the same client_msg_id",
 )
 INTERNAL = Reason(
     "mics.error.internal", 500, "an unexpected fault; kwargs carry a trace_id that the node's log line also has"

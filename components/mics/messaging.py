@@ -19,6 +19,7 @@ from mics import authz, errors, requests, uris
 from mics.errors import MicsError
 from mics.node import NODE
 from mics.procedures import MicsSession, Parser, expose
+from mics.router import FORWARDED_CALLS
 from mics.service import SendService
 from mics.tenants import TenantRuntime
 from mics.types import Sender
@@ -64,7 +65,10 @@ class TenantComponent(MicsSession):
         await self.register(self.authorize, uris.AUTHORIZE)
         await self.subscribe(self._on_session_join, uris.SESSION_ON_JOIN)
         await self.subscribe(self._on_session_leave, uris.SESSION_ON_LEAVE)
-        if tenant.engine.presence.needs_watch:  # cluster mode: other nodes must learn who watches here
+        if tenant.relay is not None:  # cluster mode: tell the other nodes what our backends serve
+            await self.subscribe(self._on_registration, uris.REGISTRATION_ON_CREATE)
+            await self.subscribe(self._on_routes_changed, uris.REGISTRATION_ON_DELETE)
+        if tenant.engine.presence.needs_watch or tenant.relay is not None:  # cluster mode: who subscribes here
             await self.subscribe(self._on_subscription_create, uris.SUBSCRIPTION_ON_CREATE)
             await self.subscribe(self._on_subscription_delete, uris.SUBSCRIPTION_ON_DELETE)
         tenant.port.bind_session(self)
@@ -125,3 +129,11 @@ class TenantComponent(MicsSession):
 
     def _on_subscription_delete(self, session_id: int, subscription_id: int, *args: Any, **kw: Any) -> None:
         self.tenant.subscription_deleted(subscription_id)
+
+    # -- cluster mode: what this node's backends serve (mics.cluster.relay) -------------------------------
+    def _on_registration(self, session_id: int, registration: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        if str(registration.get("uri", "")).startswith(FORWARDED_CALLS):
+            self._on_routes_changed()
+
+    def _on_routes_changed(self, *args: Any, **kwargs: Any) -> None:
+        self.tenant.relay.local_changed()

@@ -101,6 +101,18 @@ CLUSTER_MEMBERS = Gauge(
     "mics_cluster_members", "Cluster members alive, this one included, as of the last check", registry=REGISTRY
 )
 CLUSTER_REAPED = Counter("mics_cluster_reaped_total", "Dead members this node cleaned up after", registry=REGISTRY)
+RATE_SHARE = Gauge(
+    "mics_message_rate_share",
+    "Cluster mode: this node's share of the tenant's max_message_qps, from the nodes' load reports",
+    ["tenant"],
+    registry=REGISTRY,
+)
+RELAYED_CALLS = Counter(
+    "mics_relayed_calls_total",
+    "Calls this node's router had no callee for, served by another node, by outcome (ok, error, unavailable)",
+    ["tenant", "outcome"],
+    registry=REGISTRY,
+)
 REDIS_FAILURES = Counter(
     "mics_redis_failures_total", "Redis commands that failed, by what they were for", ["what"], registry=REGISTRY
 )

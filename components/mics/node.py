@@ -18,8 +18,9 @@ from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
 from mics import errors, events, heartbeat, metrics
-from mics.cluster import DELIVER, KICK, PRESENCE, REPLACE, TENANT, Cluster, Operation
+from mics.cluster import DELIVER, KICK, PRESENCE, RELAYED, REPLACE, TENANT, Cluster, Operation
 from mics.cluster import redis as cluster_keys
+from mics.cluster.load import LoadReports
 from mics.config import MicsConfig, NodeSettings, TenantConfig, is_valid_tenant_id
 from mics.engine import EngineFactory
 from mics.engine.memory import MemoryEngines
@@ -50,6 +51,7 @@ class Node:
         self.msg_ids: MsgIdFactory | None = None
         self.cluster: Cluster | None = None
         self.engines: EngineFactory | None = None
+        self.load: LoadReports | None = None  # cluster mode: tenant limits shared between nodes
         self.is_ready = False
         self.drained = 0  # user sessions closed with mics.close.shutdown
         self._waiters: list[Deferred[None]] = []
@@ -76,6 +78,7 @@ class Node:
                 self._restore_presence,
             )
             self.engines = RedisEngines(self.cluster)
+            self.load = LoadReports(self.cluster, self.reactor.seconds)
         else:
             self.engines = MemoryEngines(settings.node_id)
         self.tenants = TenantRegistry(settings, self.reactor, self.engines, self.msg_ids, self.fair)
@@ -121,12 +124,16 @@ class Node:
         self._share_fairly()
         for tenant in self.tenants:
             tenant.engine.presence.retry()
+        if self.load is not None:
+            self.load.tick(self.tenants)
         self._ticks += 1
         if self._ticks % EXPIRE_EVERY_TICKS == 0:
             for tenant in self.tenants:
                 tenant.engine.buffer.expire()
                 tenant.sessions.sweep_pending(now)
                 tenant.sweep_limits()
+                if tenant.relay is not None:
+                    tenant.relay.tick()
                 held = tenant.engine.buffer.stats()
                 metrics.BUFFER_HELD.labels(tenant.tenant_id).set(held["held_messages"])
                 metrics.BUFFER_BYTES.labels(tenant.tenant_id).set(held["held_bytes"])
@@ -182,11 +189,14 @@ class Node:
         return tenant, created
 
     async def find_tenant(self, tenant_id: str) -> TenantRuntime | None:
-        """This node's tenant, or in a cluster one just upserted on another node (not yet broadcast here)."""
+        """This node's tenant, or in a cluster one just upserted on another node (not yet broadcast
+        here), once it knows what backends on other nodes serve (its hooks may live there)."""
         tenant = self.tenants.get(tenant_id) if self.tenants else None
         if tenant is None and self.cluster is not None and is_valid_tenant_id(tenant_id):
             await self._load_cluster_tenants(tenant_id)
             tenant = self.tenants.get(tenant_id) if self.tenants else None
+        if tenant is not None and tenant.relay is not None:
+            await tenant.relay.ready()
         return tenant
 
     def _realm_started(self, realm: str, router: Any) -> None:
@@ -243,6 +253,8 @@ class Node:
             tenant.close_session(args[0], errors.CLOSE_REPLACED, "the same device connected again")
         elif kind == PRESENCE:
             tenant.publish_presence(*args)
+        elif kind in RELAYED and tenant.relay is not None:
+            tenant.relay.on_operation(kind, args, origin)
 
     def _restore_presence(self) -> None:
         assert self.tenants is not None
@@ -253,12 +265,16 @@ class Node:
             rewatch = getattr(presence, "rewatch", None)
             if rewatch is not None:
                 rewatch()
+            if tenant.relay is not None:
+                tenant.relay.rejoined()
 
     async def _reap(self, node_id: str, announce: bool = True) -> None:
         """A node died (or this node restarted): its sessions leave presence, with an offline event
         (`announce`; a clean shutdown has sent those events already)."""
         assert self.tenants is not None
         for tenant in self.tenants:
+            if tenant.relay is not None:
+                await tenant.relay.node_lost(node_id)
             lost = await tenant.engine.presence.reap(node_id)
             for entry in lost if announce else ():
                 tenant.events.put(

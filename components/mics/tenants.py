@@ -28,8 +28,9 @@ from mics.hooks.http import HttpHook
 from mics.hooks.policy import GuardedHook
 from mics.hooks.wamp import WampHook
 from mics.limit_log import LimitHits
-from mics.limits import FairShare, KeyedBuckets, TenantShare, TokenBucket
+from mics.limits import FairShare, KeyedBuckets, TenantShare
 from mics.push import OfflinePush
+from mics.quota import Quotas
 from mics.router import RealmPort
 from mics.service import SendService
 from mics.sessions import SessionInfo, SessionTable
@@ -63,13 +64,20 @@ class TenantRuntime:
         self.sessions = SessionTable()
         self.port = port if port is not None else RealmPort(self.tenant_id)
         self.engine = engines.make(self.tenant_id, config, self.sessions, self.port, reactor.seconds)
+        self.relay = engines.relay(self.tenant_id, self.port, reactor)  # cluster mode: cross-node WAMP
+        if self.relay is not None:
+            self.relay.tick()
         self.events = EventQueue(self.tenant_id, [])
         self.hook: GuardedHook | None = None
         self._hook_settings: tuple[Any, ...] | None = None
-        self.bucket = TokenBucket(config.max_message_qps, reactor.seconds)
+        # limits shared with the other nodes in cluster mode (mics.quota, mics.cluster.load): `bucket`
+        # (TokenBucket interface) for max_message_qps, `user_buckets` (keyed: try_take(user_id)) for
+        # max_user_message_qps
+        self.quotas = Quotas(config.max_message_qps, config.max_user_message_qps, reactor.seconds)
+        self.bucket = self.quotas.bucket
+        self.user_buckets = self.quotas.user_buckets
         self.share = share if share is not None else TenantShare(self.tenant_id, reactor.seconds)
-        # section 11: per user (all devices on this node) and per client address (joins)
-        self.user_buckets = KeyedBuckets(config.max_user_message_qps, reactor.seconds)
+        # section 11: per client address (joins, on this node)
         self.join_buckets = KeyedBuckets(config.max_joins_per_ip_per_s, reactor.seconds)
         self.limit_hits = LimitHits(self.tenant_id, reactor.seconds)
         self.push = OfflinePush(self, reactor)
@@ -88,9 +96,7 @@ class TenantRuntime:
     def _apply(self, config: TenantConfig) -> None:
         old = self.config
         self.config = config
-        if self.bucket.rate != config.max_message_qps:
-            self.bucket = TokenBucket(config.max_message_qps, self._reactor.seconds)
-        self.user_buckets.configure(config.max_user_message_qps)
+        self.quotas.configure(config.max_message_qps, config.max_user_message_qps)
         self.join_buckets.configure(config.max_joins_per_ip_per_s)
         self.engine.configure(config)
         self._apply_hook(config)
@@ -152,7 +158,7 @@ class TenantRuntime:
         if name == "wamp":
             from mics.events.wamp import WampSink
 
-            return WampSink(self.tenant_id, self.port)
+            return WampSink(self.tenant_id, self.port, self.relay)
         if name == "kafka":
             from mics.events import kafka
 
@@ -197,17 +203,22 @@ class TenantRuntime:
             self._presence_events.inc()
 
     def subscription_created(self, subscription_id: int, uri: str) -> None:
-        """The router's meta event: the first subscriber of `uri` on this node (cluster mode)."""
+        """The router's meta event: the first subscriber of `uri` on this node (cluster mode: other
+        nodes learn who watches presence here, and which tenant.* topics have subscribers)."""
         if uri.startswith(uris.PRESENCE_PREFIX):
             user_id = uri[len(uris.PRESENCE_PREFIX) :]
             self._watches[subscription_id] = user_id
             self.engine.presence.watch(user_id)
+        if self.relay is not None:
+            self.relay.subscription_created(subscription_id, uri)
 
     def subscription_deleted(self, subscription_id: int) -> None:
         """The router's meta event: the last subscriber of a subscription on this node left."""
         user_id = self._watches.pop(subscription_id, None)
         if user_id is not None:
             self.engine.presence.unwatch(user_id)
+        if self.relay is not None:
+            self.relay.subscription_deleted(subscription_id)
 
     def may_watch_presence(self, session_id: int) -> bool:
         """Whether a session may subscribe to one more user's presence (authorizer)."""
@@ -217,8 +228,21 @@ class TenantRuntime:
 
     def sweep_limits(self) -> None:
         """Forget per-user and per-address buckets that are full again (the node's tick)."""
-        self.user_buckets.sweep()
+        self.quotas.sweep()
         self.join_buckets.sweep()
+
+    @property
+    def connections(self) -> int:
+        """User connections on this node (a device counts once, a session being replaced not)."""
+        return self.sessions.connections
+
+    async def over_connection_limit(self, user_id: str, device_id: str) -> str | None:
+        """Which limit a join of user+device would break ('tenant'/'user'), or None, counting the
+        connections on other nodes too (their last load reports; the user's devices in presence)."""
+        config = self.config
+        total = config.max_connections - self.quotas.elsewhere
+        per_user = config.max_connections_per_user - await self.engine.devices_elsewhere(user_id, device_id)
+        return self.sessions.would_exceed(user_id, device_id, total, per_user)
 
     def touch(self, session_id: int) -> SessionInfo | None:
         """A call from this session: heartbeat activity."""
@@ -279,6 +303,8 @@ class TenantRuntime:
         self.push.close()
         if self.hook is not None:
             self.hook.close()
+        if self.relay is not None:
+            self.relay.close()
         for sink in self.events.sinks:
             sink.close()
 

@@ -67,6 +67,7 @@ GROUP_MEMBERS_CHANGED = "mics.group.members_changed"
 AUTHORIZE = "mics.authorize"
 
 # hooks a tenant backend registers (hook_transport: wamp)
+HOOK_PREFIX = "mics.hook."
 HOOK_AUTH = "mics.hook.auth"
 HOOK_CHECK_MESSAGE = "mics.hook.check_message"
 HOOK_CHECK_MESSAGES = "mics.hook.check_messages"  # the batched check (tenant config hook_batch_max > 1)
@@ -88,5 +89,7 @@ SESSION_ON_JOIN = "wamp.session.on_join"
 SESSION_ON_LEAVE = "wamp.session.on_leave"
 SESSION_KILL = "wamp.session.kill"
 SESSION_GET = "wamp.session.get"
+REGISTRATION_ON_CREATE = "wamp.registration.on_create"
+REGISTRATION_ON_DELETE = "wamp.registration.on_delete"
 SUBSCRIPTION_ON_CREATE = "wamp.subscription.on_create"
 SUBSCRIPTION_ON_DELETE = "wamp.subscription.on_delete"

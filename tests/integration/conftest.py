@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.utils import getProcessOutputAndValue
 
-from harness import ADMIN_SECRET, Node
+from harness import ADMIN_SECRET, Node, start_nodes
 from hook_servers import HookLogic, HttpHookServer, wamp_backend
 from wamp_clients import TestSession, admin, backend, user
 
@@ -115,6 +115,15 @@ async def make_tenant(mics_node: Node) -> AsyncIterator[TenantFactory]:
 @pytest.fixture
 def node(mics_node: Node) -> Node:
     return mics_node
+
+
+@pytest.fixture(scope="session")
+def cluster_nodes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[Node, Node]]:
+    """Two cluster members sharing the session's redis-server (tests isolate themselves by tenant)."""
+    a, b = start_nodes(tmp_path_factory.mktemp("cluster"), ["ca", "cb"], {"MICS_REDIS_URL": redis_url})
+    yield a, b
+    for n in (a, b):
+        n.process.stop()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

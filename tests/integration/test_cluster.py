@@ -6,12 +6,11 @@ The tenant uses HTTP hooks, so one hook server answers every node. Each test mak
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,96 +18,24 @@ import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
 
+from cluster_tenants import ClusterTenant, eventually, online
 from harness import ADMIN_SECRET, Node, http_get, http_post_json, start_node, start_redis
 from hook_servers import HookLogic, HttpHookServer
 from mics.cluster.redis import connect_pool
 from mics.config import parse_url
-from wamp_clients import JoinRefused, TestSession, admin, backend, sleep, user
-
-_ids = itertools.count(1)
+from wamp_clients import JoinRefused, TestSession, admin, sleep, user
 
 
-@pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[Node, Node]]:
-    tmp = tmp_path_factory.mktemp("cluster")
-    env = {"MICS_REDIS_URL": redis_url}
-    a = start_node(tmp, "ca", env=env)
-    try:
-        b = start_node(tmp, "cb", env=env)
-    except Exception:
-        a.process.stop()
-        raise
-    yield a, b
-    for n in (a, b):
-        n.process.stop()
-
-
-class ClusterTenant:
-    """A tenant created on one node; users join whichever node a test names."""
-
-    def __init__(self, tenant_id: str, secret: str, logic: HookLogic, hooks: HttpHookServer) -> None:
-        self.tenant_id = tenant_id
-        self.secret = secret
-        self.logic = logic
-        self.hooks = hooks
-        self.sessions: list[TestSession] = []
-
-    async def user(self, node: Node, user_id: str, device_id: str = "d1") -> TestSession:
-        session = await user(node.url, self.tenant_id, f"tok-{user_id}", device_id)
-        await session.listen(f"mics.inbox.{user_id}")
-        self.sessions.append(session)
-        return session
-
-    async def pair(self, a: Node, b: Node) -> tuple[TestSession, TestSession]:
-        """alice on node A and bob on node B, once A sees bob online."""
-        alice, bob = await self.user(a, "alice"), await self.user(b, "bob")
-        assert await online(alice, "bob")
-        return alice, bob
-
-    async def backend(self, node: Node) -> TestSession:
-        session = await backend(node.url, self.tenant_id, self.secret)
-        self.sessions.append(session)
-        return session
-
-    async def admin(self, node: Node) -> TestSession:
-        session = await admin(node.url, ADMIN_SECRET)
-        self.sessions.append(session)
-        return session
+@pytest.fixture
+def nodes(cluster_nodes: tuple[Node, Node]) -> tuple[Node, Node]:
+    return cluster_nodes
 
 
 @pytest_twisted.async_yield_fixture()
 async def tenant(nodes: tuple[Node, Node]) -> AsyncIterator[ClusterTenant]:
-    a, _b = nodes
-    tenant_id = f"cl{os.getpid() % 10000}x{next(_ids)}"
-    secret = f"secret-{tenant_id}-0123456789"
-    logic = HookLogic()
-    hooks = HttpHookServer(secret, logic, "json")
-    t = ClusterTenant(tenant_id, secret, logic, hooks)
-    adm = await t.admin(a)
-    config = {"secret": secret, "hook_transport": "http", "hook_base_url": hooks.base_url}
-    await adm.call("mics.admin.tenant.upsert", tenant_id=tenant_id, config=config)
+    t = await ClusterTenant.create(nodes[0])
     yield t
-    for session in reversed(t.sessions):
-        await session.close()
-    await hooks.stop()
-
-
-async def eventually(probe: Any, timeout: float = 5.0) -> Any:
-    """Poll an async probe until it returns something truthy (cluster state settles through Redis)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value or time.monotonic() > deadline:
-            return value
-        await sleep(0.05)
-
-
-async def online(session: TestSession, user_id: str, want: bool = True) -> bool:
-    async def probe() -> bool:
-        got = await session.call("mics.presence.get", user_ids=[user_id])
-        return bool(got[user_id]["online"] == want)
-
-    return bool(await eventually(probe))
+    await t.close()
 
 
 @pytest_twisted.ensureDeferred

@@ -13,6 +13,7 @@ import {
   KickedError,
   MicsError,
   NotAuthorizedError,
+  NotConnectedError,
   PayloadTooLargeError,
   RateLimitedError,
   RejectedError,
@@ -262,6 +263,24 @@ describe('heartbeat and reconnect', () => {
       assert.deepEqual(drops, []);
       assert.equal(alice.connected, true);
       assert.equal((await alice.ping()).heartbeat_timeout_s, 2);
+    }));
+
+  test('given several nodes, the client passes over one it cannot reach', () =>
+    withTenant({}, async (tenant) => {
+      const dead = 'ws://127.0.0.1:9/ws'; // nothing listens there
+      const bob = await tenant.user('bob', 'd1', { url: [dead, file.node.url] });
+      assert.equal(bob.url, file.node.url);
+      assert.deepEqual(bob.urls, [dead, file.node.url]);
+    }));
+
+  test('a call cut by the end of its session fails with NotConnectedError instead of waiting forever', () =>
+    withTenant({}, async (tenant) => {
+      await tenant.backend.session.register('tenant.slow', () => new Promise(() => {})); // never answers
+      const bob = await tenant.user('bob', 'd1', { reconnect: false });
+      const pending = bob.call('tenant.slow');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await tenant.backend.kick('bob');
+      await assert.rejects(pending, isError(NotConnectedError, 0));
     }));
 
   test('a kicked client is closed for good with KickedError', () =>

@@ -388,6 +388,25 @@ async def test_a_cluster_forwards_inbox_messages_group_deliveries_and_signals_to
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_cluster_send_writes_its_dedup_record_with_the_message(redis_url):
+    """A send whose reply was lost (a Redis failover closed the connection mid-script) is retried
+    with its client_msg_id: the record written in the same script run answers with the first Ack."""
+    (a, b), clusters = await _cluster(redis_url, 2, task.Clock())
+    try:
+        b.join("bob")
+        await b.settled()
+        message = {"msg_id": "m1", "ts": 1234, "from_user_id": "alice", "client_msg_id": "c1", "body": "x"}
+        held = await a.engine.inbox("bob", "alice", None, message, 10, HOLDS)
+        ack = await b.engine.seen("alice", "c1")
+        assert ack == {"msg_id": "m1", "status": "SENT", "ts": 1234, "delivered": "online", "seq": held.copy_seq,
+                       "client_msg_id": "c1"}  # fmt: skip
+        assert await a.engine.seen("alice", "c2") is None
+    finally:
+        for c in clusters:
+            await c.stop()
+
+
+@pytest_twisted.ensureDeferred
 async def test_one_node_has_no_elsewhere_to_kick():
     sessions, port = SessionTable(), Port()
     engine = MemoryEngines("n1").make("tunit", _config(), sessions, port, task.Clock().seconds)

@@ -114,7 +114,9 @@ return {0, evicted, epoch, held, bytes, seqs}
 # KEYS: epoch. ARGV: 1 prefix, 2 epoch candidate, 3 to, 4 from ('' = no copy), 5 expires if online,
 # 6 expires if offline, 7 expires of the copy, 8 size, 9 packed, 10 max_per_user, 11 max_bytes,
 # 12 seq_keep, 13 inbox_ttl, 14 this node, 15 frame header to, 16 frame header from, 17 channel prefix,
-# 18 sender index key ('' = none), 19 its record without the held copies, 20 how long to keep it (ms)
+# 18 sender index key ('' = none), 19 its record without the held copies, 20 how long to keep it (ms),
+# 21 dedup key ('' = no client_msg_id), 22 its expiry (s), 23 its window (ms), 24 msg_id, 25 ts,
+# 26 client_msg_id, 27 '1' when the recipient has a device on this node
 _ROUTE = Script(
     APPEND_LUA
     + """
@@ -152,6 +154,16 @@ if ARGV[18] ~= '' then
   local sent = ARGV[19] .. '\\0' .. ARGV[3] .. '\\0' .. seq_to
   if ARGV[4] ~= '' then sent = sent .. '\\0' .. ARGV[4] .. '\\0' .. seq_from end
   redis.call('SET', ARGV[18], sent, 'PX', ARGV[20])
+end
+-- with a client_msg_id, the Ack's dedup record is written with the message: a retry whose first
+-- reply was lost (a failover closed the connection) finds it and gets the first Ack
+if ARGV[21] ~= '' then
+  local ack_seq, delivered = seq_to, 'buffered'
+  if ARGV[4] ~= '' then ack_seq = seq_from end
+  if to_total > 0 or ARGV[27] == '1' then delivered = 'online' end
+  local ack = {msg_id = ARGV[24], status = 'SENT', ts = tonumber(ARGV[25]), delivered = delivered, seq = ack_seq,
+               client_msg_id = ARGV[26]}
+  redis.call('SET', ARGV[21], cmsgpack.pack({tonumber(ARGV[22]), ack}), 'PX', ARGV[23])
 end
 local held, bytes = held_stats(prefix)
 return {seq_to, evicted, epoch, held, bytes, seq_from, to_total}
@@ -313,13 +325,22 @@ class RedisBuffer(CatchupBuffer):
         channel_prefix: str,
         sent: Sent | None = None,
         keep_s: float = 0,
+        to_here: bool = False,
     ) -> Routed:
         """Cluster mode 1:1: hold for the recipient (and a copy for the sender) and forward to the
         other nodes, in one script run. `holds`: recipient online, recipient offline, sender copy (s).
-        With `sent`, the same run records it in the sender index for `keep_s`."""
+        With `sent`, the same run records it in the sender index for `keep_s`. A payload with a
+        `client_msg_id` also gets its Ack's dedup record in the same run (`to_here`: the recipient has
+        a device on this node, so the Ack says online)."""
         now_ms = int(self._clock() * 1000)
         index = (self._keys.sent(sent.msg_id), _sent_record(sent), int(keep_s * 1000)) if sent else ("", b"", 0)
         expires = [now_ms + int(h * 1000) if h > 0 else 0 for h in holds]
+        cmid = payload.get("client_msg_id")
+        dedup = ["", "", "", "", "", ""]
+        if cmid is not None:
+            key = self._keys.dedup(payload["from_user_id"], cmid)
+            window_ms = int(DEDUP_WINDOW_S * 1000)
+            dedup = [key, repr(self._clock() + DEDUP_WINDOW_S), window_ms, payload["msg_id"], payload["ts"], cmid]
         result = await _ROUTE(
             self._redis,
             [self._keys.epoch],
@@ -339,6 +360,8 @@ class RedisBuffer(CatchupBuffer):
                 *frames,
                 channel_prefix,
                 *index,
+                *dedup,
+                "1" if to_here else "0",
             ],
         )
         seq_to = self._appended(result)

@@ -20,6 +20,7 @@ from txaio import make_logger
 from mics import metrics, uris
 from mics.cluster import redis as keys
 from mics.cluster.redis import SubscriberFactory, connect_pool
+from mics.cluster.sentinel import SentinelLink
 from mics.config import RedisAddress, parse_url
 
 log = make_logger()
@@ -35,6 +36,13 @@ KICK = "kick"  # [tenant_id, user_id, device_id | None]
 TENANT = "tenant"  # [tenant_id]: its config changed in Redis
 REPLACE = "replace"  # [tenant_id, session_id]: that device connected again on another node
 PRESENCE = "presence"  # [tenant_id, user_id, devices, ts]: a watched user's devices changed
+# cross-node WAMP (mics.cluster.relay): a backend on any node serves the whole cluster
+CALL = "call"  # [tenant_id, request_id, procedure, args, kwargs, caller | None, timeout_ms | None]
+RESULT = "result"  # [tenant_id, request_id, True, args, kwargs] or [..., False, error, args, kwargs]
+PUBLISH = "publish"  # [tenant_id, topic, args, kwargs, options]: a backend's tenant.* publish
+EVENTS = "events"  # [tenant_id, [(topic, kwargs), ...]]: the wamp sink's events for backends there
+ROUTES = "routes"  # [tenant_id, packed routes]: what the sending node's backends serve now
+RELAYED = (CALL, RESULT, PUBLISH, EVENTS, ROUTES)
 
 Operation = list[Any]
 
@@ -79,7 +87,8 @@ class Cluster:
         self.node_id = node_id
         self.address: RedisAddress = parse_url(redis_url)
         self.reactor = reactor
-        self.redis: Any = connect_pool(self.address)
+        self.sentinel: SentinelLink | None = SentinelLink(self.address, reactor) if self.address.is_sentinel else None
+        self.redis: Any = connect_pool(self.address, reactor=reactor, sentinel=self.sentinel)
         self._on_operation = on_operation
         self._on_node_lost = on_node_lost
         self._on_rejoin = on_rejoin
@@ -88,6 +97,7 @@ class Cluster:
             self.address, [keys.node_channel(node_id), keys.BROADCAST], self._on_message
         )
         self._timers: list[LoopingCall] = []
+        self.peers: list[str] = []  # the members that joined (mics:nodes), this one included
 
     @property
     def redis_reachable(self) -> bool:
@@ -98,16 +108,19 @@ class Cluster:
     async def start(self) -> None:
         """Wait for Redis (the node is not ready before), register, start listening and beating."""
         await self.redis.ping()
+        self.peers = [raw.decode() for raw in await self.redis.smembers(keys.NODES)]
         await self.reap(self.node_id)  # sessions a crashed earlier run of this node left behind
-        self._subscriber.start(self.reactor)
+        self._subscriber.start(self.reactor, self.sentinel)
+        if self.sentinel is not None:
+            self.sentinel.watch()
         await self._beat()
         for fn, interval in ((self._beat, HEARTBEAT_S), (self._reap, REAP_EVERY_S)):
             timer = LoopingCall(lambda fn=fn: _logged(fn(), fn.__name__))
             timer.clock = self.reactor
             timer.start(interval, now=False)
             self._timers.append(timer)
-        log.info("cluster mode: node_id={node_id} redis={host}:{port}", node_id=self.node_id,
-                 host=self.address.host, port=self.address.port)  # fmt: skip
+        log.info("cluster mode: node_id={node_id} redis={redis}", node_id=self.node_id,
+                 redis=self.address.describe())  # fmt: skip
 
     async def stop(self) -> None:
         """Leave the cluster cleanly: other nodes stop counting on us at once."""
@@ -120,23 +133,29 @@ class Cluster:
         except Exception as e:  # Redis down at shutdown: the TTL and reaping clean up instead
             log.warn("could not leave the cluster: {error}", error=str(e))
         self._subscriber.disconnect()
+        if self.sentinel is not None:
+            self.sentinel.stop()
         await self.redis.disconnect()
 
     # -- forwarding ---------------------------------------------------------------------------
-    def send_to(self, node_id: str, operation: Operation) -> None:
-        """Ask another node to do something (fire and forget: Redis pub/sub is at-most-once)."""
-        self._publish(keys.node_channel(node_id), operation)
+    def send_to(self, node_id: str, operation: Operation, on_failure: Callable[[], None] | None = None) -> None:
+        """Ask another node to do something (fire and forget: Redis pub/sub is at-most-once).
+        Raises TypeError/ValueError when msgpack cannot carry a value; `on_failure` runs when Redis
+        refused the publish."""
+        self._publish(keys.node_channel(node_id), operation, on_failure)
 
     def broadcast(self, operation: Operation) -> None:
         self._publish(keys.BROADCAST, operation)
 
-    def _publish(self, channel: str, operation: Operation) -> None:
-        metrics.CLUSTER_SENT.labels(operation[0]).inc()
+    def _publish(self, channel: str, operation: Operation, on_failure: Callable[[], None] | None = None) -> None:
         data = msgpack.packb([self.node_id, *operation], use_bin_type=True)
+        metrics.CLUSTER_SENT.labels(operation[0]).inc()
 
         def failed(f: Any) -> None:
             metrics.REDIS_FAILURES.labels("forward").inc()
             log.warn("forward to {channel} failed: {error}", channel=channel, error=f.getErrorMessage())
+            if on_failure is not None:
+                on_failure()
 
         self.redis.publish(channel, data).addErrback(failed)
 
@@ -147,7 +166,8 @@ class Cluster:
         elif kind == PRESENCE_FRAME:
             origin, operation = unpack_presence_frame(data)
         else:
-            origin, *operation = msgpack.unpackb(data, raw=False)
+            # forwarded WAMP payloads may have non-string keys in nested maps (msgpack, CBOR clients)
+            origin, *operation = msgpack.unpackb(data, raw=False, strict_map_key=False)
         if origin == self.node_id:
             return  # our own broadcast
         metrics.CLUSTER_RECEIVED.labels(operation[0]).inc()
@@ -157,6 +177,8 @@ class Cluster:
     async def _beat(self) -> None:
         """Refresh our heartbeat key. If it was gone while we ran (Redis restarted and lost its data,
         or a long stall let another node reap us), write our sessions' presence again."""
+        if self.sentinel is not None:  # connections still on a primary that a failover replaced
+            _logged(self.sentinel.follow_primary(), "follow_primary")
         was = await self.redis.execute_command("SET", keys.node_alive(self.node_id), b"1", "PX", ALIVE_TTL_MS, "GET")
         await self.redis.sadd(keys.NODES, self.node_id)
         if was is None and self._registered:
@@ -167,6 +189,7 @@ class Cluster:
     async def _reap(self) -> None:
         """Clean up after nodes whose heartbeat expired (one reaper per dead node)."""
         members = await self.redis.smembers(keys.NODES)
+        self.peers = [raw.decode() for raw in members]
         alive = 1
         for raw in members:
             node_id = raw.decode()

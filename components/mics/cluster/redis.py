@@ -43,11 +43,12 @@ def node_channel(node_id: str) -> str:
 class TenantKeys:
     """Key names of one tenant (all in the tenant's hash slot)."""
 
-    __slots__ = ("bytes", "epoch", "held", "prefix")
+    __slots__ = ("bytes", "epoch", "held", "prefix", "routes")
 
     def __init__(self, tenant_id: str) -> None:
         self.prefix = "{" + tenant_id + "}:"
         self.epoch = self.prefix + "epoch"
+        self.routes = self.prefix + "routes"  # hash node -> what its backends serve (mics.cluster.relay)
         self.held = self.prefix + "held"  # zset "user\0seq\0size" by expiry time, tenant-wide
         self.bytes = self.prefix + "bytes"
 
@@ -101,23 +102,25 @@ class FailFastHandler(txredisapi.ConnectionHandler):
         return super().__getattr__(method)
 
 
-def connect_pool(address: RedisAddress, size: int = 4, reactor: Any = None) -> Any:
-    """A reconnecting pool; replies are bytes (payloads are msgpack), numbers are not converted."""
+RECONNECT_MAX_S = 1.0  # a lost connection is tried again at least this often (Redis back, or a failover)
+OPTIONS = {"handler": FailFastHandler, "charset": None, "replyTimeout": 5, "convertNumbers": False}
+
+
+def connect_pool(address: RedisAddress, size: int = 4, reactor: Any = None, sentinel: Any = None) -> Any:
+    """A reconnecting pool; replies are bytes (payloads are msgpack), numbers are not converted.
+    With Sentinel the pool follows the primary (mics.cluster.sentinel; `sentinel` is the node's
+    SentinelLink, else the pool makes its own)."""
     from twisted.internet import reactor as default_reactor
 
-    factory = txredisapi.RedisFactory(
-        f"{address.host}:{address.port}",
-        address.db,
-        size,
-        isLazy=True,
-        handler=FailFastHandler,
-        charset=None,
-        password=address.password,
-        replyTimeout=5,
-        convertNumbers=False,
-        username=address.username,
-    )
-    factory.startConnecting(HostnameEndpoint(reactor or default_reactor, address.host, address.port, timeout=5))
+    reactor = reactor or default_reactor
+    if address.is_sentinel:
+        from mics.cluster.sentinel import SentinelLink
+
+        return (sentinel or SentinelLink(address, reactor)).connect_pool(size)
+    factory = txredisapi.RedisFactory(f"{address.host}:{address.port}", address.db, size, isLazy=True,
+                                      password=address.password, username=address.username, **OPTIONS)  # fmt: skip
+    factory.maxDelay = RECONNECT_MAX_S
+    factory.startConnecting(HostnameEndpoint(reactor, address.host, address.port, timeout=5))
     return factory.handler
 
 
@@ -160,9 +163,14 @@ class Subscriber(txredisapi.SubscriberProtocol):
 
 
 class SubscriberFactory(txredisapi.SubscriberFactory):
-    """Reconnects with backoff and subscribes again after each connect."""
+    """Reconnects with backoff and subscribes again after each connect: the first retry at once
+    (Redis restarted, or a failover moved the primary), then at most RECONNECT_MAX_S apart."""
 
     protocol = Subscriber
+    initialDelay = 0.1
+
+    def retryDelay(self, attempt: int) -> float:
+        return 0.0 if attempt <= 1 else float(super().retryDelay(attempt))
 
     def __init__(self, address: RedisAddress, channels: list[str], on_message: Callable[[bytes, bytes], None]) -> None:
         super().__init__()
@@ -174,10 +182,18 @@ class SubscriberFactory(txredisapi.SubscriberFactory):
         self._address = address
         self._channels = channels
         self._on_message = on_message
+        self.maxDelay = RECONNECT_MAX_S
 
-    def start(self, reactor: Any) -> None:
-        """Connect, and keep reconnecting (with backoff) until `disconnect()`."""
-        self.startConnecting(HostnameEndpoint(reactor, self._address.host, self._address.port, timeout=5))
+    def start(self, reactor: Any, sentinel: Any = None) -> None:
+        """Connect, and keep reconnecting (with backoff) until `disconnect()`; with Sentinel to the
+        primary `sentinel` (the node's SentinelLink) names at each attempt."""
+        address = self._address
+        if address.is_sentinel:
+            assert sentinel is not None
+            sentinel.follow(self)
+            self.startConnecting(sentinel.endpoint())
+        else:
+            self.startConnecting(HostnameEndpoint(reactor, address.host, address.port, timeout=5))
 
     def buildProtocol(self, addr: Any) -> Subscriber:
         p: Subscriber = super().buildProtocol(addr)

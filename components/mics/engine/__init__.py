@@ -130,6 +130,11 @@ class Engine(ABC):
     async def remember(self, user_id: str, client_msg_id: str, ack: dict[str, Any]) -> None:
         await self.buffer.remember(user_id, client_msg_id, ack)
 
+    async def devices_elsewhere(self, user_id: str, device_id: str) -> int:
+        """The user's devices connected to other nodes, `device_id` excepted (it would move here, not
+        add a connection): what the per-user connection limit counts beside this node's."""
+        return 0
+
     async def online_among(self, user_ids: Sequence[str]) -> set[str]:
         return await self.presence.online_among(user_ids)
 
@@ -158,3 +163,8 @@ class EngineFactory(ABC):
         clock: Callable[[], float],
     ) -> Engine:  # fmt: skip
         """A new engine for the tenant."""
+
+    def relay(self, tenant_id: str, port: RealmPort, reactor: Any) -> Any:
+        """Cluster mode: the realm's cross-node WAMP (mics.cluster.relay.WampRelay); None on one node,
+        where the realm's router alone serves every session."""
+        return None

@@ -18,6 +18,7 @@ from mics import uris
 from mics.buffer.redis import RedisBuffer
 from mics.cluster import DELIVER, KICK, REPLACE, Cluster, frame_header
 from mics.cluster.redis import TenantKeys, node_channel
+from mics.cluster.relay import WampRelay
 from mics.config import TenantConfig
 from mics.engine import Engine, EngineFactory, Held, Holds, sent_of
 from mics.presence.redis import RedisPresence
@@ -46,12 +47,12 @@ class RedisEngine(Engine):
     ) -> Held:  # fmt: skip
         node_id, tenant_id = self.node_id, self.tenant_id
         frames = (frame_header(node_id, tenant_id, to_user_id), frame_header(node_id, tenant_id, copy_for or ""))
-        routed = await self.buffer.append_routed(
-            to_user_id, copy_for, message, size, (holds.online_s, holds.offline_s, holds.copy_s), node_id, frames,
-            _CHANNEL_PREFIX, sent_of(message) if remember_s else None, remember_s,
-        )  # fmt: skip
         local = self.sessions.devices
         to_here = bool(local(to_user_id))
+        routed = await self.buffer.append_routed(
+            to_user_id, copy_for, message, size, (holds.online_s, holds.offline_s, holds.copy_s), node_id, frames,
+            _CHANNEL_PREFIX, sent_of(message) if remember_s else None, remember_s, to_here,
+        )  # fmt: skip
         if to_here:
             self.port.deliver(uris.inbox_topic(to_user_id), (to_user_id,), exclude, {**message, "seq": routed.seq_to})
         if copy_for is not None and local(copy_for):
@@ -82,6 +83,13 @@ class RedisEngine(Engine):
             self._cluster.send_to(node_id, [KICK, self.tenant_id, user_id, device_id])
         return len(remote)
 
+    async def devices_elsewhere(self, user_id: str, device_id: str) -> int:
+        try:
+            devices = (await self.presence.where((user_id,)))[user_id]
+        except txredisapi.RedisError:
+            return 0  # Redis unreachable: the per-user limit holds per node, as on one node
+        return sum(1 for device, node in devices.items() if node != self.node_id and device != device_id)
+
     async def claim_once(self, key: str, ttl_s: float) -> bool:
         claimed = await self._cluster.redis.execute_command(
             "SET", self._keys.once(key), b"1", "NX", "PX", max(1, int(ttl_s * 1000))
@@ -111,3 +119,6 @@ class RedisEngines(EngineFactory):
         buffer = RedisBuffer(tenant_id, config.offline_max_per_user, config.offline_max_bytes, clock, redis)
         presence = RedisPresence(tenant_id, cluster.node_id, redis, sessions, replaced)
         return RedisEngine(tenant_id, cluster.node_id, sessions, port, buffer, presence, cluster)
+
+    def relay(self, tenant_id: str, port: RealmPort, reactor: Any) -> WampRelay:
+        return WampRelay(tenant_id, self._cluster, port, reactor)

@@ -31,18 +31,26 @@ Internals this module uses:
   message)` through `_session_id_to_session`, which also works while the node shuts down.
   Without it: `wamp.session.kill`;
 - the worker's controller, which `crossbar start` does not pass to components
-  (crossbar-notes.md section 1): `session._transport._router._factory._worker`.
+  (crossbar-notes.md section 1): `session._transport._router._factory._worker`;
+- in cluster mode, the realm's dealer and broker (`RealmTap`): a call this node's router has no
+  callee for (a backend's `tenant.*` procedure or `mics.hook.*` hook on another node) is authorized
+  here by the router, then handed to the cluster; a backend's `tenant.*` publish is handed over
+  too; `wamp.session.get` answers for a remote caller whose call this node served. The
+  registration map also says which procedures this node's backends serve (`RealmTap.procedures`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import txaio
 from autobahn import util
 from autobahn.wamp import message
-from autobahn.wamp.types import PublishOptions
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import CallOptions, CallResult, PublishOptions
+from twisted.internet.defer import CancelledError, Deferred, fail
 
 from mics import errors, metrics, uris
 from mics.logs import RateLimitedLog
@@ -192,6 +200,8 @@ class RealmPort:
         self.realm = realm
         self._fanout: Fanout | None = None
         self._session: Any = None
+        self._relay: Relay | None = None
+        self._tap: RealmTap | None = None
 
     @property
     def is_bound(self) -> bool:
@@ -204,6 +214,12 @@ class RealmPort:
 
     def bind_router(self, router: Any) -> None:
         self._fanout = make_fanout(router) if router is not None else None
+        if router is not None and self._relay is not None:
+            self._tap = make_tap(router, self._relay)
+
+    def install_relay(self, relay: Relay) -> None:
+        """Cluster mode: what this node's router cannot serve goes to `relay` (see RealmTap)."""
+        self._relay = relay
 
     def bind_session(self, session: Any) -> None:
         """Our realm component joined (a session) or left (None)."""
@@ -274,11 +290,261 @@ class RealmPort:
             raise NoRealmSession(self.realm)
         return self._session.call(procedure, *args, **kwargs)
 
-    def publish(self, topic: str, options: PublishOptions, kwargs: dict[str, Any]) -> None:
-        """An ordinary publish as our component (events to backends)."""
+    def publish(
+        self, topic: str, options: PublishOptions, kwargs: dict[str, Any], args: Iterable[Any] = ()
+    ) -> None:
+        """An ordinary publish as our component (events to backends, topics forwarded from other nodes)."""
         if self._session is None:
             raise NoRealmSession(self.realm)
-        self._session.publish(topic, options=options, **kwargs)
+        self._session.publish(topic, *args, options=options, **kwargs)
+
+    # -- cluster mode (RealmTap) ------------------------------------------------------------------
+    def call_here(
+        self, procedure: str, args: list[Any], kwargs: dict[str, Any], caller: Caller | None, timeout_ms: int | None
+    ) -> Deferred[tuple[list[Any], dict[str, Any]]]:
+        """Call a callee of this node's router for another node (never handed on again), as `caller`
+        when the call was disclosed there. Answers (args, kwargs) or fails with ApplicationError."""
+        if self._session is None:
+            raise NoRealmSession(self.realm)
+        if self._tap is not None and not self._tap.has_callee(procedure):
+            return fail(ApplicationError(ApplicationError.NO_SUCH_PROCEDURE, f"no callee for {procedure} here"))
+        if "options" in kwargs:  # Autobahn's call() takes that keyword for itself
+            return fail(ApplicationError(ApplicationError.INVALID_ARGUMENT, "a keyword argument named 'options' "
+                                         "cannot be forwarded to another node"))  # fmt: skip
+        forward_for = [caller.forward_for()] if caller is not None else None
+        options = CallOptions(timeout=timeout_ms or None, forward_for=forward_for)
+        if self._tap is not None:
+            self._tap.local_only = True  # the router processes our CALL synchronously, in this call
+        try:
+            d: Deferred[Any] = self._session.call(procedure, *args, options=options, **kwargs)
+        finally:
+            if self._tap is not None:
+                self._tap.local_only = False
+        return d.addCallback(_as_args)
+
+    def procedures(self) -> frozenset[tuple[str, str]]:
+        """The (uri, match) of what this node's backends registered that other nodes may call."""
+        return self._tap.procedures() if self._tap is not None else frozenset()
+
+
+# -- cluster mode: what this node's router cannot serve alone ------------------------------------------
+# A backend connected to any node serves the whole cluster: its hooks and `tenant.*` procedures
+# are called from every node, its `tenant.*` publishes reach subscribers on every node.
+FORWARDED_CALLS = (uris.TENANT_PREFIX, uris.HOOK_PREFIX)
+FORWARDED_PER_SESSION = 100  # calls one session may have waiting on other nodes: one user cannot take them all
+_PUBLISH_OPTIONS = ("eligible", "eligible_authid", "eligible_authrole", "exclude", "exclude_authid",
+                    "exclude_authrole", "retain")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A disclosed caller whose call another node serves: what the callee sees as the caller, and what
+    `wamp.session.get(caller)` answers there (the session's details without its transport)."""
+
+    session: int
+    authid: str | None
+    authrole: str | None
+    details: dict[str, Any]
+
+    def forward_for(self) -> dict[str, Any]:
+        return {"session": self.session, "authid": self.authid, "authrole": self.authrole}
+
+
+class Relay(Protocol):
+    """The cluster side of a realm (mics.cluster.relay.WampRelay)."""
+
+    def serves(self, procedure: str) -> bool:
+        """Whether a backend on another node registered a procedure matching `procedure`."""
+
+    def call(
+        self, procedure: str, args: list[Any], kwargs: dict[str, Any], caller: Caller | None, timeout_ms: int | None
+    ) -> Deferred[tuple[list[Any], dict[str, Any]]]:
+        """Have another node serve the call: (args, kwargs), or an ApplicationError."""
+
+    def published(self, topic: str, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]) -> None:
+        """A backend here published `topic` (authorized): subscribers on other nodes get it too."""
+
+    def session_details(self, session_id: int) -> dict[str, Any] | None:
+        """`wamp.session.get` for a session of another node whose call this node served lately."""
+
+
+class RealmTap:
+    """Wraps one realm's dealer and broker (instance attributes, this router only).
+
+    - A CALL to `tenant.*` or `mics.hook.*` that no local callee matches, but a backend on another
+      node registered, is authorized by this router as the dealer would (the user's authorizer on
+      the user's node) and handed to the relay; its answer goes back as RESULT or ERROR. A CANCEL
+      cancels it. Everything else goes to the dealer untouched.
+    - `wamp.session.get` of a session that is not here but whose call this node served lately is
+      answered from the details that call carried.
+    - A backend's PUBLISH to `tenant.*` is processed as always, then, if this router authorizes
+      it, handed to the relay for the other nodes.
+    """
+
+    def __init__(self, router: Any, relay: Relay) -> None:
+        self._router = router
+        self._relay = relay
+        dealer, broker = router._dealer, router._broker
+        self._registrations = dealer._registration_map
+        self._sessions: dict[int, Any] = router._session_id_to_session
+        self._strict = dealer._option_uri_strict
+        self._dealer_call, self._dealer_cancel = dealer.processCall, dealer.processCancel
+        self._broker_publish = broker.processPublish
+        self._forwarded: dict[tuple[int, int], Deferred[Any]] = {}  # (session, request) -> relay call
+        self._per_session: dict[int, int] = {}  # session -> its forwarded calls in flight
+        self.local_only = False  # set while we call a local callee for another node
+        dealer.processCall = self._process_call
+        dealer.processCancel = self._process_cancel
+        broker.processPublish = self._process_publish
+
+    def has_callee(self, procedure: str) -> bool:
+        return self._registrations.best_matching_observation(procedure) is not None
+
+    def procedures(self) -> frozenset[tuple[str, str]]:
+        """Registrations under `tenant.` and `mics.hook.` held by backend sessions."""
+        return frozenset(
+            (o.uri, o.match)
+            for o in list(self._registrations._observation_id_to_observation.values())
+            if o.uri.startswith(FORWARDED_CALLS) and any(s._authrole == uris.ROLE_BACKEND for s in o.observers)
+        )
+
+    # -- calls ----------------------------------------------------------------------------------------
+    def _process_call(self, session: Any, call: Any) -> None:
+        procedure = call.procedure
+        if not self.local_only and call.payload is None:
+            if procedure == uris.SESSION_GET:
+                details = self._remote_session(call.args)
+                if details is not None:
+                    self._authorized(session, call, lambda _a: self._reply(session, call, [details], None))
+                    return
+            elif (
+                procedure.startswith(FORWARDED_CALLS)
+                and self._valid(procedure)
+                and not self.has_callee(procedure)
+                and self._relay.serves(procedure)
+            ):
+                self._authorized(session, call, lambda a: self._forward(session, call, a))
+                return
+        self._dealer_call(session, call)
+
+    def _remote_session(self, args: Any) -> dict[str, Any] | None:
+        session_id = args[0] if args and len(args) == 1 else None
+        if not isinstance(session_id, int) or session_id in self._sessions:
+            return None
+        return self._relay.session_details(session_id)
+
+    def _valid(self, uri: str) -> bool:
+        pattern = message._URI_PAT_STRICT_NON_EMPTY if self._strict else message._URI_PAT_LOOSE_NON_EMPTY
+        return pattern.match(uri) is not None
+
+    def _authorized(self, session: Any, call: Any, then: Callable[[dict[str, Any]], None]) -> None:
+        """As the dealer does: this router's authorization (static role or the realm's authorizer)."""
+        d = self._router.authorize(session, call.procedure, "call", options=call.marshal_options())
+
+        def decided(authorization: dict[str, Any]) -> None:
+            if authorization["allow"]:
+                then(authorization)
+            else:
+                self._error(session, call, ApplicationError.NOT_AUTHORIZED,
+                            [f"not authorized to call procedure '{call.procedure}'"])  # fmt: skip
+
+        def failed(f: Any) -> None:
+            log.warn("authorization of a forwarded call failed: {error}", error=f.getErrorMessage())
+            self._error(session, call, ApplicationError.AUTHORIZATION_FAILED, ["authorization failed"])
+
+        txaio.add_callbacks(d, decided, failed)
+
+    def _forward(self, session: Any, call: Any, authorization: dict[str, Any]) -> None:
+        session_id = session._session_id
+        if self._per_session.get(session_id, 0) >= FORWARDED_PER_SESSION:
+            busy = errors.MicsError(errors.UNAVAILABLE, "too many calls of this session in flight")
+            self._error(session, call, busy.error, list(busy.args), busy.kwargs)
+            return
+        self._per_session[session_id] = self._per_session.get(session_id, 0) + 1
+        caller = None
+        if authorization.get("disclose"):
+            details = session.session_details.marshal() if session.session_details else {}
+            details.pop("transport", None)  # HTTP headers, cookies: not for another node
+            caller = Caller(session._session_id, session._authid, session._authrole, details)
+        key = (session_id, call.request)
+        d = self._relay.call(call.procedure, list(call.args or ()), dict(call.kwargs or {}), caller, call.timeout)
+        self._forwarded[key] = d
+
+        def settled() -> None:
+            self._forwarded.pop(key, None)
+            left = self._per_session.pop(session_id, 1) - 1
+            if left:
+                self._per_session[session_id] = left
+
+        def answered(result: tuple[list[Any], dict[str, Any]]) -> None:
+            settled()
+            self._reply(session, call, *result)
+
+        def failed(f: Any) -> None:
+            settled()
+            error = f.value
+            if isinstance(error, ApplicationError):
+                self._error(session, call, error.error, list(error.args), error.kwargs)
+            elif f.check(CancelledError):
+                self._error(session, call, ApplicationError.CANCELED, ["canceled"])
+            else:
+                log.warn("forwarded call failed: {error}", error=f.getErrorMessage())
+                self._error(session, call, ApplicationError.CANCELED, ["the call could not be forwarded"])
+
+        d.addCallbacks(answered, failed)
+
+    def _process_cancel(self, session: Any, cancel: Any) -> None:
+        d = self._forwarded.pop((session._session_id, cancel.request), None)
+        if d is None:
+            self._dealer_cancel(session, cancel)
+        else:
+            d.cancel()
+
+    def _reply(self, session: Any, call: Any, args: list[Any] | None, kwargs: dict[str, Any] | None) -> None:
+        self._send(session, message.Result(call.request, args=args or None, kwargs=kwargs or None))
+
+    def _error(
+        self, session: Any, call: Any, error: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> None:
+        self._send(session, message.Error(message.Call.MESSAGE_TYPE, call.request, error, args or None, kwargs or None))
+
+    def _send(self, session: Any, msg: Any) -> None:
+        if session._session_id and session._transport:  # the caller may have left meanwhile
+            self._router.send(session, msg)
+
+    # -- publishes --------------------------------------------------------------------------------------
+    def _process_publish(self, session: Any, publish: Any) -> None:
+        self._broker_publish(session, publish)
+        topic = publish.topic
+        if not (topic.startswith(uris.TENANT_PREFIX) and session._authrole == uris.ROLE_BACKEND):
+            return
+        if publish.payload is not None or not self._valid(topic):
+            return
+        options = {k: getattr(publish, k) for k in _PUBLISH_OPTIONS if getattr(publish, k, None)}
+        args, kwargs = list(publish.args or ()), dict(publish.kwargs or {})
+
+        def decided(authorization: dict[str, Any]) -> None:
+            if authorization["allow"]:
+                self._relay.published(topic, args, kwargs, options)
+
+        d = self._router.authorize(session, topic, "publish", options=publish.marshal_options())
+        txaio.add_callbacks(d, decided, lambda f: log.warn("publish authorization failed: {e}", e=f.getErrorMessage()))
+
+
+def make_tap(router: Any, relay: Relay) -> RealmTap | None:
+    try:
+        return RealmTap(router, relay)
+    except AttributeError:
+        log.warn("router internals not available (Crossbar is not {v}.x): backends serve their own node only",
+                 v=TESTED_CROSSBAR)  # fmt: skip
+        return None
+
+
+def _as_args(result: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Autobahn's call result back into WAMP's (args, kwargs)."""
+    if isinstance(result, CallResult):
+        return list(result.results), dict(result.kwresults)
+    return ([] if result is None else [result]), {}
 
 
 def router_of(controller: Any, realm: str) -> Any:

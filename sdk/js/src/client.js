@@ -56,11 +56,16 @@ export class MicsClient extends Emitter {
     onSignal,
   } = {}) {
     super();
-    for (const [name, value] of Object.entries({ url, tenant, token, deviceId })) {
+    const urls = Array.isArray(url) ? [...url] : [url];
+    for (const [name, value] of Object.entries({ tenant, token, deviceId })) {
       if (typeof value !== 'string' || !value) throw new TypeError(`connect: ${name} must be a non-empty string`);
     }
+    if (!urls.length || urls.some((u) => typeof u !== 'string' || !u)) {
+      throw new TypeError('connect: url must be a non-empty string or a list of them');
+    }
     if (!SERIALIZERS[serializer]) throw new TypeError(`connect: serializer must be one of ${Object.keys(SERIALIZERS)}`);
-    this.url = url;
+    this.urls = urls;
+    this.url = urls[0]; // the node this client dials now
     this.tenant = tenant;
     this.deviceId = deviceId;
     this.serializer = serializer;
@@ -93,6 +98,8 @@ export class MicsClient extends Emitter {
   #lastActivity = 0;
   #syncing = null;
   #opening = null;
+  #untried = 0; // URLs the first open() has not tried yet
+  #inFlight = new Set(); // rejecters of calls in flight: a session's end fails them (Autobahn would not)
   #held = new Map(); // live inbox messages waiting for earlier seqs, by seq
   #ownSeqs = new Set(); // seqs of this device's own sends (their copies never come here)
   #gapTimer = null;
@@ -119,6 +126,7 @@ export class MicsClient extends Emitter {
   open() {
     if (!this.#opening) {
       this.#closed = false;
+      this.#untried = this.urls.length - 1;
       this.#opening = new Promise((resolve, reject) => {
         this.#dial({ resolve, reject });
       });
@@ -342,10 +350,15 @@ export class MicsClient extends Emitter {
     const session = this.#session;
     if (!session) throw new NotConnectedError(`not connected (calling ${procedure})`);
     this.#lastActivity = Date.now();
+    let cut;
+    const ended = new Promise((resolve, reject) => { cut = reject; });
+    this.#inFlight.add(cut);
     try {
-      return await session.call(procedure, [], kwargs);
+      return await Promise.race([session.call(procedure, [], kwargs), ended]);
     } catch (err) {
       throw fromWampError(err);
+    } finally {
+      this.#inFlight.delete(cut);
     }
   }
 
@@ -503,9 +516,13 @@ export class MicsClient extends Emitter {
         else this.emit('error', fromWampError(err));
       });
     };
+    let ended = false;
     connection.onclose = (reason, details) => {
       if (this.#connection === connection) this.#connection = null;
-      this.#onClose(reason, details || {}, joined, first);
+      if (!ended) {
+        ended = true; // an unreachable WebSocket may report its end twice
+        this.#onClose(reason, details || {}, joined, first);
+      }
       return true;
     };
     connection.open();
@@ -535,6 +552,14 @@ export class MicsClient extends Emitter {
   #onClose(reason, details, joined, first) {
     this.#session = null;
     this.#stopHeartbeat();
+    for (const cut of this.#inFlight) cut(new NotConnectedError('the session ended before the call was answered'));
+    this.#inFlight.clear();
+    if (first && !joined && reason === 'unreachable' && this.#untried > 0 && !this.#closed) {
+      this.#untried -= 1; // several nodes: one that cannot be reached is passed over
+      this.#nextUrl();
+      this.#dial(first);
+      return;
+    }
     let error;
     if (details.reason) {
       error = errorForUri(details.reason, details.message, {}, { join: !joined });
@@ -561,9 +586,15 @@ export class MicsClient extends Emitter {
       return;
     }
     this.emit('disconnect', { reason: error.uri, error, willRetry: true, delayMs });
+    this.#nextUrl(); // the node we were on is going or gone: try another first
     this.#retryTimer = setTimeout(() => {
       if (!this.#closed) this.#dial(null);
     }, delayMs);
+  }
+
+  /** Dial the next of several nodes. */
+  #nextUrl() {
+    this.url = this.urls[(this.urls.indexOf(this.url) + 1) % this.urls.length];
   }
 
   /** Exponential backoff with jitter (a random cut of up to `jitter` of the delay); null = give up. */

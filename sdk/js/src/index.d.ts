@@ -103,8 +103,8 @@ export interface ReconnectPolicy {
 }
 
 export interface ConnectOptions {
-  /** e.g. ws://localhost:8080/ws */
-  url: string;
+  /** e.g. ws://localhost:8080/ws, or several nodes' URLs: a dropped client dials the next */
+  url: string | string[];
   /** the tenant id (= realm) */
   tenant: string;
   /** the tenant-issued token, checked by the tenant's auth hook */
@@ -168,7 +168,9 @@ export interface ClientEvents {
 
 export class MicsClient {
   constructor(options: ConnectOptions);
+  /** the URL dialled now (one of `urls`) */
   readonly url: string;
+  readonly urls: string[];
   readonly tenant: string;
   readonly deviceId: string;
   /** the user id the auth hook gave (WELCOME authid) */

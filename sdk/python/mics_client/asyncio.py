@@ -53,7 +53,7 @@ class MicsClient(ClientCore):
             self.log.error("mics client task failed: {error!r}", error=task.exception())
 
 
-async def connect(url: str, tenant: str, token: str, device_id: str, serializer: str = "json",
+async def connect(url: str | list[str], tenant: str, token: str, device_id: str, serializer: str = "json",
                   **options: Any) -> MicsClient:  # fmt: skip
     """Create a client and connect it; raises a typed join error (InvalidToken, ...) on refusal."""
     client = MicsClient(url, tenant, token, device_id, serializer, **options)

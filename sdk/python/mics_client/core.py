@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -132,7 +132,7 @@ class ClientCore(ConversationFeatures):
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         tenant: str,
         token: str,
         device_id: str,
@@ -152,11 +152,13 @@ class ClientCore(ConversationFeatures):
         on_close: Callback | None = None,
         on_connect: Callback | None = None,
     ) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
-            raise ValueError(f"url must be ws:// or wss://, got {url!r}")
+        self.urls = [url] if isinstance(url, str) else list(url)
+        for one in self.urls or [""]:
+            parsed = urlparse(one)
+            if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
+                raise ValueError(f"url must be ws:// or wss:// (or a list of them), got {one!r}")
         make_serializer(serializer)  # fail early on an unknown or missing serializer
-        self.url = url
+        self.url = self.urls[0]  # the node this client dials now
         self.tenant = tenant
         self.device_id = device_id
         self.serializer = serializer
@@ -263,10 +265,20 @@ class ClientCore(ConversationFeatures):
         self._closing = False
         self.state = CONNECTING
         try:
+            for _other in self.urls[1:]:  # several nodes: one that cannot be reached is passed over
+                try:
+                    return await self._establish()
+                except errors.TransportFailed as e:
+                    self.log.info("mics client cannot reach {url}: {error}", url=self.url, error=str(e))
+                    self._next_url()
             return await self._establish()
         except BaseException:
             self.state = CLOSED
             raise
+
+    def _next_url(self) -> None:
+        """Dial the next of several nodes (after the current one dropped us or could not be reached)."""
+        self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
 
     async def _join(self) -> tuple[Any, Any]:
         joined = txaio.create_future()
@@ -378,6 +390,7 @@ class ClientCore(ConversationFeatures):
     async def _reconnect_loop(self) -> None:
         attempt = 0
         while not self._closing:
+            self._next_url()  # the node we were on is going or gone: try another first
             await txaio.sleep(self._backoff.delay(attempt))
             attempt += 1
             if self._closing:

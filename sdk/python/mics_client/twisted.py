@@ -71,7 +71,7 @@ for _name in ClientCore.ASYNC_API:
     setattr(MicsClient, _name, _as_deferred(getattr(ClientCore, _name)))
 
 
-def connect(url: str, tenant: str, token: str, device_id: str, serializer: str = "json",
+def connect(url: str | list[str], tenant: str, token: str, device_id: str, serializer: str = "json",
             **options: Any) -> Deferred[MicsClient]:  # fmt: skip
     """Create a client and connect it: fires with the joined MicsClient, or fails with a typed join error."""
     client = MicsClient(url, tenant, token, device_id, serializer, **options)
