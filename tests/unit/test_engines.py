@@ -378,6 +378,21 @@ async def test_the_recent_messages_of_a_conversation_are_the_newest_held_ones_ol
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_stream_reaches_every_node_in_the_order_it_was_sent(pair):
+    """An agent's chunks (section 12): each `stream` returns once every node will see it first."""
+    here, there = pair
+    topic = uris.inbox_topic("alice")
+    for n in range(40):
+        await here.engine.stream(topic, ["alice"], {"chunk_seq": n})
+    for _ in range(100):
+        if len(there.port.on(topic)) == 40:
+            break
+        await there.port_wait()
+    assert [m["chunk_seq"] for m in there.port.on(topic)] == list(range(40))
+    assert [m["chunk_seq"] for m in here.port.on(topic)] == list(range(40))
+
+
+@pytest_twisted.ensureDeferred
 async def test_the_recent_messages_leave_out_recalled_and_expired_ones(pair):
     here, there = pair
     message = _chat("m1", "alice", "helper")

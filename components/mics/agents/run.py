@@ -11,6 +11,7 @@ in a cluster), so a conversation's devices on every node see the stream; nothing
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,9 @@ class AgentRun:
         self._call: Deferred[Any] | None = None
         self._first_chunk_timer: IDelayedCall | None = None
         self._done = False
+        self._unsent: deque[dict[str, Any]] = deque()  # chunks waiting for the one before to reach every node
+        self._flushing = False
+        self._flushed: Deferred[None] | None = None  # fires once the chunks sent so far reached every node
         self.finished: Deferred[str] = Deferred()  # fires with the outcome once the final message is out
         sender = trigger.sender
         group_id = trigger.group_id
@@ -200,15 +204,30 @@ class AgentRun:
             from_device_id=None, body={"delta": delta}, ts=ts, trace_id=self._trigger.message["trace_id"],
             stream_id=self.stream_id, chunk_seq=self._chunks, **self._where,
         ).to_kwargs()  # fmt: skip
-        delivered = Deferred.fromCoroutine(tenant.engine.group(self._topic, self._to, None, chunk))
-        delivered.addErrback(self._chunk_lost)
+        self._send(chunk)
 
-    def _chunk_lost(self, failure: Any) -> None:
-        self._warn(
-            "chunk",
-            "agent chunk not delivered: tenant_id={tenant_id} agent_id={agent_id} error={error}",
-            error=failure.getErrorMessage(),
-        )
+    def _send(self, chunk: dict[str, Any]) -> None:
+        """Chunks go out one after another: each once the one before reached every node (in a cluster
+        the pool's publishes could overtake each other; on one node each goes at once)."""
+        self._unsent.append(chunk)
+        if not self._flushing:
+            self._flushing = True
+            self._flushed = Deferred.fromCoroutine(self._flush())
+
+    async def _flush(self) -> None:
+        engine, unsent = self._tenant.engine, self._unsent
+        try:
+            while unsent:
+                try:
+                    await engine.stream(self._topic, self._to, unsent.popleft())
+                except Exception as e:
+                    self._chunk_lost(str(e))
+        finally:
+            self._flushing = False
+
+    def _chunk_lost(self, error: str) -> None:
+        self._warn("chunk", "agent chunk not delivered: tenant_id={tenant_id} agent_id={agent_id} error={error}",
+                   error=error)  # fmt: skip
 
     def _warn(self, what: str, text: str, **fields: Any) -> None:
         """One line a minute per (tenant, agent, what): a broken agent must not flood the log."""
@@ -234,6 +253,8 @@ class AgentRun:
         """The agent's final message: its answer (`chat`/`group_chat`) or why there is none (`system`),
         with the stream's id, replying to the trigger; held and delivered like a send."""
         tenant = self._tenant
+        if self._flushed is not None:  # after the last chunk, on every node
+            await self._flushed
         group = self._trigger.group_id is not None
         kind = (GROUP_CHAT if group else CHAT) if outcome == OK else SYSTEM
         ts = now_ms()

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
@@ -127,10 +128,12 @@ class Cluster:
         """Ask another node to do something (fire and forget: Redis pub/sub is at-most-once)."""
         self._publish(keys.node_channel(node_id), operation)
 
-    def broadcast(self, operation: Operation) -> None:
-        self._publish(keys.BROADCAST, operation)
+    def broadcast(self, operation: Operation) -> Deferred[Any]:
+        """Tell every node; the Deferred fires once Redis took the publish (anything published after
+        that reaches each node after it: publishes go out on any of the pool's connections)."""
+        return self._publish(keys.BROADCAST, operation)
 
-    def _publish(self, channel: str, operation: Operation) -> None:
+    def _publish(self, channel: str, operation: Operation) -> Deferred[Any]:
         metrics.CLUSTER_SENT.labels(operation[0]).inc()
         data = msgpack.packb([self.node_id, *operation], use_bin_type=True)
 
@@ -138,7 +141,7 @@ class Cluster:
             metrics.REDIS_FAILURES.labels("forward").inc()
             log.warn("forward to {channel} failed: {error}", channel=channel, error=f.getErrorMessage())
 
-        self.redis.publish(channel, data).addErrback(failed)
+        return self.redis.publish(channel, data).addErrback(failed)  # type: ignore[no-any-return]
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         kind = data[:1]

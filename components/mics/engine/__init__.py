@@ -107,6 +107,12 @@ class Engine(ABC):
     async def group(self, topic: str, members: Sequence[str], exclude: int | None, message: dict[str, Any]) -> None:
         """Deliver live to the members' sessions subscribed to `topic`, on every node."""
 
+    async def stream(self, topic: str, members: Sequence[str], message: dict[str, Any]) -> None:
+        """Deliver live like `group`, and return once every node will see it before anything this node
+        delivers after it returned (section 12: an agent's chunks, then its final message, in order
+        everywhere). One node: at once."""
+        await self.group(topic, members, None, message)
+
     @abstractmethod
     async def live(self, to_user_id: str, exclude: int | None, message: dict[str, Any]) -> bool:
         """Deliver to the user's online devices, never held; returns whether any was online."""
