@@ -31,6 +31,7 @@ from mics.hooks.policy import Guard
 from mics.limits import TokenBucket
 from mics.types import Sender, now_ms
 from mics.values import InvalidValue, body_size, is_text
+from mics_client.hooks.agents import text_of  # keywords are looked for where the SDK's agents read the text
 
 if TYPE_CHECKING:
     from mics.tenants import TenantRuntime
@@ -98,16 +99,6 @@ def _check_value(value: Any, limit: int, what: str) -> int:
     if size > limit:
         raise AgentError(ERROR, f"{what} is {size} bytes, over max_payload_bytes ({limit})")
     return size
-
-
-def text_of(body: Any) -> str | None:
-    """What keywords are looked for in: a string body, or a dict body's string `text`."""
-    if isinstance(body, str):
-        return body
-    if isinstance(body, dict):
-        text = body.get("text")
-        return text if isinstance(text, str) else None
-    return None
 
 
 @dataclass(frozen=True, slots=True)
