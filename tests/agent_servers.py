@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import RegisterOptions
+from autobahn.wamp.types import CallResult, RegisterOptions
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, ensureDeferred, maybeDeferred
 from twisted.web.resource import Resource
@@ -85,7 +85,8 @@ def _endpoint(logic: AgentLogic) -> Any:
         except CancelledError:
             logic.cancelled += 1
             raise
-        return last
+        # as keyword arguments (the SDK's TenantBackend answers with one positional dict: both are read)
+        return CallResult(**last) if isinstance(last, dict) else last
 
     return serve
 

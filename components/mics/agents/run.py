@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 log = make_logger()
 _limited = RateLimitedLog(log)
 
+MAX_CONTEXT_BYTES = 1024 * 1024  # the context's bodies, newest first, up to this much (the rest is left out)
 _FAILED = (ERROR, "the agent failed")
 _GUARD_FAILURES = {
     "timeout": (TIMEOUT, "the agent did not finish within timeout_ms"),
@@ -174,7 +175,7 @@ class AgentRun:
                 conversation = Conversation(user_id, peer=config.agent_id, skip=message["msg_id"])
             engine = self._tenant.engine
             try:
-                context = await engine.recent(conversation, config.context_messages)
+                context = _within(await engine.recent(conversation, config.context_messages), MAX_CONTEXT_BYTES)
             except engine.transient_errors as e:  # the answer still comes, without its context
                 self._warn("context", "agent context unreachable: tenant_id={tenant_id} agent_id={agent_id} "
                            "error={error}", error=str(e))  # fmt: skip
@@ -269,3 +270,13 @@ class AgentRun:
         except Exception as e:  # the shared store is unreachable: the stream ends without its final message
             self._warn("final", "agent's final message not delivered: tenant_id={tenant_id} agent_id={agent_id} "
                        "error={error}", error=str(e))  # fmt: skip
+
+
+def _within(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """The newest of `messages` (oldest first) whose bodies fit in `budget` bytes together."""
+    kept = 0
+    for index in range(len(messages) - 1, -1, -1):
+        kept += body_size(messages[index]["body"]) if messages[index].get("body") is not None else 0
+        if kept > budget:
+            return messages[index + 1 :]
+    return messages

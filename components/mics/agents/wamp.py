@@ -38,7 +38,7 @@ class WampAgent(AgentTransport):
                 raise AgentError(UNAVAILABLE, "no backend serves this agent") from None
             raise AgentError(ERROR, f"the agent failed ({e.error})") from None
         if isinstance(result, CallResult):
-            return _one_object(result.results, result.kwargs)
+            return _one_object(result.results, result.kwresults)
         return result
 
 
