@@ -7,7 +7,10 @@ events; and what a hostile user or a hostile agent can do (nothing to anyone els
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,8 +21,12 @@ from agent_servers import RAW, AgentLogic, HttpAgentServer, agent_config, stream
 from autobahn.wamp.exception import ApplicationError
 from test_conversation import events_path, listening, refused
 from test_events_sinks import read_lines
+from twisted.internet.utils import getProcessOutputAndValue
 
-from wamp_clients import JoinRefused, TestSession, sleep
+from harness import ADMIN_SECRET, ROOT
+from wamp_clients import JoinRefused, TestSession, sleep, user
+
+_examples = itertools.count(1)
 
 
 class AgentTenant:
@@ -336,3 +343,37 @@ async def _garbage_ends_as_an_error(agents: Any, hostile: list[Any]) -> None:
     assert (await alice.next_event("mics.inbox.alice"))["body"] == "still here"
     synced = await alice.call("mics.inbox.sync", since_seq=0)
     assert synced["complete"] and [m["type"] for m in synced["messages"]] == ["chat", "system", "chat"]
+
+
+# -- the embedded default -----------------------------------------------------------------------------------
+@pytest_twisted.ensureDeferred
+async def test_the_demo_tenant_has_a_local_bot_that_streams_word_by_word(mics_node):
+    """What `scripts/run` shows: the demo tenant's in-node backend serves the agent `bot`."""
+    alice = await user(mics_node.url, "demo", "demo-alice", "agents-test")
+    try:
+        await alice.listen("mics.inbox.alice")
+        assert [a["agent_id"] for a in (await alice.call("mics.agent.list"))["agents"]] == ["bot"]
+        ack = await alice.call("mics.message.send", to_user_id="bot", body={"text": "hello there"})
+        chunks, final = await stream(alice, "mics.inbox.alice", ack["agents"][0]["stream_id"])
+        streamed = "".join(c["body"]["delta"] for c in chunks)
+        assert [c["chunk_seq"] for c in chunks] == list(range(1, len(chunks) + 1)) and len(chunks) > 2
+        assert streamed.startswith("hello there —") and "2 words" in streamed
+        assert final["type"] == "chat" and final["body"] == streamed
+        with pytest.raises(JoinRefused):
+            await user(mics_node.url, "demo", "demo-bot", "impostor")
+    finally:
+        await alice.close()
+
+
+@pytest.mark.parametrize("transport", [[], ["--http"]], ids=["wamp", "http"])
+@pytest_twisted.ensureDeferred
+async def test_the_example_agent_runs_as_documented_and_streams_word_by_word(mics_node, transport):
+    tenant = f"bots{os.getpid() % 10000}x{next(_examples)}"
+    args = [str(ROOT / "examples" / "echo_agent.py"), "--url", mics_node.url, "--tenant", tenant,
+            "--admin-secret", ADMIN_SECRET, "--self-test", *transport]  # fmt: skip
+    out, err, code = await getProcessOutputAndValue(sys.executable, args, env=dict(os.environ))
+    assert code == 0, err.decode()
+    lines = out.decode().splitlines()
+    chunks = [line for line in lines if line.startswith("self-test: chunk")]
+    assert chunks[0] == "self-test: chunk 1: 'hello'" and len(chunks) == 6
+    assert lines[-1] == "self-test: final chat: 'hello streaming world — 3 words, 0 earlier in this chat.'"

@@ -27,6 +27,7 @@ from mics_client.hooks.codec import dumps
 
 _MARK = "__mics_agent__"
 NDJSON = "application/x-ndjson"
+AGENT_PREFIX = "mics.agent."
 
 
 def agent(agent_id: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -131,6 +132,33 @@ async def run_agent(fn: Callable[..., Any], request: AgentRequest, emit: Callabl
     return answer
 
 
+def wamp_endpoint(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The procedure to register as `mics.agent.<agent_id>` (with `RegisterOptions(details_arg="details")`):
+    each piece as a progressive result `{"delta"}`, the final answer as the result."""
+
+    async def serve(details: Any = None, **fields: Any) -> dict[str, Any]:
+        progress = getattr(details, "progress", None)
+
+        def emit(delta: Any) -> None:
+            if progress is not None:  # a caller that asked for no progress gets the answer only
+                progress(delta=delta)
+
+        return await run_agent(fn, AgentRequest.from_fields(fields), emit)
+
+    return serve
+
+
+async def register_agents(session: Any, obj: Any) -> list[str]:
+    """Register the `@agent` methods of `obj` on a backend session; returns their agent ids."""
+    from autobahn.wamp.types import RegisterOptions
+
+    options = RegisterOptions(details_arg="details")
+    agents = agents_of(obj)
+    for agent_id, fn in agents.items():
+        await session.register(wamp_endpoint(fn), AGENT_PREFIX + agent_id, options=options)
+    return list(agents)
+
+
 def ndjson_line(obj: Any) -> bytes:
     """One line of an HTTP agent's answer (bytes as base64, like the hook bodies)."""
     return dumps(obj) + b"\n"
@@ -143,4 +171,7 @@ def parse_request(body: bytes) -> AgentRequest:
     return AgentRequest.from_fields(fields)
 
 
-__all__ = ["NDJSON", "AgentRequest", "Reply", "agent", "agents_of", "ndjson_line", "parse_request", "run_agent"]
+__all__ = [
+    "AGENT_PREFIX", "NDJSON", "AgentRequest", "Reply", "agent", "agents_of", "ndjson_line", "parse_request",
+    "register_agents", "run_agent", "wamp_endpoint",
+]  # fmt: skip

@@ -19,19 +19,17 @@ from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp import auth as wamp_auth
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import ComponentConfig, RegisterOptions
+from autobahn.wamp.types import ComponentConfig
 
 from mics_client import errors
 from mics_client.core import make_serializer
 from mics_client.hooks import Hooks, auth_reply, check_reply, members_reply, resolve
-from mics_client.hooks.agents import AgentRequest, agents_of, run_agent
+from mics_client.hooks.agents import register_agents
 from mics_client.twisted import endpoint_for
 
 HOOK_AUTH = "mics.hook.auth"
 HOOK_CHECK_MESSAGE = "mics.hook.check_message"
 HOOK_GROUP_MEMBERS = "mics.hook.group_members"
-AGENT_PREFIX = "mics.agent."
-_WITH_DETAILS = RegisterOptions(details_arg="details")
 
 
 class CraSession(ApplicationSession):
@@ -96,8 +94,7 @@ class TenantBackend(Hooks, CraSession):
         await self.register(self._auth, HOOK_AUTH)
         await self.register(self._check_message, HOOK_CHECK_MESSAGE)
         await self.register(self._group_members, HOOK_GROUP_MEMBERS)
-        for agent_id, fn in agents_of(self).items():  # section 12: @agent methods
-            await self.register(_agent_endpoint(fn), AGENT_PREFIX + agent_id, options=_WITH_DETAILS)
+        await register_agents(self, self)  # section 12: @agent methods
 
     # -- hook adapters (WAMP kwargs -> Hooks methods -> wire replies) ---------------------------------
     async def _auth(self, token: str = "", device_id: str = "", tenant_id: str = "", **_: Any) -> dict[str, Any]:
@@ -148,22 +145,6 @@ class TenantBackend(Hooks, CraSession):
         """The tenant's live user sessions (optionally one user's)."""
         result = await self._call("mics.session.list", user_id=user_id)
         return list(result.get("sessions", []))
-
-
-def _agent_endpoint(fn: Any) -> Any:
-    """`mics.agent.<agent_id>`: each piece the agent yields as a progressive result `{"delta"}`, the
-    final answer as the result."""
-
-    async def serve(details: Any = None, **fields: Any) -> dict[str, Any]:
-        progress = getattr(details, "progress", None)
-
-        def emit(delta: Any) -> None:
-            if progress is not None:  # a caller that asked for no progress gets the answer only
-                progress(delta=delta)
-
-        return await run_agent(fn, AgentRequest.from_fields(fields), emit)
-
-    return serve
 
 
 async def connect_cra(url: str, realm: str, secret: str, session_class: type[CraSession], authid: str,
