@@ -1,5 +1,5 @@
 """What one incoming frame costs the router: the decode alone (in process), then the whole frame
-through a real node (router worker CPU per frame), with and without mics.speedups (C JSON path).
+through a real node (router worker CPU per frame), with and without mics.router.speedups (C JSON path).
 
     .venv/bin/python -m bench.frames            # ~2 minutes; prints two tables
     .venv/bin/python -m bench.frames --quick    # fewer repetitions
@@ -97,7 +97,7 @@ def decode_table(repeat_s: float) -> list[dict[str, Any]]:
     txaio.use_twisted()
     from autobahn.wamp.serializer import MsgPackObjectSerializer
 
-    from mics import speedups
+    from mics.router import speedups
 
     speedups.decode_json_at_c_speed()
     from autobahn.wamp import serializer

@@ -14,12 +14,13 @@ from typing import Any
 
 from txaio import make_logger
 
-from mics import errors, guards, limit_log, metrics, uris
+from mics import errors, limit_log, metrics, uris
 from mics.config import is_valid_entity_id
 from mics.hooks import HookRejected
 from mics.hooks.policy import HookUnavailable
 from mics.logs import RateLimitedLog
 from mics.node import NODE, Node
+from mics.router import guards
 
 log = make_logger()
 _limited = RateLimitedLog(log)  # a hook outage meets a reconnect storm: one line a minute per tenant

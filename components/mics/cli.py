@@ -129,8 +129,8 @@ def _split_tls_chains(config: dict[str, Any], cbdir: Path) -> None:
 
 
 def crossbar_command(cbdir: Path, loglevel: str = "info", logformat: str = "standard") -> list[str]:
-    """`crossbar start` through mics.crossbar_run, so every log line names its level."""
-    return [sys.executable, "-m", "mics.crossbar_run", "start", "--cbdir", str(cbdir), "--loglevel", loglevel,
+    """`crossbar start` through mics.router.run, so every log line names its level."""
+    return [sys.executable, "-m", "mics.router.run", "start", "--cbdir", str(cbdir), "--loglevel", loglevel,
             "--logformat", logformat]  # fmt: skip
 
 

@@ -12,19 +12,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import reactor, task
 
 from mics import errors, uris
 from mics.config import is_valid_entity_id
+from mics.procedures import MicsSession
 from mics_client.hooks.agents import AgentRequest, agent, register_agents
 
 TEAM = ["alice", "bob", "carol"]
 WORD_DELAY_S = 0.08  # the bot "types": its answer grows word by word on the page
 
 
-class DemoBackend(ApplicationSession):
+class DemoBackend(MicsSession):
     async def onJoin(self, details: Any) -> None:
         self.known: dict[str, None] = dict.fromkeys(TEAM)
         await self.register(self.auth, uris.HOOK_AUTH)

@@ -145,7 +145,8 @@ class BackendApiResource(Resource):
                 sender = Sender(getattr(request, "from_user_id", None) or _SYSTEM_SENDER, None, 0, True)
                 return await method(service, sender, request)
 
-            call = expose("api." + action, parse, handle, tenant.tenant_id, tenant.engine.transient_errors)
+            limited = requests.bounded(parse, lambda: tenant.config.max_payload_bytes)
+            call = expose("api." + action, limited, handle, tenant.tenant_id, tenant.engine.transient_errors)
             self._calls[(tenant.tenant_id, action)] = call
         return call
 

@@ -2,7 +2,7 @@
 warnings rate-limited per key (`RateLimitedLog`).
 
 Crossbar's controller prints what its workers log as text (`--logformat syslogd`: "[Router 123
-warn] text"; mics.crossbar_run adds the level), info and debug on stdout, warnings and errors on
+warn] text"; mics.router.run adds the level), info and debug on stdout, warnings and errors on
 stderr. `mics node` reads those lines and
 writes JSON: the text as `message`, plus every `key=value` our messages carry (tenant_id, trace_id,
 msg_id, cause, ...) as fields, and node_id on every line. MICS messages put those fields in their
@@ -34,7 +34,7 @@ def line_to_record(line: str, level: str, node_id: str, now: float | None = None
     }
     match = _PREFIX.match(line.rstrip("\n"))
     if match:
-        if match["level"]:  # mics.crossbar_run names the level; without it, the stream tells info from warn
+        if match["level"]:  # mics.router.run names the level; without it, the stream tells info from warn
             record["level"] = match["level"]
         record["process"] = match["process"].lower()
         record["pid"] = int(match["pid"])

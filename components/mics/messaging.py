@@ -56,8 +56,12 @@ class TenantComponent(MicsSession):
         self.tenant: TenantRuntime = tenant
         transient = tenant.engine.transient_errors
         opts = RegisterOptions(details_arg="details")
+        def max_body() -> int:
+            return tenant.config.max_payload_bytes
+
         for uri, (parse, method) in _PROCEDURES.items():
-            await self.register(expose(uri, parse, self._handler(method), tenant_id, transient), uri, options=opts)
+            call = expose(uri, requests.bounded(parse, max_body), self._handler(method), tenant_id, transient)
+            await self.register(call, uri, options=opts)
         await self.register(self.authorize, uris.AUTHORIZE)
         await self.subscribe(self._on_session_join, uris.SESSION_ON_JOIN)
         await self.subscribe(self._on_session_leave, uris.SESSION_ON_LEAVE)

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
-from mics import errors, events, heartbeat, metrics, speedups
+from mics import errors, events, heartbeat, metrics
 from mics.cluster import DELIVER, KICK, PRESENCE, REPLACE, TENANT, Cluster, Operation
 from mics.cluster import redis as cluster_keys
 from mics.config import MicsConfig, NodeSettings, TenantConfig, is_valid_tenant_id
@@ -26,6 +26,7 @@ from mics.engine.memory import MemoryEngines
 from mics.errors import ConfigError
 from mics.limits import FairShare
 from mics.realms import RealmManager
+from mics.router import speedups
 from mics.tenants import TenantRegistry, TenantRuntime
 from mics.types import MsgIdFactory, now_ms
 

@@ -21,6 +21,7 @@ from inspect import isawaitable
 from typing import Any, Protocol
 
 from autobahn.twisted.wamp import ApplicationSession
+from autobahn.wamp.exception import ApplicationError
 from txaio import make_logger
 
 from mics import errors, metrics
@@ -81,6 +82,7 @@ class MicsSession(ApplicationSession):
     """A router-embedded MICS component: contract errors are answers, not tracebacks in the log."""
 
     def onUserError(self, fail: Any, msg: str) -> None:
-        if isinstance(fail.value, MicsError):
-            return  # a documented answer (invalid_message, rate_limited, ...), already counted
+        error = fail.value
+        if isinstance(error, ApplicationError) and error.error.startswith("mics."):
+            return  # a documented answer (invalid_message, rate_limited, a hook's invalid_token, ...)
         super().onUserError(fail, msg)

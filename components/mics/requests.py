@@ -8,7 +8,8 @@ Procedures take keyword arguments only; unknown keywords are ignored (newer clie
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -28,10 +29,13 @@ MAX_MENTIONS = 100
 class Args:
     """A call's keyword arguments being read; errors carry the send's client_msg_id when it is valid."""
 
-    __slots__ = ("client_msg_id", "kwargs")
+    __slots__ = ("client_msg_id", "kwargs", "max_body")
 
-    def __init__(self, args: Sequence[Any], kwargs: Mapping[str, Any], dedup: bool = False) -> None:
+    def __init__(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], dedup: bool = False, max_body: int | None = None
+    ) -> None:
         self.kwargs = kwargs
+        self.max_body = max_body
         self.client_msg_id = client_msg_id_of(kwargs) if dedup else None
         if args:
             raise self.invalid("positional arguments are not accepted: pass keyword arguments")
@@ -87,14 +91,24 @@ class Args:
         return value
 
     def body(self) -> tuple[Any, int]:
-        """The body and its encoded size."""
+        """The body and its encoded size (one over `max_body` is left to the caller to refuse)."""
         body = self.kwargs.get("body")
         if body is None:
             raise self.invalid("body is required")
         try:
-            return body, body_size(body)
+            return body, body_size(body, self.max_body)
         except InvalidValue as e:
             raise self.invalid(str(e)) from None
+
+
+def bounded(
+    parse: Callable[..., Any], max_body: Callable[[], int]
+) -> Callable[[Sequence[Any], Mapping[str, Any]], Any]:
+    """`parse`, told the tenant's current `max_payload_bytes` when its request carries a body (a body
+    over it is measured but not walked: it is refused as too large anyway)."""
+    if "max_body" not in inspect.signature(parse).parameters:
+        return parse  # type: ignore[return-value]
+    return lambda args, kwargs: parse(args, kwargs, max_body=max_body())
 
 
 def client_msg_id_of(kwargs: Mapping[str, Any]) -> str | None:
@@ -121,8 +135,8 @@ class SendRequest:
     reply_to: str | None = None
 
     @classmethod
-    def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Self:
-        a = Args(args, kwargs, dedup=True)
+    def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any], max_body: int | None = None) -> Self:
+        a = Args(args, kwargs, dedup=True, max_body=max_body)
         a.optional_text("client_msg_id")
         content_type = a.optional_text("content_type")
         from_user_id = a.optional_entity("from_user_id")
@@ -147,8 +161,8 @@ class GroupSendRequest:
     mentions: list[str] | None = None
 
     @classmethod
-    def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Self:
-        a = Args(args, kwargs, dedup=True)
+    def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any], max_body: int | None = None) -> Self:
+        a = Args(args, kwargs, dedup=True, max_body=max_body)
         a.optional_text("client_msg_id")
         content_type = a.optional_text("content_type")
         from_user_id = a.optional_entity("from_user_id")
@@ -179,8 +193,8 @@ class EditRequest:
     content_type: str | None = None
 
     @classmethod
-    def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Self:
-        a = Args(args, kwargs)
+    def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any], max_body: int | None = None) -> Self:
+        a = Args(args, kwargs, max_body=max_body)
         msg_id = a.text("msg_id")
         content_type = a.optional_text("content_type")
         body, size = a.body()
@@ -248,8 +262,8 @@ class SignalRequest:
     group_id: str | None = None
 
     @classmethod
-    def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Self:
-        a = Args(args, kwargs)
+    def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any], max_body: int | None = None) -> Self:
+        a = Args(args, kwargs, max_body=max_body)
         if kwargs.get("group_id") is not None:
             if kwargs.get("to_user_id") is not None:
                 raise a.invalid("give to_user_id or group_id, not both")

@@ -36,6 +36,7 @@ from mics import errors, events, limit_log, metrics, uris
 from mics.engine import Held, Holds
 from mics.errors import MicsError, SendFailed
 from mics.hooks.policy import HookUnavailable
+from mics.logs import RateLimitedLog
 from mics.requests import (
     EditRequest,
     GroupSendRequest,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from mics.tenants import TenantRuntime
 
 log = make_logger()
+_limited = RateLimitedLog(log)
 
 ENTRY_OVERHEAD = 256  # bytes a held message costs beyond its body, for the byte cap
 _DELIVERED = ("online", "buffered", "offline")
@@ -450,8 +452,8 @@ class SendService:
             members = await hook.group_members(group_id, from_user_id)
         except HookUnavailable as e:
             self._failures["hook_unavailable"].inc()
-            log.warn("group-members hook unavailable: tenant_id={tenant_id} cause={cause}",
-                     tenant_id=self.tenant_id, cause=e.cause)  # fmt: skip
+            _limited.warn((self.tenant_id, "group_members"), "group-members hook unavailable: tenant_id={tenant_id} "
+                          "cause={cause}", tenant_id=self.tenant_id, cause=e.cause)  # fmt: skip
             raise SendFailed(errors.HOOK_UNAVAILABLE, "the group-members hook is unavailable", cmid) from None
         if not members:
             self._failures["empty_group"].inc()

@@ -39,25 +39,29 @@ def is_text(value: object) -> bool:
     return True
 
 
-def body_size(body: Any) -> int:
+def body_size(body: Any, max_size: int | None = None) -> int:
     """Check a message body and return its encoded size: bytes as is, anything else as compact
-    UTF-8 JSON. Raises InvalidValue for what some serializer or client can't carry."""
+    UTF-8 JSON. Raises InvalidValue for what some serializer or client can't carry.
+
+    The size comes first, from the C encoder; a body over `max_size` is not walked (the caller
+    refuses it as too large), so a big hostile frame costs the encode, not a Python walk."""
     if isinstance(body, bytes | bytearray):
         return len(body)
     if isinstance(body, str):
         if not is_text(body):
             raise InvalidValue("body is not valid Unicode text")
         return len(body.encode("utf-8")) + 2
-    if isinstance(body, dict | list):
-        _check_tree(body)
-    elif isinstance(body, int) and not isinstance(body, bool) and not INT_MIN <= body <= INT_MAX:
+    if isinstance(body, int) and not isinstance(body, bool) and not INT_MIN <= body <= INT_MAX:
         raise InvalidValue("body has an integer out of range")
     try:
-        return len(_encode_json(body).encode("utf-8"))
-    except ValueError:  # NaN/Infinity, or a lone surrogate (UnicodeEncodeError)
-        raise InvalidValue("body has a value JSON can't carry (NaN, Infinity or invalid text)") from None
+        size = len(_encode_json(body).encode("utf-8"))
+    except (ValueError, RecursionError):  # NaN/Infinity, a lone surrogate (UnicodeEncodeError), deep nesting
+        raise InvalidValue("body has a value JSON can't carry (NaN, Infinity, invalid text or deep nesting)") from None
     except TypeError:
         raise InvalidValue("body is not a JSON value or bytes") from None
+    if isinstance(body, dict | list) and (max_size is None or size <= max_size):
+        _check_tree(body)
+    return size
 
 
 def _check_tree(root: dict[str, Any] | list[Any]) -> None:

@@ -16,7 +16,7 @@ import pytest_twisted
 from checks import RUN_COUNTS, control_pair, in_thread, metric, worker_rss
 from raw_ws import Closed, RawWebSocket, open_websocket
 
-from mics.guards import HANDSHAKE_TIMEOUT_S, HELLO_TIMEOUT_S, MAX_FAILURES
+from mics.router.guards import HANDSHAKE_TIMEOUT_S, HELLO_TIMEOUT_S, MAX_FAILURES
 from wamp_clients import backend, sleep
 
 COUNTS = RUN_COUNTS["abuse"]
@@ -314,7 +314,7 @@ async def test_wampcra_guessing_from_one_address_is_refused_while_other_addresse
 async def test_a_client_that_stops_reading_is_closed_as_slow_consumer_and_recovers_everything_by_sync(
     make_tenant, mics_node
 ):
-    tenant = await make_tenant()
+    tenant = await make_tenant(max_user_message_qps=100_000)  # a burst from one user
     carol = await in_thread(open_websocket, mics_node.port, rcvbuf=4096, timeout=10)
     welcome = await in_thread(carol.join, tenant.tenant_id, ticket="tok-carol", device_id="slow")
     assert welcome[0] == 2

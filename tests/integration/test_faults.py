@@ -123,7 +123,7 @@ def _pipeline_then_die(port: int, tenant_id: str, count: int, cut_frame: bool) -
 async def test_a_client_killed_mid_send_leaves_each_message_delivered_at_most_once_and_a_retry_delivers_the_rest(
     make_tenant, cut_frame
 ):
-    tenant = await make_tenant()
+    tenant = await make_tenant(max_user_message_qps=100_000)  # a burst from one user
     bob = await tenant.user("bob")
     await bob.listen("mics.inbox.bob")
     count = 50
@@ -172,7 +172,8 @@ async def test_every_message_acknowledged_while_a_cluster_node_is_sigkilled_reac
         adm = await admin(survivor.url, ADMIN_SECRET)
         sessions.append(adm)
         tenant_id = f"kill{os.getpid() % 10000}"
-        config = {"secret": secret, "hook_transport": "http", "hook_base_url": hooks.base_url}
+        config = {"secret": secret, "hook_transport": "http", "hook_base_url": hooks.base_url,
+                  "max_user_message_qps": 100_000}  # fmt: skip
         await adm.call("mics.admin.tenant.upsert", tenant_id=tenant_id, config=config)
         alice = await user(survivor.url, tenant_id, "tok-alice", "d1")
         carol = await user(survivor.url, tenant_id, "tok-carol", "d1")

@@ -69,7 +69,7 @@ async def test_a_backend_lists_kicks_and_asks_presence_over_http(make_tenant):
 
 @pytest_twisted.ensureDeferred
 async def test_send_errors_answer_the_mics_error_with_its_code_as_the_http_status(make_tenant):
-    tenant = await make_tenant(max_payload_bytes=20, max_message_qps=2)
+    tenant = await make_tenant(max_payload_bytes=40, max_message_qps=2)
     base, path = tenant.node.http, f"/api/v1/{tenant.tenant_id}/send"
     cases = [
         ({"to_user_id": "b.b", "body": 1, "from_user_id": "ops"}, 400, "mics.error.invalid_message"),

@@ -166,3 +166,16 @@ def test_a_signal_goes_to_one_user_or_to_a_group():
     assert (one.to_user_id, one.group_id) == ("bob", None)
     edit = EditRequest.parse((), {"msg_id": "m1", "body": {"t": "x"}, "content_type": "text/plain"})
     assert (edit.msg_id, edit.body, edit.size, edit.content_type) == ("m1", {"t": "x"}, 9, "text/plain")
+
+
+def test_a_body_over_the_limit_is_measured_but_not_walked():
+    hostile = [[0] * 10 for _ in range(1000)] + [2**64]  # invalid, but refused as too large first
+    size = body_size(hostile, max_size=100)
+    assert size > 100, "the caller refuses it by size; the walk that would find 2**64 never runs"
+    with pytest.raises(InvalidValue):
+        body_size(hostile, max_size=None)
+
+
+def test_nesting_past_the_c_encoders_limit_is_invalid_not_a_crash():
+    with pytest.raises(InvalidValue):
+        body_size(deep(5000))

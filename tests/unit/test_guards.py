@@ -9,9 +9,9 @@ import txaio
 
 txaio.use_twisted()
 
-from mics import guards  # noqa: E402
 from mics.errors import JoinDenied  # noqa: E402
 from mics.logs import RateLimitedLog  # noqa: E402
+from mics.router import guards  # noqa: E402
 
 
 class Clock:

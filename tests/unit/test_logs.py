@@ -32,7 +32,7 @@ def test_the_level_crossbar_run_puts_in_the_prefix_wins_over_the_streams_guess()
 def test_crossbar_run_names_each_events_level_after_its_system():
     from twisted.logger import LogLevel
 
-    from mics.crossbar_run import with_level
+    from mics.router.run import with_level
 
     seen: list[dict] = []
     make = with_level(lambda **_kw: seen.append)

@@ -6,7 +6,7 @@ import txaio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mics import speedups
+from mics.router import speedups
 
 
 def test_formatting_helpers_are_skipped_above_debug(monkeypatch):

@@ -93,7 +93,7 @@ def final_of(obj: Any, limit: int) -> tuple[Any, str | None, int]:
 
 def _check_value(value: Any, limit: int, what: str) -> int:
     try:
-        size = body_size(value)
+        size = body_size(value, limit)  # one over the limit is measured, not walked
     except InvalidValue as e:
         raise AgentError(ERROR, f"{what} breaks the value rules: {e}") from None
     if size > limit:

@@ -18,10 +18,12 @@ from mics import metrics
 from mics.config import TenantConfig
 from mics.hooks import AuthReply, Hook, HookFailure, HookRejected
 from mics.limits import CircuitBreaker
+from mics.logs import RateLimitedLog
 from mics.types import CheckVerdict
 
 T = TypeVar("T")
 log = make_logger()
+_degraded = RateLimitedLog(log, interval_s=1.0)
 
 
 class HookUnavailable(Exception):
@@ -156,8 +158,6 @@ class GuardedHook:
         self.auth_guard = Guard(tenant_id, "auth", config, *_auth_timeouts(config), reactor)
         self.check_guard = Guard(tenant_id, "check_message", config, config.hook_timeout_ms, None, reactor)
         self.members_guard = Guard(tenant_id, "group_members", config, config.hook_timeout_ms, None, reactor)
-        self._last_warn = -1.0
-        self._suppressed = 0
 
     def configure(self, config: TenantConfig) -> None:
         """The tenant's policy settings changed (the transport did not): keep breakers and pools."""
@@ -180,23 +180,13 @@ class GuardedHook:
         return CheckVerdict(allow, reason)
 
     def _warn_degraded(self, cause: str, message: dict[str, Any]) -> None:
-        """At most one warning a second per tenant; the rest are counted in the next one."""
-        now = self._reactor.seconds()
-        if now - self._last_warn < 1.0:
-            self._suppressed += 1
-            return
-        log.warn(
-            "check-message hook unavailable, message allowed: tenant_id={tenant_id} cause={cause} "
-            "msg_id={msg_id} suppressed={suppressed}",
-            tenant_id=self.tenant_id,
-            hook="check_message",
-            cause=cause,
-            msg_id=message.get("msg_id"),
+        """At most one warning a second per tenant; the next one counts the rest."""
+        _degraded.warn(
+            self.tenant_id,
+            "check-message hook unavailable, message allowed: tenant_id={tenant_id} cause={cause} msg_id={msg_id}",
+            tenant_id=self.tenant_id, hook="check_message", cause=cause, msg_id=message.get("msg_id"),
             trace_id=message.get("trace_id"),
-            suppressed=self._suppressed,
-        )
-        self._last_warn = now
-        self._suppressed = 0
+        )  # fmt: skip
 
     def close(self) -> None:
         self.hook.close()

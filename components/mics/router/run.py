@@ -1,4 +1,4 @@
-"""`python -m mics.crossbar_run start ...`: Crossbar's own command, with each log line naming its
+"""`python -m mics.router.run start ...`: Crossbar's own command, with each log line naming its
 level (`[Router 123 warn] ...`, `[Router 123 error] ...`).
 
 Crossbar prints what its workers log without the level (info and debug on stdout, warnings and

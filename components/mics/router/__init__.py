@@ -1,18 +1,29 @@
-"""Everything MICS reads or calls inside Crossbar's router worker, in one module.
+"""Everything MICS reads or changes inside Crossbar's router worker, in one package.
 
 MICS runs inside the router worker. The public API (publish, call, the meta API) covers what it
-needs, but three things are much cheaper, or only possible, through internals of Crossbar 26.10
-(pyproject.toml bounds the version; tests/unit/test_router.py checks them on a real in-process
-router and the integration tests on a real node):
+needs, but some things are much cheaper, or only possible, through internals of Crossbar 26.10,
+Autobahn 26.10 and Twisted 26.10. They live here and nowhere else (pyproject.toml bounds the
+Crossbar version; tests/unit/test_router.py checks this module on a real in-process router, the
+integration tests the rest on a real node):
+
+- this module: the trusted fan-out and in-process session closes of one realm (`RealmPort`), and
+  the worker's controller;
+- `mics.router.guards`: bounds on what one connection or client address can take (handshake and
+  HELLO deadlines, slow consumers, wampcra login throttling);
+- `mics.router.speedups`: measured fixes for library costs on the hot path (lazy debug formatting,
+  C JSON decoding, GC tuning);
+- `mics.router.run`: `crossbar start` with each log line naming its level.
+
+Internals this module uses:
 
 - the trusted fan-out (`RealmPort.deliver`, and `deliver_all` for live presence):
   `Router._broker._subscription_map`, `Router._session_id_to_session` and `Router.send` (the cap
   on a session's presence watches reads `Router._broker._session_to_subscriptions`; `deliver_all`
   frames an EVENT once per serializer and sends it through Autobahn's WebSocket protocol state and
-  Twisted's TCP transport buffer, `SharedFrames`). It does what
-  the broker does for a publish with eligible_authid/exclude, minus what only an untrusted
-  publisher needs (re-authorizing our own publish, option parsing, retention, a Deferred per
-  publication): about a third of the router's CPU per send. Without them: `publish()` through our realm component;
+  Twisted's TCP transport buffer, `SharedFrames`). It does what the broker does for a publish
+  with eligible_authid/exclude, minus what only an untrusted publisher needs (re-authorizing our
+  own publish, option parsing, retention, a Deferred per publication): about a third of the
+  router's CPU per send. Without them: `publish()` through our realm component;
 - closing a session in process (`RealmPort.close_session`): `RouterSession.leave(reason,
   message)` through `_session_id_to_session`, which also works while the node shuts down.
   Without it: `wamp.session.kill`;
@@ -26,14 +37,17 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
+import txaio
 from autobahn import util
 from autobahn.wamp import message
 from autobahn.wamp.types import PublishOptions
-from txaio import make_logger
 
 from mics import errors, metrics, uris
+from mics.logs import RateLimitedLog
 
-log = make_logger()
+txaio.use_twisted()  # Crossbar runs on Twisted; `python -m mics.router.run` imports us before it selects it
+log = txaio.make_logger()
+_limited = RateLimitedLog(log)
 
 TESTED_CROSSBAR = "26.10"
 
@@ -70,7 +84,8 @@ class Fanout:
                     try:
                         send(receiver, event)
                     except Exception as e:  # e.g. PayloadExceededError for one receiver: the others still get it
-                        log.warn("event not delivered: topic={topic} error={error}", topic=topic, error=str(e))
+                        _limited.warn(("undelivered", type(e).__name__), "event not delivered: topic={topic} "
+                                      "error={error}", topic=topic, error=str(e))  # fmt: skip
 
     def deliver_all(self, topic: str, kwargs: dict[str, Any]) -> int:
         """This event to every subscriber of `topic` (live presence: any user may watch); returns
