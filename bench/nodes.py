@@ -33,6 +33,7 @@ class Router:
     process: ManagedProcess
     startup: dict[str, float] = field(default_factory=dict)
     _worker: psutil.Process | None = None
+    proxy: psutil.Process | None = None  # the proxy worker in front of the router worker, if any
 
     @property
     def worker(self) -> psutil.Process:
@@ -145,17 +146,44 @@ def raw_config(port: int, users: list[str]) -> dict[str, Any]:
     }
 
 
-def start_raw(tmp: Path, users: list[str]) -> Router:
-    """A plain Crossbar node; ready = its web transport answers, then a probe joins."""
+def proxied_config(port: int, users: list[str], socket: Path) -> dict[str, Any]:
+    """`raw_config`'s realm behind a Crossbar proxy worker (crossbar-notes section 6): the proxy
+    terminates the clients' WebSockets (and their ticket auth) and forwards each session over its own
+    RawSocket connection (a Unix socket, cbor) to the router worker."""
+    config = raw_config(port, users)
+    router = config["workers"][0]
+    web = router["transports"][0]
+    router["transports"] = [{"type": "rawsocket", "endpoint": {"type": "unix", "path": str(socket)},
+                             "serializers": ["cbor"], "auth": {"anonymous-proxy": {"type": "static"}}}]  # fmt: skip
+    backend = {"transport": {"type": "rawsocket", "endpoint": {"type": "unix", "path": str(socket)},
+                             "url": "ws://localhost", "serializer": "cbor"},
+               "auth": {"anonymous-proxy": {"type": "static"}}}  # fmt: skip
+    proxy = {
+        "type": "proxy",
+        "id": "proxy1",
+        "options": {"title": "raw-proxy"},
+        "connections": {"conn1": backend},
+        "routes": {RAW_REALM: {"user": "conn1"}},
+        "transports": [{"type": "web", "endpoint": web["endpoint"], "paths": web["paths"]}],
+    }
+    config["workers"].append(proxy)
+    return config
+
+
+def start_raw(tmp: Path, users: list[str], proxied: bool = False) -> Router:
+    """A plain Crossbar node; ready = its web transport answers, then a probe joins. `proxied`: the
+    router worker behind a proxy worker (`proxied_config`); `Router.proxy` is then the proxy's process."""
     from mics.cli import crossbar_command
 
     port = free_port()
-    cbdir = tmp / "raw" / ".crossbar"
+    name = "raw-proxied" if proxied else "raw"
+    cbdir = tmp / name / ".crossbar"
     cbdir.mkdir(parents=True, exist_ok=True)
-    (cbdir / "config.json").write_text(json.dumps(raw_config(port, users)))
+    config = proxied_config(port, users, cbdir / "router.sock") if proxied else raw_config(port, users)
+    (cbdir / "config.json").write_text(json.dumps(config))
     url = f"ws://127.0.0.1:{port}/ws"
     spawned = time.time()
-    proc = ManagedProcess("raw", crossbar_command(cbdir, "warn"), tmp / "raw.log")
+    proc = ManagedProcess(name, crossbar_command(cbdir, "warn"), tmp / f"{name}.log")
     probe = _probe(url, RAW_REALM, f"tok-{users[0]}", users[0])
     try:
         proc.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/", 0.5)[0] != 0)  # the web transport answers
@@ -167,4 +195,8 @@ def start_raw(tmp: Path, users: list[str]) -> Router:
     joined = _first_join(probe, spawned)
     router = Router("raw", url, f"http://127.0.0.1:{port}", proc)
     router.startup = {"ready_s": round(ready, 3), "first_join_s": joined or -1.0}
+    if proxied:  # the workers by their process titles
+        children = psutil.Process(proc.proc.pid).children()
+        router._worker = next(c for c in children if "raw-router" in " ".join(c.cmdline()))
+        router.proxy = next(c for c in children if "raw-proxy" in " ".join(c.cmdline()))
     return router

@@ -24,6 +24,41 @@ def _cpu_per_msg(steps: list[dict[str, Any]]) -> float | None:
     return ok[-1]["node_us_per_msg"] if ok else None
 
 
+SUSTAINED_P50_MS = 50.0  # a third of the default hook_timeout_ms: beyond, checks time out in the router's queue
+
+
+def _sustained(steps: list[dict[str, Any]], checked: bool) -> dict[str, Any] | None:
+    """The highest step that kept up (≥ 85% delivered) without queueing (p50 ≤ 50 ms) and, with
+    `checked`, with every send checked (≥ 99%). A saturated router queues for seconds: its hook
+    calls time out and degrade, so a hook-on run cannot have a peak like hook-off's at 500 ms p50."""
+    kept_up = [s for s in steps if s["delivered_per_s"] >= 0.85 * s["offered_per_s"]]
+    ok = [s for s in kept_up if (s["p50_ms"] or 0) <= SUSTAINED_P50_MS
+          and (not checked or s.get("hook_checked_share", 0) >= 0.99)]  # fmt: skip
+    return ok[-1] if ok else None
+
+
+def _hook_rows(
+    steps: list[dict[str, Any]], off_steps: list[dict[str, Any]], what: str, base: float, off: float, share: float
+) -> list[tuple[str, str, str, str]]:
+    """A check-hook run against hook-off 1:1 msgpack of the same run."""
+    peak = _peak(steps)
+    on, off_ok = _sustained(steps, True), _sustained(off_steps, False)
+    rate_on, rate_off = on and on["delivered_per_s"], off_ok and off_ok["delivered_per_s"]
+    rows = [
+        (f"1:1 msgpack, check hook {what}: peak msg/s (vs hook off {_ratio(peak, off)}; hook answered {share:.0%})",
+         _fmt(base), _fmt(peak), _ratio(peak, base)),
+        (f"1:1 msgpack, check hook {what}: fully checked msg/s at p50 ≤ {SUSTAINED_P50_MS:.0f} ms "
+         "(raw column: hook off, same rule)", _fmt(rate_off), _fmt(rate_on), _ratio(rate_on, rate_off)),
+    ]  # fmt: skip
+    if on:  # CPU per message with every send checked, against hook off at the same offered rate
+        same = next((s for s in off_steps if s["offered_per_s"] == on["offered_per_s"]), None)
+        cpu_off = same.get("node_us_per_msg") if same else None
+        rows.append((f"1:1 msgpack, check hook {what}: router CPU µs/msg at {_fmt(on['offered_per_s'])} msg/s, "
+                     "all checked (raw column: hook off)", _fmt(cpu_off), _fmt(on.get("node_us_per_msg")),
+                     _ratio(on.get("node_us_per_msg"), cpu_off)))  # fmt: skip
+    return rows
+
+
 def _per_core(us: float | None) -> str:
     return f"{us:.0f} (→ {1e6 / us:,.0f})" if us else "-"
 
@@ -70,6 +105,25 @@ def _two_router_rows(
     return out
 
 
+def _proxy_rows(result: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """Raw Crossbar direct vs behind a proxy worker: the raw column is direct, the MICS column proxied."""
+    if not result or not result.get("direct") or not result.get("proxied"):
+        return []
+    direct, proxied = result["direct"], result["proxied"]
+    ok = [s for s in proxied if s["delivered_per_s"] >= 0.85 * s["offered_per_s"]]
+    last = ok[-1] if ok else {}
+    cd, cp = _cpu_per_msg(direct), _cpu_per_msg(proxied)
+    return [
+        ("raw 1:1 msgpack, behind a proxy worker (MICS column): peak msg/s", _fmt(_peak(direct)),
+         _fmt(_peak(proxied)), _ratio(_peak(proxied), _peak(direct))),
+        ("raw 1:1 msgpack, behind a proxy worker: router worker CPU µs/msg", _per_core(cd), _per_core(cp),
+         _ratio(cp, cd)),
+        ("raw 1:1 msgpack, behind a proxy worker: proxy CPU µs/msg; router + proxy", "-",
+         f"{_fmt(last.get('proxy_us_per_msg'))}; {_fmt(last.get('both_us_per_msg'))}",
+         _ratio(last.get("both_us_per_msg"), cd)),
+    ]  # fmt: skip
+
+
 def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(what, raw Crossbar, MICS, MICS/raw) rows."""
     res = report["results"]
@@ -95,28 +149,12 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             )
     base = _peak(res.get("p2p_msgpack", {}).get("raw", []))
     off = _peak(res.get("p2p_msgpack", {}).get("mics", []))
-    for transport in ("wamp", "http"):
+    off_steps = res.get("p2p_msgpack", {}).get("mics", [])
+    for transport, what in (("wamp", "wamp, batched"), ("wamp_single", "wamp, one call each"),
+                            ("http", "http, batched")):  # fmt: skip
         hook = res.get(f"hook_{transport}")
         if hook:
-            peak = _peak(hook["mics"])
-            hc = _cpu_per_msg(hook["mics"])
-            out.append(
-                (
-                    f"1:1 msgpack, check hook {transport}: router CPU µs/msg",
-                    _per_core(_cpu_per_msg(res.get("p2p_msgpack", {}).get("raw", []))),
-                    _per_core(hc),
-                    "-",
-                )
-            )
-            out.append(
-                (
-                    f"1:1 msgpack, check hook {transport}: peak msg/s (vs hook off {_ratio(peak, off)}; "
-                    f"hook answered {hook['hook_checked_share']:.0%})",
-                    _fmt(base),
-                    _fmt(peak),
-                    _ratio(peak, base),
-                )
-            )
+            out.extend(_hook_rows(hook["mics"], off_steps, what, base, off, hook["hook_checked_share"]))
     for name, row in res.get("group", {}).items():
         raw, mics = row.get("raw", {}), row.get("mics", {})
         out.append(
@@ -127,6 +165,15 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _ratio(mics.get("node_cpu_ms_per_send"), raw.get("node_cpu_ms_per_send")),
             )
         )
+        if mics.get("node_cpu_us_per_event") is not None:
+            out.append(
+                (
+                    f"group {name.replace('_', ' ')}: router CPU µs per online recipient",
+                    _fmt(raw.get("node_cpu_us_per_event")),
+                    _fmt(mics.get("node_cpu_us_per_event")),
+                    _ratio(mics.get("node_cpu_us_per_event"), raw.get("node_cpu_us_per_event")),
+                )
+            )
         out.append(
             (
                 f"group {name.replace('_', ' ')}: p50 / p99 ms",
@@ -197,6 +244,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("workers", "mics_2_workers", "1 node, 2 router workers"),
     ):
         out.extend(_two_router_rows(res.get(key), steps_key, what, base))
+    out.extend(_proxy_rows(res.get("proxy")))
     noisy = res.get("noisy")
     if noisy and "during_flood" in noisy:
         alone, during, flood = noisy["alone"], noisy["during_flood"], noisy["flood"]
@@ -244,10 +292,10 @@ def plot(report: dict[str, Any], path: Path) -> Path:
             steps = res.get(f"p2p_{ser}", {}).get(system)
             if steps:
                 series.append((f"{system} {ser}", steps, "-" if system == "mics" else ":"))
-    for transport in ("wamp", "http"):
+    for transport in ("wamp", "wamp_single", "http"):
         steps = res.get(f"hook_{transport}", {}).get("mics")
         if steps:
-            series.append((f"mics msgpack + {transport} check hook", steps, "--"))
+            series.append((f"mics msgpack + {transport.replace('_', ' ')} check hook", steps, "--"))
     for key, steps_key, label in (
         ("cluster", "mics_2_nodes", "mics msgpack, 2-node cluster, cross-node"),
         ("workers", "mics_2_workers", "mics msgpack, 1 node with 2 router workers"),
@@ -293,6 +341,12 @@ def profile_text(report: dict[str, Any], top: int = 15) -> str:
     out = [f"py-spy, {p['samples']} samples of the router worker at {step['delivered_per_s']:,.0f} msg/s delivered "
            f"(worker at {step['node_cores']:.2f} cores); % of busy samples"]  # fmt: skip
     out.append("by package (self): " + ", ".join(f"{pkg} {pct}%" for pkg, pct in p["self_by_package"]))
+    if p.get("self_by_layer"):
+        cpu = step.get("node_cpu_s") or 0
+        kernel = step.get("node_system_cpu_s") or 0
+        out.append("by layer (self): " + ", ".join(f"{name} {pct}%" for name, pct in p["self_by_layer"]))
+        if cpu:
+            out.append(f"router CPU in the kernel (system time, mostly socket and epoll calls): {kernel / cpu:.0%}")
     out.append("top functions (self):")
     out += [f"  {pct:5.1f}%  {fn}" for fn, pct in p["self_top"][:top]]
     out.append("mics functions (inclusive: with everything they call):")

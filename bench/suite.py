@@ -45,17 +45,19 @@ TENANT_DEFAULTS = {
     "max_user_message_qps": 1_000_000,
     "max_joins_per_ip_per_s": 1_000_000,
 }
+BATCHED = {"hook_batch_max": 64, "hook_batch_wait_ms": 2}  # the check-message hook asked in batches
 TENANTS = {
     "bench": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": False},
     "bench_noisy": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": False},
-    "bench_hw": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": True},
+    "bench_hw": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": True, **BATCHED},
+    "bench_hw1": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": True},  # one call per send
     # section 12: one agent, out of the way of its own limits (every stream at once, none refused)
     "bench_ai": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": False,
                  "hook_max_concurrency": 1000, "agents": [{"agent_id": "bench_bot", "name": "Bench bot",
                                                            "transport": "wamp", "max_qps": 10_000}]},
 }
 AGENT_ID = "bench_bot"
-HTTP_TENANT = {"tenant_id": "bench_hh", "config": {**TENANT_DEFAULTS, "check_message_hook": True}}
+HTTP_TENANT = {"tenant_id": "bench_hh", "config": {**TENANT_DEFAULTS, "check_message_hook": True, **BATCHED}}
 
 
 @dataclass(frozen=True)
@@ -96,16 +98,30 @@ FULL = Plan(
     2,
     10000,
     4,
-    ((100, 10, 100.0), (1000, 100, 20.0), (10000, 1000, 5.0)),
+    ((100, 10, 100.0), (1000, 100, 20.0), (5000, 10, 50.0), (10000, 1000, 5.0)),
     1000,
     10,
     10.0,
     2,
 )
 SHORT = Plan(
-    True, (300, 1000), 0.8, 1.0, 20, 2, 100, 2, ((100, 10, 20.0), (1000, 20, 10.0), (10000, 20, 5.0)), 1000, 2, 0.0, 2,
-    100, 20, ((10, 10, 0.02, 0.0),),
-)  # fmt: skip
+    True,
+    (300, 1000),
+    0.8,
+    1.0,
+    20,
+    2,
+    100,
+    2,
+    ((100, 10, 20.0), (1000, 20, 10.0), (5000, 10, 10.0), (10000, 20, 5.0)),
+    1000,
+    2,
+    0.0,
+    2,
+    100,
+    20,
+    ((10, 10, 0.02, 0.0),),
+)
 
 
 class Bench:
@@ -166,13 +182,16 @@ class Bench:
         def used(ps: list[Any]) -> float:
             return sum(t.user + t.system for t in (p.cpu_times() for p in ps))
 
+        def kernel(ps: list[Any]) -> float:
+            return sum(p.cpu_times().system for p in ps)
+
         before = {k: used(ps) for k, ps in procs.items()}
-        system0 = router.worker.cpu_times().system
+        sys0 = kernel(procs["node"])
         g0, t0 = group.cpu(), time.time()
         out = fn()
         dt = time.time() - t0
         cpu = {"wall_s": round(dt, 3), "generators_cores": round((group.cpu() - g0) / dt, 3),
-               "node_system_s": round(router.worker.cpu_times().system - system0, 4)}  # fmt: skip
+               "node_system_cpu_s": round(kernel(procs["node"]) - sys0, 4)}  # fmt: skip
         for k, ps in procs.items():
             if ps:
                 cpu[f"{k}_cpu_s"] = round(used(ps) - before[k], 4)
@@ -231,6 +250,29 @@ class Bench:
             return self._ramp(router, group, count_hook)
         finally:
             group.stop()
+
+    def proxy(self) -> None:
+        """Raw Crossbar 1:1 msgpack with its router worker behind a proxy worker (the proxy terminates
+        the WebSockets), next to the same router worker serving the clients itself: does a second
+        process in front take enough off the router to pay for itself? (docs/performance.md)"""
+        node = start_raw(self.workdir, [f"u{i}" for i in range(self.plan.max_user)], proxied=True)
+        users = [f"u{i}" for i in range(self.plan.p2p_users)]
+        out: dict[str, Any] = {}
+        try:
+            for name, router in (("direct", self.routers["raw"]), ("proxied", node)):
+                group = self.gens(router, RAW_REALM, "msgpack", users, self.plan.generators, "inbox")
+                try:
+                    extra = {"proxy": router.proxy} if router.proxy is not None else None
+                    out[name] = self._ramp(router, group, extra=extra)
+                finally:
+                    group.stop()
+        finally:
+            node.stop()
+        for step in out["proxied"]:
+            received, proxy_s = max(step["received"], 1), step.get("proxy_cpu_s", 0)
+            step["proxy_us_per_msg"] = round(proxy_s * 1e6 / received, 1)
+            step["both_us_per_msg"] = round((step.get("node_cpu_s", 0) + proxy_s) * 1e6 / received, 1)
+        self.results["proxy"] = out
 
     def _ramp(
         self, router: Router, group: Group, count_hook: bool = False, extra: dict[str, Any] | None = None
@@ -295,15 +337,15 @@ class Bench:
             out[name] = self._p2p(router, RAW_REALM if name == "raw" else "bench", serializer)
         self.results[f"p2p_{serializer}"] = out
 
-    def hooked(self, transport: str) -> None:
+    def hooked(self, transport: str, tenant: str) -> None:
         """MICS with the check-message hook on; the baseline is raw msgpack pub/sub from this run."""
-        tenant = "bench_hw" if transport == "wamp" else HTTP_TENANT["tenant_id"]
         before = self._hook_stats()
         steps = self._p2p(self.routers["mics"], tenant, "msgpack", count_hook=True)
         after = self._hook_stats()
         checked = after.get("check_message", 0) - before.get("check_message", 0)
         sent = sum(s["sent"] for s in steps)
         self.results[f"hook_{transport}"] = {
+            "tenant": tenant,
             "mics": steps,
             "hook_checked_share": round(checked / max(sent, 1), 3),
             "hook_outcomes": self._hook_outcomes(tenant),
@@ -318,15 +360,21 @@ class Bench:
         return total
 
     def _hook_outcomes(self, tenant: str) -> dict[str, float]:
-        """check_message hook outcomes from the node's /metrics (ok, timeout, queue_full, ...)."""
+        """check_message hook outcomes from the node's /metrics (ok, timeout, queue_full, ...), and
+        the batched calls' mean size (`messages_per_batch`)."""
         with urllib.request.urlopen(self.routers["mics"].http + "/metrics", timeout=5) as r:
             text = r.read().decode()
-        out = {}
+        out, batches = {}, {}
         for line in text.splitlines():
-            if line.startswith("mics_hook_calls_total{") and f'tenant="{tenant}"' in line and "check_message" in line:
-                labels, value = line.rsplit(" ", 1)
-                outcome = labels.split('outcome="', 1)[1].split('"', 1)[0]
-                out[outcome] = float(value)
+            if f'tenant="{tenant}"' not in line:
+                continue
+            labels, value = line.rsplit(" ", 1)
+            if line.startswith("mics_hook_calls_total{") and 'hook="check_message"' in line:  # not check_messages
+                out[labels.split('outcome="', 1)[1].split('"', 1)[0]] = float(value)
+            elif line.startswith(("mics_hook_batch_messages_sum{", "mics_hook_batch_messages_count{")):
+                batches[labels.split("{", 1)[0].rsplit("_", 1)[-1]] = float(value)
+        if batches.get("count"):
+            out["messages_per_batch"] = round(batches["sum"] / batches["count"], 2)
         return out
 
     def group_send(self) -> None:
@@ -355,15 +403,30 @@ class Bench:
                         }
                         for i in range(len(group.children))
                     ]
+                    idle = self._idle_cores(router)
                     replies, cpu = self.measured(router, group, lambda c=cmds, g=group: g.run(c, 120))
                     step = self._merge(rate, plan.step_s, replies, cpu)
-                    step["events_per_send"] = round(step["received"] / max(step["sent"], 1), 1)
-                    step["node_cpu_ms_per_send"] = round(cpu.get("node_cpu_s", 0) * 1000 / max(step["sent"], 1), 3)
+                    sent, events = max(step["sent"], 1), max(step["received"], 1)
+                    # a few sends per second: the router's own timers would weigh in, so they are taken out
+                    busy_s = cpu.get("node_cpu_s", 0) - idle * cpu["wall_s"]
+                    step["node_idle_cores"] = idle
+                    step["events_per_send"] = round(step["received"] / sent, 1)
+                    step["node_cpu_ms_per_send_gross"] = round(cpu.get("node_cpu_s", 0) * 1000 / sent, 3)
+                    step["node_cpu_ms_per_send"] = round(busy_s * 1000 / sent, 3)
+                    step["node_cpu_us_per_event"] = round(busy_s * 1e6 / events, 1)
                     row[name] = step
                 finally:
                     group.stop()
             out[f"{members}_members_{online}_online"] = row
         self.results["group"] = out
+
+    @staticmethod
+    def _idle_cores(router: Router, seconds: float = 2.0) -> float:
+        """The router worker's CPU while nobody sends (its timers, metrics, event drain)."""
+        before = router.worker.cpu_times()
+        time.sleep(seconds)
+        after = router.worker.cpu_times()
+        return round((after.user + after.system - before.user - before.system) / seconds, 4)
 
     def sync(self) -> None:
         plan, out = self.plan, {}
@@ -469,7 +532,7 @@ class Bench:
                 received = sum(r["presence_events"] for r in watching.run({"cmd": "count"}, 30))
                 changes = plan.presence_changes
                 per_change_ms = (cpu_watched["node_cpu_s"] - cpu_alone["node_cpu_s"]) * 1000 / changes
-                kernel_ms = (cpu_watched["node_system_s"] - cpu_alone["node_system_s"]) * 1000 / changes
+                kernel_ms = (cpu_watched["node_system_cpu_s"] - cpu_alone["node_system_cpu_s"]) * 1000 / changes
                 out[name] = {
                     "watchers": len(watchers),
                     "changes": changes,
@@ -644,8 +707,9 @@ class Bench:
                 ("idle", self.idle),
                 ("p2p_json", lambda: self.p2p("json")),
                 ("p2p_msgpack", lambda: self.p2p("msgpack")),
-                ("hook_wamp", lambda: self.hooked("wamp")),
-                ("hook_http", lambda: self.hooked("http")),
+                ("hook_wamp", lambda: self.hooked("wamp", "bench_hw")),
+                ("hook_wamp_single", lambda: self.hooked("wamp_single", "bench_hw1")),
+                ("hook_http", lambda: self.hooked("http", HTTP_TENANT["tenant_id"])),
                 ("group", self.group_send),
                 ("sync", self.sync),
                 ("presence", self.presence),
@@ -653,6 +717,7 @@ class Bench:
                 ("noisy", self.noisy),
                 ("cluster", self.cluster),
                 ("workers", self.workers),
+                ("proxy", self.proxy),
                 ("profile", self.profile),
             ):
                 if only and name not in only:

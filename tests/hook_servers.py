@@ -14,7 +14,7 @@ from typing import Any
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import RegisterOptions
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred, maybeDeferred
+from twisted.internet.defer import FirstError, ensureDeferred, gatherResults, maybeDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -36,8 +36,12 @@ class HookLogic:
     members_fail: bool = False
     garbage: bool = False  # every hook answers something that is not a hook reply
     auth_config: dict[str, Any] | None = None
-    calls: dict[str, int] = field(default_factory=lambda: {"auth": 0, "check_message": 0, "group_members": 0})
+    batch_hook: bool = True  # False: a backend of before batched checks (no mics.hook.check_messages)
+    calls: dict[str, int] = field(
+        default_factory=lambda: {"auth": 0, "check_message": 0, "check_messages": 0, "group_members": 0}
+    )
     seen_messages: list[dict[str, Any]] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)  # the size of each batched check
 
     async def auth(self, token: str, device_id: str, tenant_id: str) -> dict[str, Any] | None:
         """None means: bad token."""
@@ -68,6 +72,17 @@ class HookLogic:
             return {"allow": False, "reason": "contains a forbidden word"}
         return {"allow": True}
 
+    async def check_messages(self, messages: list[dict[str, Any]], timeout_ms: int = 0) -> dict[str, Any]:
+        """The batched check: each message as check_message would, all at once; one failure fails it all."""
+        self.calls["check_messages"] += 1
+        self.batches.append(len(messages))
+        checks = [ensureDeferred(self.check_message(m)) for m in messages]
+        try:
+            verdicts = await gatherResults(checks, consumeErrors=True)
+        except FirstError as e:
+            raise e.subFailure.value from None
+        return {"verdicts": verdicts}
+
     async def group_members(self, group_id: str, from_user_id: str, tenant_id: str) -> dict[str, Any]:
         self.calls["group_members"] += 1
         if self.members_delay:
@@ -97,11 +112,16 @@ async def wamp_backend(
     async def check(**message: Any) -> dict[str, Any]:
         return await logic.check_message(message)
 
+    async def check_batch(messages: list[dict[str, Any]], timeout_ms: int = 0, **_: Any) -> dict[str, Any]:
+        return await logic.check_messages(messages, timeout_ms)
+
     async def members(group_id: str = "", from_user_id: str = "", tenant_id: str = "", **_: Any) -> dict[str, Any]:
         return await logic.group_members(group_id, from_user_id, tenant_id)
 
     await session.register(auth, "mics.hook.auth", options=options)
     await session.register(check, "mics.hook.check_message", options=options)
+    if logic.batch_hook:
+        await session.register(check_batch, "mics.hook.check_messages", options=options)
     await session.register(members, "mics.hook.group_members", options=options)
     return session
 
@@ -109,7 +129,7 @@ async def wamp_backend(
 class _HookResource(Resource):
     isLeaf = True
     HOOKS = {b"/hooks/auth": "auth", b"/hooks/check-message": "check_message",
-             b"/hooks/get-group-members": "group_members"}  # fmt: skip
+             b"/hooks/check-messages": "check_messages", b"/hooks/get-group-members": "group_members"}  # fmt: skip
 
     def __init__(self, server: HttpHookServer) -> None:
         super().__init__()
@@ -125,6 +145,8 @@ class _HookResource(Resource):
         headers = {k.decode(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
         server.requests.append((request.path.decode(), headers, body))
         hook = self.HOOKS.get(request.path)
+        if hook == "check_messages" and not server.logic.batch_hook:
+            hook = None
         status, reply = 404, None
         try:
             server.verifier.verify(headers, body)
@@ -146,6 +168,8 @@ class _HookResource(Resource):
                     status = 200 if reply is not None else 401
                 elif hook == "check_message":
                     status, reply = 200, await server.logic.check_message(fields)
+                elif hook == "check_messages":
+                    status, reply = 200, await server.logic.check_messages(fields["messages"], fields["timeout_ms"])
                 else:
                     status, reply = 200, await server.logic.group_members(**fields)
             except Exception:
@@ -160,7 +184,7 @@ class _HookResource(Resource):
 
 
 class HttpHookServer:
-    """Serves /auth, /check-message, /get-group-members on 127.0.0.1 (free port)."""
+    """Serves /auth, /check-message, /check-messages, /get-group-members on 127.0.0.1 (free port)."""
 
     def __init__(self, secret: str, logic: HookLogic, encoding: str = "json") -> None:
         self.logic = logic

@@ -17,6 +17,11 @@ from autobahn.twisted.websocket import WampWebSocketClientFactory
 from autobahn.wamp import auth
 from autobahn.wamp.serializer import CBORSerializer, JsonObjectSerializer, JsonSerializer, MsgPackSerializer
 from autobahn.wamp.types import ComponentConfig
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateResponse,
+    PerMessageDeflateResponseAccept,
+)
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -51,6 +56,10 @@ class JoinRefused(Exception):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+
+
+def _accept_deflate(response: PerMessageDeflateResponse) -> PerMessageDeflateResponseAccept | None:
+    return PerMessageDeflateResponseAccept(response) if isinstance(response, PerMessageDeflateResponse) else None
 
 
 def sleep(seconds: float) -> Deferred[None]:
@@ -157,12 +166,16 @@ async def connect(
     serializer: str = "json",
     session_class: type[TestSession] = TestSession,
     timeout: float = DEFAULT_TIMEOUT,
+    compression: bool = False,
 ) -> TestSession:
     joined: Deferred[TestSession] = Deferred()
     extra = {"joined": joined, "authmethod": authmethod, "ticket": ticket, "authextra": authextra,
              "authid": authid, "secret": secret}  # fmt: skip
     session_factory: Callable[[], TestSession] = lambda: session_class(ComponentConfig(realm, extra))  # noqa: E731
     factory = WampWebSocketClientFactory(session_factory, url=url, serializers=[SERIALIZERS[serializer]()])
+    if compression:  # offer permessage-deflate (the router uses it if its transport allows)
+        factory.setProtocolOptions(perMessageCompressionOffers=[PerMessageDeflateOffer()],
+                                   perMessageCompressionAccept=_accept_deflate)  # fmt: skip
     parsed = urlparse(url)
     endpoint = TCP4ClientEndpoint(reactor, parsed.hostname, parsed.port)
     await connectProtocol(endpoint, factory.buildProtocol(None))

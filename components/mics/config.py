@@ -331,6 +331,8 @@ class TenantConfig:
     hook_queue_timeout_ms: int = setting("int", 50, "longest wait for a free hook slot", 0, 60_000)
     hook_breaker_failure_threshold: int = setting("int", 5, "consecutive failures that open the breaker", 1, 100_000)
     hook_breaker_open_ms: int = setting("int", 5000, "how long an open breaker stays open", 1, 3_600_000)
+    hook_batch_max: int = setting("int", 1, "check-message hook: messages per call (1: no batches)", 1, 1000)
+    hook_batch_wait_ms: int = setting("int", 2, "check-message hook: how long a batch gathers messages", 0, 1000)
     heartbeat_timeout_s: int = setting("int", 30, "a session silent this long is closed", 1, 86_400)
     offline_ttl_s: int = setting("int", 300, "how long messages for offline users are held", 1, 86_400)
     replay_window_s: int = setting("int", 60, "how long other inbox messages are held", 0, 86_400)

@@ -83,6 +83,13 @@ HOOK_OUTCOMES = ("ok", "rejected", "timeout", "failure", "queue_full", "breaker_
 HOOK_CALLS = Counter(
     "mics_hook_calls_total", "Hook calls by hook and outcome", ["tenant", "hook", "outcome"], registry=REGISTRY
 )
+HOOK_BATCH_SIZE = Histogram(
+    "mics_hook_batch_messages",
+    "Messages per batched check-message call (hook_batch_max > 1)",
+    ["tenant"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+    registry=REGISTRY,
+)
 HOOK_SECONDS = Histogram(
     "mics_hook_duration_seconds",
     "Hook call latency",

@@ -71,6 +71,7 @@ AUTHORIZE = "mics.authorize"
 # hooks a tenant backend registers (hook_transport: wamp)
 HOOK_AUTH = "mics.hook.auth"
 HOOK_CHECK_MESSAGE = "mics.hook.check_message"
+HOOK_CHECK_MESSAGES = "mics.hook.check_messages"  # the batched check (tenant config hook_batch_max > 1)
 HOOK_GROUP_MEMBERS = "mics.hook.group_members"
 
 # agents a tenant backend serves (section 12, transport wamp): `mics.agent.<agent_id>`; users may not

@@ -61,10 +61,12 @@ class TenantFactory:
         self.node = node
         self.tenants: list[Tenant] = []
 
-    async def __call__(self, hooks: str = "wamp", encoding: str = "json", **config: Any) -> Tenant:
+    async def __call__(self, hooks: str = "wamp", encoding: str = "json", batch_hook: bool = True,
+                       **config: Any) -> Tenant:  # fmt: skip
+        """`batch_hook=False`: the backend serves no batched check (as before hook_batch_max)."""
         tenant_id = f"t{os.getpid() % 10000}x{next(_counter)}"
         secret = f"secret-{tenant_id}-0123456789"
-        logic = HookLogic()
+        logic = HookLogic(batch_hook=batch_hook)
         adm = await admin(self.node.url, ADMIN_SECRET)
         http = None
         cfg: dict[str, Any] = {"secret": secret, "hook_transport": hooks, **config}

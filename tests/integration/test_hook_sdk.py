@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 
 from harness import ADMIN_SECRET
 from mics_client import errors
@@ -150,6 +150,60 @@ async def test_the_backend_sends_system_messages_reports_members_and_kicks(setup
     assert kicked == 1 and reason == "mics.close.kicked" and alice.state == "closed"
 
 
+class WaryHooks(ShopHooks):
+    """Checks that crash on "crash" and never finish on "stall"; counts the batched calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def check_message(self, message: dict[str, Any]) -> Any:
+        body = str(message.get("body"))
+        if "crash" in body:
+            raise RuntimeError("the tenant's check broke on this one")
+        if "stall" in body:
+            return Deferred()  # never answers
+        return super().check_message(message)
+
+    async def check_messages(self, messages: list[dict[str, Any]], timeout_ms: int | None = None) -> list[Any]:
+        self.batches.append(len(messages))
+        return await super().check_messages(messages, timeout_ms)
+
+
+class WaryBackend(WaryHooks, TenantBackend):
+    def __init__(self, config: Any) -> None:
+        TenantBackend.__init__(self, config)
+        WaryHooks.__init__(self)
+
+
+@pytest.mark.parametrize(("transport", "encoding"), [("wamp", "json"), ("http", "json"), ("http", "protobuf")])
+@pytest_twisted.ensureDeferred
+async def test_the_sdks_batched_check_answers_each_message_and_a_broken_one_cannot_wave_others_through(
+    setup: TenantSetup, transport: str, encoding: str
+) -> None:
+    batching = {"hook_batch_max": 8, "hook_batch_wait_ms": 50, "hook_timeout_ms": 400}
+    if transport == "wamp":
+        tenant_id, secret = await setup.create(hook_transport="wamp", **batching)
+        hooks: WaryHooks = await connect_backend(setup.url, tenant_id, secret, WaryBackend)
+        setup.closers.append(lambda: hooks.leave())  # type: ignore[attr-defined]
+    else:
+        hooks = WaryHooks()
+        ids = setup.new_ids()
+        server = HookServer(hooks, ids[1])
+        setup.closers.append(server.stop)
+        tenant_id, _ = await setup.create(ids, hook_transport="http", hook_encoding=encoding,
+                                          hook_base_url=server.base_url, **batching)  # fmt: skip
+    senders = {u: await setup.client(tenant_id, f"ok-{u}") for u in ("alice", "carol", "dave", "erin")}
+    bodies = {"alice": "a refund, now", "carol": "crash the checker", "dave": "stall the checker", "erin": "hi"}
+    sends = [ensureDeferred(senders[u].send("bob", b)) for u, b in bodies.items()]
+    results = await DeferredList(sends, consumeErrors=True)
+
+    refused, *allowed = results
+    assert not refused[0] and isinstance(refused[1].value, errors.Rejected), "its batch-mates' trouble changes nothing"
+    assert all(ok for ok, _ in allowed), "no verdict (crashed, or too slow) degrades that message alone to allow"
+    assert hooks.batches == [4], "one call for the four"
+
+
 @pytest.mark.parametrize("encoding", ["json", "protobuf"])
 @pytest_twisted.ensureDeferred
 async def test_an_http_hook_server_on_the_helper_serves_a_tenant(setup: TenantSetup, encoding: str) -> None:
@@ -201,5 +255,6 @@ async def test_the_http_hook_server_refuses_bad_stale_and_replayed_signatures(se
 
     assert statuses == {"good": 200, "replayed": 401, "wrong secret": 401, "stale": 401, "tampered": 401,
                         "unsigned": 401}  # fmt: skip
-    assert server.resource.stats == {"auth": 1, "check_message": 0, "group_members": 0, "agents": 0,
+    assert server.resource.stats == {"auth": 1, "check_message": 0, "check_messages": 0, "group_members": 0,
+                                     "agents": 0,
                                      "bad_signature": 5}  # fmt: skip

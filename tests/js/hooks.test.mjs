@@ -12,6 +12,7 @@ import {
   connect,
 } from '../../sdk/js/src/index.js';
 import {
+  checkEach,
   createHookServer,
   createHttpClient,
   decodeRequest,
@@ -216,6 +217,72 @@ describe('HTTP hooks', () => {
       signature('s3cret', '1700000000000', 'abc', '{"a":1}'),
       '19fa7d29e4bc4910485c209a0ca5d9f920c96bab2fee456130a8409e699f7a22',
     );
+  });
+});
+
+describe('batched checks (hook_batch_max > 1)', () => {
+  const batching = { hook_batch_max: 8, hook_batch_wait_ms: 50, hook_timeout_ms: 400 };
+  const transports = [['wamp', 'json'], ['http', 'json'], ['http', 'protobuf']];
+
+  /** alice, carol, dave and erin send to bob at once: each sender's settled result. */
+  async function sendTogether(tenant, bodies) {
+    const senders = await Promise.all(Object.keys(bodies).map((u) => tenant.user(u)));
+    return Promise.allSettled(senders.map((client, i) => client.send('bob', Object.values(bodies)[i])));
+  }
+
+  for (const [transport, encoding] of transports) {
+    test(`a tenant's own checkMessages gets one call for concurrent sends (${transport}, ${encoding})`, async () => {
+      const batches = [];
+      const hooks = {
+        ...makeHooks(),
+        checkMessages: ({ messages, timeout_ms: timeoutMs }) => {
+          batches.push([messages.length, timeoutMs]);
+          return { verdicts: messages.map((m) => (m.body.text === 'bad' ? { allow: false, reason: 'no bad words' } : { allow: true })) };
+        },
+      };
+      await withTenant({ transport, hooks, config: { ...batching, hook_encoding: encoding } }, async (tenant) => {
+        const results = await sendTogether(tenant, { alice: { text: 'bad' }, carol: { text: 'hi' }, dave: { text: 'yo' } });
+        assert.equal(results[0].status, 'rejected');
+        assert.ok(results[0].reason instanceof RejectedError && results[0].reason.kwargs.reason === 'no bad words');
+        assert.deepEqual(results.slice(1).map((r) => r.status), ['fulfilled', 'fulfilled']);
+        assert.deepEqual(batches, [[3, 400]]);
+      });
+    });
+  }
+
+  for (const transport of ['wamp', 'http']) {
+    test(`checkMessage serves batches; a check that throws or stalls cannot wave its batch-mates through (${transport})`, async () => {
+      const checked = [];
+      const hooks = {
+        ...makeHooks(),
+        checkMessage: (message) => {
+          checked.push(message.body.text);
+          if (message.body.text === 'crash') throw new Error('the check broke on this one');
+          if (message.body.text === 'stall') return new Promise(() => {});
+          return makeHooks().checkMessage(message);
+        },
+      };
+      await withTenant({ transport, hooks, config: batching }, async (tenant) => {
+        const results = await sendTogether(tenant, {
+          alice: { text: 'bad' }, carol: { text: 'crash' }, dave: { text: 'stall' }, erin: { text: 'fine' },
+        }); // prettier-ignore
+        assert.equal(results[0].status, 'rejected', 'its batch-mates trouble changes nothing');
+        assert.deepEqual(results.slice(1).map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled'],
+          'no verdict (threw, or too slow) degrades that message alone to allow'); // prettier-ignore
+        assert.deepEqual(checked.sort(), ['bad', 'crash', 'fine', 'stall']);
+        assert.equal(tenant.hookErrors.length, 1, 'the throw is reported to the tenant');
+      });
+    });
+  }
+
+  test('checkEach answers what is checked by 80% of the timeout and null for the rest', async () => {
+    const slow = (ms, verdict) => new Promise((resolve) => setTimeout(() => resolve(verdict), ms));
+    const batch = checkEach((m) => (m.ms ? slow(m.ms, true) : m.allow));
+    const started = Date.now();
+    const reply = await batch({ messages: [{ allow: false }, { ms: 5 }, { ms: 5000 }, { allow: 'maybe' }], timeout_ms: 100 });
+    assert.deepEqual(reply, { verdicts: [{ allow: false }, { allow: true }, null, null] });
+    assert.ok(Date.now() - started < 1000, 'answered at the deadline, not when the slow check ends');
+    assert.deepEqual(await batch({ messages: [] }), { verdicts: [] });
   });
 });
 

@@ -4,7 +4,7 @@ import {
   connect, MicsClient, NotFoundError, RejectedError, MicsError, Timeline, type Ack, type Message, type PresenceChange,
   type AgentStream,
 } from '../../sdk/js/src/index.js';
-import { TenantBackend, createHookServer, HookRejection, Reply, type AgentRequest } from '../../sdk/js/src/hooks.js';
+import { TenantBackend, checkEach, createHookServer, HookRejection, Reply, type AgentRequest } from '../../sdk/js/src/hooks.js';
 
 export async function client(): Promise<void> {
   const c: MicsClient = await connect({
@@ -71,10 +71,13 @@ export async function backend(): Promise<void> {
         return { user_id: token };
       },
       checkMessage: () => ({ allow: true }),
+      checkMessages: ({ messages }) => ({ verdicts: messages.map((m) => (m.body ? { allow: true } : null)) }),
       groupMembers: async () => ({ members: ['a'] }),
     },
   }).start();
   await b.membersChanged('g', { added: ['a'] });
+  const batched = await checkEach((m) => m.type === 'chat')({ messages: [], timeout_ms: 150 });
+  console.log(batched.verdicts.length);
   const agents = {
     echo: async function* ({ text, context }: AgentRequest) {
       for (const word of text.split(' ')) yield `${word} `;

@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from mics import events, metrics
 from mics.config import AgentConfig, TenantConfig
 from mics.hooks import HookFailure
-from mics.hooks.policy import Guard
+from mics.hooks.guard import Guard
 from mics.limits import TokenBucket
 from mics.types import Sender, now_ms
 from mics.values import InvalidValue, body_size, is_text

@@ -34,7 +34,7 @@ from mics.agents import (
     final_of,
 )
 from mics.engine import Conversation
-from mics.hooks.policy import HookUnavailable
+from mics.hooks.guard import HookUnavailable
 from mics.logs import RateLimitedLog
 from mics.types import AGENT_CHUNK, CHAT, GROUP_CHAT, SYSTEM, Message, Sender, now_ms
 from mics.values import body_size

@@ -1,4 +1,5 @@
-"""One policy over every hook transport: timeout, bulkhead with queue timeout, circuit breaker.
+"""One policy over every hook transport: timeout, bulkhead with queue timeout, circuit breaker
+(`guard.Guard`, one per hook of a tenant), and batched check-message calls (`batch.CheckBatcher`).
 
 The check-message hook degrades to allow (a structured warning is logged, throttled); the auth
 and group-members hooks turn the same troubles into `HookUnavailable` for the caller to refuse.
@@ -6,146 +7,28 @@ and group-members hooks turn the same troubles into `HookUnavailable` for the ca
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
 from txaio import make_logger
 
-from mics import metrics
 from mics.config import TenantConfig
-from mics.hooks import AuthReply, Hook, HookFailure, HookRejected
-from mics.limits import CircuitBreaker
+from mics.hooks import AuthReply, BatchUnsupported, Hook, Verdict
+from mics.hooks.batch import CheckBatcher
+from mics.hooks.guard import Guard, HookUnavailable
 from mics.logs import RateLimitedLog
 from mics.types import CheckVerdict
 
-T = TypeVar("T")
+__all__ = ["Guard", "GuardedHook", "HookUnavailable"]
+
 log = make_logger()
 _degraded = RateLimitedLog(log, interval_s=1.0)
-
-
-class HookUnavailable(Exception):
-    """The hook gave no answer in time: timeout, failure, full queue or open breaker."""
-
-    def __init__(self, cause: str) -> None:
-        super().__init__(cause)
-        self.cause = cause
-
-
-class Guard:
-    """Bounds one hook of one tenant: at most `max_concurrency` in flight, a timeout, a breaker."""
-
-    def __init__(
-        self,
-        tenant_id: str,
-        hook: str,
-        config: TenantConfig,
-        timeout_ms: int,
-        queue_timeout_ms: int | None,
-        reactor: IReactorTime,
-    ) -> None:
-        self._reactor = reactor
-        self.breaker = CircuitBreaker(
-            config.hook_breaker_failure_threshold, config.hook_breaker_open_ms / 1000.0, reactor.seconds
-        )
-        self.configure(config, timeout_ms, queue_timeout_ms)
-        self.in_flight = 0
-        self._waiters: deque[Deferred[None]] = deque()
-        self._calls = {o: metrics.HOOK_CALLS.labels(tenant_id, hook, o) for o in _OUTCOMES}
-        self._seconds = metrics.HOOK_SECONDS.labels(tenant_id, hook)
-        self._breaker_gauge = metrics.BREAKER_OPEN.labels(tenant_id, hook)
-        self.tenant_id = tenant_id
-        self.hook = hook
-
-    def configure(self, config: TenantConfig, timeout_ms: int, queue_timeout_ms: int | None = None) -> None:
-        """New policy settings, in place: calls in flight, waiters and the breaker's state stay."""
-        self._timeout_s = timeout_ms / 1000.0
-        self._max = config.hook_max_concurrency
-        queue_ms = config.hook_queue_timeout_ms if queue_timeout_ms is None else queue_timeout_ms
-        self._queue_timeout_s = queue_ms / 1000.0
-        self.breaker.threshold = config.hook_breaker_failure_threshold
-        self.breaker.open_s = config.hook_breaker_open_ms / 1000.0
-
-    async def _acquire(self) -> None:
-        if self.in_flight < self._max:
-            self.in_flight += 1
-            return
-        if self._queue_timeout_s <= 0:
-            raise HookUnavailable("queue_full")
-        waiter: Deferred[None] = Deferred()
-        self._waiters.append(waiter)
-        waiter.addTimeout(self._queue_timeout_s, self._reactor)
-        try:
-            await waiter  # the releaser hands its slot over: in_flight stays counted
-        except (TimeoutError, CancelledError):
-            raise HookUnavailable("queue_full") from None
-
-    def _release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.called:
-                waiter.callback(None)
-                return
-        self.in_flight -= 1
-
-    async def run(self, call: Callable[[], Awaitable[T]]) -> T:
-        await self._acquire()
-        try:
-            if not self.breaker.allow():
-                raise HookUnavailable("breaker_open")
-            started = self._reactor.seconds()
-            d = Deferred.fromCoroutine(call())  # type: ignore[arg-type]
-            timed_out = False
-
-            def on_timeout(result: object, timeout: float) -> object:
-                # the transport may turn our cancel into any error: the timer firing decides
-                nonlocal timed_out
-                timed_out = True
-                return result
-
-            d.addTimeout(self._timeout_s, self._reactor, onTimeoutCancel=on_timeout)
-            try:
-                result: T = await d
-            except HookRejected:
-                self.breaker.record_success()  # a clear "no" is a healthy hook
-                self._seconds.observe(self._reactor.seconds() - started)
-                self._calls["rejected"].inc()
-                raise
-            except (TimeoutError, CancelledError, HookFailure) as e:
-                self._failed()
-                cause = "timeout" if timed_out or not isinstance(e, HookFailure) else "failure"
-                raise HookUnavailable(cause) from None
-            self.breaker.record_success()
-            self._breaker_gauge.set(0)
-            self._seconds.observe(self._reactor.seconds() - started)
-            self._calls["ok"].inc()
-            return result
-        except HookUnavailable as e:
-            self._calls[e.cause].inc()
-            raise
-        finally:
-            self._release()
-
-    def _failed(self) -> None:
-        if self.breaker.record_failure():
-            self._breaker_gauge.set(1)
-            log.warn(
-                "hook breaker opened: tenant_id={tenant_id} hook={hook} open_ms={open_ms}",
-                tenant_id=self.tenant_id,
-                hook=self.hook,
-                open_ms=int(self.breaker.open_s * 1000),
-            )
 
 
 def _auth_timeouts(config: TenantConfig) -> tuple[int, int]:
     """Joins come in bursts (a reconnect storm after a restart): they may wait for a slot as long as
     the auth hook itself may take, not the send path's short queue timeout."""
     return config.hook_auth_timeout_ms, config.hook_auth_timeout_ms
-
-
-_OUTCOMES = ("ok", "rejected", "timeout", "failure", "queue_full", "breaker_open")
 
 
 class GuardedHook:
@@ -158,12 +41,14 @@ class GuardedHook:
         self.auth_guard = Guard(tenant_id, "auth", config, *_auth_timeouts(config), reactor)
         self.check_guard = Guard(tenant_id, "check_message", config, config.hook_timeout_ms, None, reactor)
         self.members_guard = Guard(tenant_id, "group_members", config, config.hook_timeout_ms, None, reactor)
+        self.batcher = CheckBatcher(tenant_id, hook, config, reactor)
 
     def configure(self, config: TenantConfig) -> None:
         """The tenant's policy settings changed (the transport did not): keep breakers and pools."""
         self.auth_guard.configure(config, *_auth_timeouts(config))
         self.check_guard.configure(config, config.hook_timeout_ms)
         self.members_guard.configure(config, config.hook_timeout_ms)
+        self.batcher.configure(config)
 
     async def auth(self, token: str, device_id: str) -> AuthReply:
         return await self.auth_guard.run(lambda: self.hook.auth(token, device_id))
@@ -172,12 +57,29 @@ class GuardedHook:
         return await self.members_guard.run(lambda: self.hook.group_members(group_id, from_user_id))
 
     async def check_message(self, message: dict[str, Any]) -> CheckVerdict:
+        """The tenant's verdict on `message`, alone or in a batch; allow when there is none."""
         try:
+            if self.batcher.active:
+                try:
+                    allow, reason = await self._batched(message)
+                    return CheckVerdict(allow, reason)
+                except BatchUnsupported:
+                    pass  # the backend has no batch hook: this one is checked alone
             allow, reason = await self.check_guard.run(lambda: self.hook.check_message(message))
         except HookUnavailable as e:
             self._warn_degraded(e.cause, message)
             return CheckVerdict(True, None)
         return CheckVerdict(allow, reason)
+
+    async def _batched(self, message: dict[str, Any]) -> Verdict:
+        """A message's verdict from its batch; counted per message like a single check."""
+        try:
+            verdict = await self.batcher.check(message)
+        except HookUnavailable as e:
+            self.check_guard.count(e.cause)
+            raise
+        self.check_guard.count("ok")
+        return verdict
 
     def _warn_degraded(self, cause: str, message: dict[str, Any]) -> None:
         """At most one warning a second per tenant; the next one counts the rest."""
@@ -189,4 +91,5 @@ class GuardedHook:
         )  # fmt: skip
 
     def close(self) -> None:
+        self.batcher.flush()  # what has gathered goes out through this hook still
         self.hook.close()

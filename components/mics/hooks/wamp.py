@@ -10,12 +10,15 @@ from mics import uris
 from mics.errors import INVALID_TOKEN
 from mics.hooks import (
     AuthReply,
+    BatchUnsupported,
     Hook,
     HookFailure,
     HookRejected,
+    Verdict,
     parse_auth_reply,
     parse_check_reply,
     parse_members_reply,
+    parse_verdicts_reply,
 )
 from mics.router import NoRealmSession
 
@@ -41,14 +44,20 @@ class WampHook(Hook):
         except ApplicationError as e:
             if procedure == uris.HOOK_AUTH and e.error == INVALID_TOKEN.uri:
                 raise HookRejected(e.error_message()) from None
+            if procedure == uris.HOOK_CHECK_MESSAGES and e.error == ApplicationError.NO_SUCH_PROCEDURE:
+                raise BatchUnsupported(f"{procedure}: {e.error}") from None
             raise HookFailure(f"{procedure}: {e.error}") from None
 
     async def auth(self, token: str, device_id: str) -> AuthReply:
         reply = await self._call(uris.HOOK_AUTH, token=token, device_id=device_id, tenant_id=self.tenant_id)
         return parse_auth_reply(reply)
 
-    async def check_message(self, message: dict[str, Any]) -> tuple[bool, str | None]:
+    async def check_message(self, message: dict[str, Any]) -> Verdict:
         return parse_check_reply(await self._call(uris.HOOK_CHECK_MESSAGE, **message))
+
+    async def check_messages(self, messages: list[dict[str, Any]], timeout_ms: int) -> list[Verdict | None]:
+        reply = await self._call(uris.HOOK_CHECK_MESSAGES, messages=messages, timeout_ms=timeout_ms)
+        return parse_verdicts_reply(reply, len(messages))
 
     async def group_members(self, group_id: str, from_user_id: str) -> list[str]:
         reply = await self._call(

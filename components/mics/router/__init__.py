@@ -8,6 +8,8 @@ integration tests the rest on a real node):
 
 - this module: the trusted fan-out and in-process session closes of one realm (`RealmPort`), and
   the worker's controller;
+- `mics.router.frames`: pre-built frames, one EVENT written to many WebSocket connections as the
+  same bytes, straight to the sockets (`FrameWriter`);
 - `mics.router.guards`: bounds on what one connection or client address can take (handshake and
   HELLO deadlines, slow consumers, wampcra login throttling);
 - `mics.router.speedups`: measured fixes for library costs on the hot path (lazy debug formatting,
@@ -23,7 +25,9 @@ Internals this module uses:
   Twisted's TCP transport buffer, `SharedFrames`). It does what the broker does for a publish
   with eligible_authid/exclude, minus what only an untrusted publisher needs (re-authorizing our
   own publish, option parsing, retention, a Deferred per publication): about a third of the
-  router's CPU per send. Without them: `publish()` through our realm component;
+  router's CPU per send; its writes go through `mics.router.frames` (which falls back to
+  `Router.send` per connection), and it reads the router's tracing flags and message statistics.
+  Without them: `publish()` through our realm component;
 - closing a session in process (`RealmPort.close_session`): `RouterSession.leave(reason,
   message)` through `_session_id_to_session`, which also works while the node shuts down.
   Without it: `wamp.session.kill`;
@@ -44,6 +48,7 @@ from autobahn.wamp.types import PublishOptions
 
 from mics import errors, metrics, uris
 from mics.logs import RateLimitedLog
+from mics.router.frames import FrameWriter, PreparedMessage
 
 txaio.use_twisted()  # Crossbar runs on Twisted; `python -m mics.router.run` imports us before it selects it
 log = txaio.make_logger()
@@ -63,6 +68,7 @@ class Fanout:
         self._router = router
         self._subscriptions = router._broker._subscription_map
         self._by_id: dict[int, Any] = router._session_id_to_session
+        self._writer = FrameWriter() if _has(router, "_trace_traffic", "_is_traced", "_message_stats") else None
 
     def deliver(self, topic: str, authids: Iterable[str], exclude: int | None, kwargs: dict[str, Any]) -> None:
         observations = self._subscriptions.match_observations(topic)
@@ -70,8 +76,13 @@ class Fanout:
             return
         excluded = self._by_id.get(exclude) if exclude is not None else None
         publication = util.id()
-        send = self._router.send
-        wanted = _as_container(authids)
+        router = self._router
+        send = router.send
+        # a traced router logs every message it sends: let it see these too
+        writer = self._writer
+        write = None if writer is None or router._trace_traffic or router._is_traced else writer.write
+        wanted = _addressed(authids, observations)
+        written = 0
         for observation in observations:
             receivers = [r for r in observation.observers if r._authid in wanted and r is not excluded]
             if not receivers:
@@ -79,13 +90,21 @@ class Fanout:
             # pattern subscribers learn the concrete topic from the event details, as from the broker
             pattern_topic = None if observation.match == message.Subscribe.MATCH_EXACT else topic
             event = message.Event(observation.id, publication, kwargs=kwargs, topic=pattern_topic)
+            frames: dict[Any, PreparedMessage] = {}
             for receiver in receivers:
-                if receiver._session_id and receiver._transport:
+                protocol = receiver._transport
+                if receiver._session_id and protocol:
                     try:
-                        send(receiver, event)
+                        if write is not None and write(protocol, event, frames):
+                            written += 1
+                        else:
+                            send(receiver, event)
                     except Exception as e:  # e.g. PayloadExceededError for one receiver: the others still get it
                         _limited.warn(("undelivered", type(e).__name__), "event not delivered: topic={topic} "
                                       "error={error}", topic=topic, error=str(e))  # fmt: skip
+        if written:  # the router's message statistics, as Router.send keeps them
+            sent = router._message_stats["sent"]
+            sent["event"] = sent.get("event", 0) + written
 
     def deliver_all(self, topic: str, kwargs: dict[str, Any]) -> int:
         """This event to every subscriber of `topic` (live presence: any user may watch); returns
@@ -210,15 +229,21 @@ def _ws_frame(payload: bytes, binary: bool) -> bytes:
     return bytes((first, 127)) + struct.pack("!Q", size) + payload
 
 
-def _as_container(authids: Iterable[str]) -> Any:
-    """A container to test subscribers' authids against.
+def _has(obj: Any, *names: str) -> bool:
+    return all(hasattr(obj, name) for name in names)
 
-    A group of 10,000 members usually has a few subscribers on this node: each subscriber is
-    checked against the member set, never every member looked up (that was the cost).
+
+def _addressed(authids: Iterable[str], observations: list[Any]) -> Any:
+    """The authids to keep subscribers of: a container to test each subscriber's authid against.
+
+    A group of 10,000 members usually has a few subscribers on this node: the member list is
+    intersected with the subscribers' authids (one C-speed pass that hashes each member and
+    stores only the few found), never looked up member by member nor copied into a set of its own.
     """
-    if isinstance(authids, tuple | frozenset | set) and len(authids) < 8:
+    if isinstance(authids, set | frozenset) or (isinstance(authids, tuple) and len(authids) < 8):
         return authids
-    return authids if isinstance(authids, set | frozenset) else set(authids)
+    subscribed = {r._authid for observation in observations for r in observation.observers}
+    return subscribed.intersection(authids)
 
 
 def make_fanout(router: Any) -> Fanout | None:

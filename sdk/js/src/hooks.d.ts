@@ -6,6 +6,10 @@ import type { Message, Ack, Json } from './index.js';
 export interface AuthInput { token: string; device_id: string; tenant_id: string }
 export interface AuthReply { user_id: string; device_id?: string; config?: Record<string, unknown> }
 export interface CheckReply { allow: boolean; reason?: string }
+/** A batched check (tenant config hook_batch_max > 1): the messages, and how long the router waits (ms). */
+export interface CheckMessagesInput { messages: Message[]; timeout_ms?: number }
+/** One verdict per message, in order; null = no verdict (the router lets that message through). */
+export interface CheckMessagesReply { verdicts: (CheckReply | null)[] }
 export interface MembersInput { group_id: string; from_user_id: string; tenant_id: string }
 export interface MembersReply { members: string[] }
 type Maybe<T> = T | Promise<T>;
@@ -19,6 +23,8 @@ export interface Hooks {
   /** throw HookRejection to refuse the token */
   auth?: (input: AuthInput, context: any) => Maybe<AuthReply>;
   checkMessage?: (message: Message, context: any) => Maybe<CheckReply>;
+  /** batched checks; without it, batches are answered through `checkMessage` (`checkEach`) */
+  checkMessages?: (input: CheckMessagesInput, context: any) => Maybe<CheckMessagesReply>;
   groupMembers?: (input: MembersInput, context: any) => Maybe<MembersReply>;
 }
 
@@ -59,7 +65,8 @@ export function runAgent(fn: AgentFunction, request: AgentRequest, emit: (delta:
 /** HTTP hook bodies: `json`, or `protobuf` (protos/mics/v1/hooks.proto) for tenants with hook_encoding "protobuf". */
 export type HookEncoding = 'json' | 'protobuf';
 /** A hook by its SDK name or the Python codec's name. */
-export type HookName = 'auth' | 'checkMessage' | 'groupMembers' | 'check_message' | 'group_members';
+export type HookName = 'auth' | 'checkMessage' | 'checkMessages' | 'groupMembers' | 'check_message' | 'check_messages'
+  | 'group_members';
 export const CONTENT_TYPES: { json: 'application/json'; protobuf: 'application/x-protobuf' };
 /** `protobuf` for an application/x-protobuf Content-Type, else `json`. */
 export function encodingOf(contentType?: string | null): HookEncoding;
@@ -79,7 +86,17 @@ export function messageFromProto(pb: any): Message;
 /** Thrown by an auth hook: WAMP `mics.error.invalid_token`, HTTP 401. */
 export class HookRejection extends MicsError {}
 
-export const HOOK_PROCEDURES: { auth: string; checkMessage: string; groupMembers: string };
+export const HOOK_PROCEDURES: { auth: string; checkMessage: string; checkMessages: string; groupMembers: string };
+/** Of the router's timeout: a batch is answered with what is checked by then. */
+export const DEADLINE_SHARE: number;
+/**
+ * A batched-check handler from a single-message check: all at once; a check that throws (reported to
+ * `onError`) or is not done by 80% of `timeout_ms` gets null.
+ */
+export function checkEach(
+  checkMessage: (message: Message, context: any) => Maybe<CheckReply | boolean>,
+  onError?: (err: unknown) => void,
+): (input: CheckMessagesInput, context?: any) => Promise<CheckMessagesReply>;
 export const HOOK_PATHS: Record<string, keyof Hooks>;
 export const MAX_SKEW_MS: number;
 

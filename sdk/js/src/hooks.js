@@ -14,10 +14,14 @@ import { errorForUri, fromWampError, InvalidTokenError, MicsError } from './erro
 export const HOOK_PROCEDURES = {
   auth: 'mics.hook.auth',
   checkMessage: 'mics.hook.check_message',
+  checkMessages: 'mics.hook.check_messages',
   groupMembers: 'mics.hook.group_members',
 };
-export const HOOK_PATHS = { '/auth': 'auth', '/check-message': 'checkMessage', '/get-group-members': 'groupMembers' };
+export const HOOK_PATHS = { '/auth': 'auth', '/check-message': 'checkMessage', '/check-messages': 'checkMessages',
+  '/get-group-members': 'groupMembers' };
 export const MAX_SKEW_MS = 5 * 60 * 1000;
+/** Of the router's timeout: a batch is answered with what is checked by then, in time. */
+export const DEADLINE_SHARE = 0.8;
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 /** Throw from an auth hook to refuse the token (WAMP: mics.error.invalid_token; HTTP: 401). */
@@ -27,8 +31,10 @@ export class HookRejection extends InvalidTokenError {}
 /**
  * A tenant backend session (authid `backend` or `backend-<name>`, WAMP-CRA with the tenant secret).
  * Pass hook handlers as `hooks: {auth, checkMessage, groupMembers}`; each gets the input fields as one
- * object and returns the reply object (or a Promise of it). `agents: {<agent_id>: fn}` serves AI agents
- * (./agents.js) as `mics.agent.<agent_id>`. Re-registers everything after a reconnect.
+ * object and returns the reply object (or a Promise of it). Batched checks (tenant config
+ * `hook_batch_max` > 1) are answered through `checkMessage` (see `checkEach`) unless you give
+ * `checkMessages`. `agents: {<agent_id>: fn}` serves AI agents (./agents.js) as
+ * `mics.agent.<agent_id>`. Re-registers everything after a reconnect.
  */
 export class TenantBackend extends Emitter {
   // msgpack by default: the router decodes every hook reply, and large member lists cost it
@@ -86,7 +92,7 @@ export class TenantBackend extends Emitter {
         this.session = session;
         try {
           for (const [name, procedure] of Object.entries(HOOK_PROCEDURES)) {
-            const handler = this.hooks[name];
+            const handler = hookHandler(this.hooks, name, this.#crashed);
             if (handler) await session.register(procedure, wampEndpoint(handler, this.#crashed));
           }
           for (const [agentId, fn] of Object.entries(this.agents)) {
@@ -180,6 +186,45 @@ export class TenantBackend extends Emitter {
   membersChanged(groupId, { added = [], removed = [] } = {}) {
     return this.call('mics.group.members_changed', { group_id: groupId, added, removed });
   }
+}
+
+/** The handler for one hook: the batched check falls back to `checkMessage`, message by message. */
+function hookHandler(hooks, name, onError) {
+  if (name === 'checkMessages' && !hooks.checkMessages && hooks.checkMessage) {
+    return checkEach(hooks.checkMessage, onError);
+  }
+  return hooks[name];
+}
+
+/** A check reply -> `{allow, reason?}`, or null when it is none (the router then lets the message through). */
+function verdictOf(value) {
+  if (typeof value === 'boolean') return { allow: value };
+  if (value && typeof value.allow === 'boolean') return value.reason ? { allow: value.allow, reason: String(value.reason) } : { allow: value.allow };
+  return null;
+}
+
+/**
+ * A batched-check handler (`{messages, timeout_ms}` -> `{verdicts}`) from a single-message `checkMessage`:
+ * every message is checked at once; one whose check throws, or is not done when 80% of `timeout_ms`
+ * (how long the router waits) has passed, gets `null`: no verdict, so the router lets it through as
+ * when the hook fails, and the others keep theirs.
+ */
+export function checkEach(checkMessage, onError) {
+  return async ({ messages = [], timeout_ms: timeoutMs } = {}, context) => {
+    const verdicts = messages.map(() => null);
+    const all = Promise.all(messages.map(async (message, i) => {
+      try {
+        verdicts[i] = verdictOf(await checkMessage(message, context));
+      } catch (err) {
+        onError?.(err);
+      }
+    }));
+    let timer;
+    const deadline = timeoutMs > 0 ? new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs * DEADLINE_SHARE); }) : null;
+    await (deadline ? Promise.race([all, deadline]) : all);
+    clearTimeout(timer);
+    return { verdicts: [...verdicts] }; // late answers change nothing any more
+  };
 }
 
 function compact(obj) {
@@ -297,7 +342,8 @@ export class SignatureVerifier {
 // uses: router and hook servers can never disagree on a field.
 export const CONTENT_TYPES = { json: 'application/json', protobuf: 'application/x-protobuf' };
 const HOOK_NAMES = { auth: 'auth', checkMessage: 'checkMessage', check_message: 'checkMessage',
-  groupMembers: 'groupMembers', group_members: 'groupMembers' };
+  checkMessages: 'checkMessages', check_messages: 'checkMessages', groupMembers: 'groupMembers',
+  group_members: 'groupMembers' };
 const MESSAGE_STR_FIELDS = ['msg_id', 'type', 'tenant_id', 'from_user_id', 'from_device_id', 'to_user_id',
   'group_id', 'content_type', 'client_msg_id', 'trace_id'];
 // section 11-12 fields: absent when unused (proto3 `optional`, so presence survives the round trip)
@@ -314,6 +360,7 @@ function types() {
       Message: t('mics.v1.Message'),
       auth: [t('mics.v1.AuthRequest'), t('mics.v1.AuthResponse')],
       checkMessage: [t('mics.v1.CheckMessageRequest'), t('mics.v1.CheckMessageResponse')],
+      checkMessages: [t('mics.v1.CheckMessagesRequest'), t('mics.v1.CheckMessagesResponse')],
       groupMembers: [t('mics.v1.GroupMembersRequest'), t('mics.v1.GroupMembersResponse')],
     };
   }
@@ -440,7 +487,11 @@ export function encodeRequest(hook, fields, encoding = 'json') {
   const name = hookName(hook);
   if (encoding !== 'protobuf') return [dumps(fields), CONTENT_TYPES.json];
   const [Request] = types()[name];
-  const pb = name === 'checkMessage' ? Request.create({ message: messageToProto(fields) }) : Request.fromObject(fields);
+  let pb;
+  if (name === 'checkMessage') pb = Request.create({ message: messageToProto(fields) });
+  else if (name === 'checkMessages') {
+    pb = Request.create({ messages: (fields.messages || []).map(messageToProto), timeout_ms: fields.timeout_ms || 0 });
+  } else pb = Request.fromObject(fields);
   return [Buffer.from(Request.encode(pb).finish()), CONTENT_TYPES.protobuf];
 }
 
@@ -457,6 +508,7 @@ export function decodeRequest(hook, body, contentType = CONTENT_TYPES.json) {
   const [Request] = types()[name];
   const pb = Request.decode(body);
   if (name === 'checkMessage') return messageFromProto(pb.message || types().Message.create());
+  if (name === 'checkMessages') return { messages: (pb.messages || []).map(messageFromProto), timeout_ms: pb.timeout_ms };
   return allFields(Request, pb);
 }
 
@@ -471,12 +523,22 @@ export function encodeResponse(hook, reply, encoding = 'json') {
     pb = { user_id: r.user_id ?? '', device_id: r.device_id || '' };
     if (r.config && Object.keys(r.config).length) pb.config = toStruct(r.config);
   } else if (name === 'checkMessage') {
-    pb = { allow: Boolean(r.allow), reason: r.reason ? String(r.reason) : '' };
+    pb = verdictToProto(r);
+  } else if (name === 'checkMessages') {
+    pb = { verdicts: (r.verdicts || []).map(verdictToProto) };
   } else {
     pb = { members: Array.from(r.members || [], String) };
   }
   return [Buffer.from(Response.encode(Response.fromObject(pb)).finish()), CONTENT_TYPES.protobuf];
 }
+
+/** A verdict -> mics.v1.CheckMessageResponse fields; null (no verdict) is `failed: true`. */
+function verdictToProto(verdict) {
+  if (verdict == null) return { failed: true };
+  return { allow: Boolean(verdict.allow), reason: verdict.reason ? String(verdict.reason) : '' };
+}
+
+const verdictFromProto = (pb) => (pb.failed ? null : { allow: pb.allow, reason: pb.reason || null });
 
 /** Router side (and tests): a reply body -> the reply object (device_id/reason null when empty). */
 export function decodeResponse(hook, body, contentType = CONTENT_TYPES.json) {
@@ -489,13 +551,15 @@ export function decodeResponse(hook, body, contentType = CONTENT_TYPES.json) {
     if (pb.config != null) out.config = fromStruct(pb.config); // Struct numbers are doubles: whole ones are ints in JS
     return out;
   }
-  if (name === 'checkMessage') return { allow: pb.allow, reason: pb.reason || null };
+  if (name === 'checkMessage') return verdictFromProto(pb);
+  if (name === 'checkMessages') return { verdicts: (pb.verdicts || []).map(verdictFromProto) };
   return { members: [...pb.members] };
 }
 
 // -- HTTP hook server ---------------------------------------------------------------------------------
 /**
- * A node:http request handler for `POST /auth`, `/check-message`, `/get-group-members` (any path
+ * A node:http request handler for `POST /auth`, `/check-message`, `/check-messages` (batched checks,
+ * answered through `checkMessage` unless `hooks.checkMessages` is given), `/get-group-members` (any path
  * prefix: the last segment decides). Verifies the signature, decodes the body (JSON, or protobuf when
  * the Content-Type is application/x-protobuf), calls your hook, answers in the request's encoding.
  * Status: 200 answer; 401 bad signature or auth refused (throw HookRejection); 404 unknown hook;
@@ -513,8 +577,9 @@ export function createHookHandler({ secret, hooks = {}, agents = {}, verifier, t
     };
     const path = new URL(req.url, 'http://hook').pathname.split('/');
     const agent = path.at(-2) === 'agents' ? agents[decodeURIComponent(path.at(-1))] : undefined;
-    const name = agent ? 'agent' : HOOK_PATHS['/' + path.at(-1)];
-    if (req.method !== 'POST' || !name || !(agent || hooks[name])) return reply(404, { error: 'no such hook' });
+    const name = agent ? null : HOOK_PATHS['/' + path.at(-1)];
+    const handler = name && hookHandler(hooks, name, onError);
+    if (req.method !== 'POST' || !(agent || handler)) return reply(404, { error: 'no such hook' });
     let body;
     try {
       body = await readBody(req);
@@ -545,7 +610,7 @@ export function createHookHandler({ secret, hooks = {}, agents = {}, verifier, t
       return reply(400, { error: encoding === 'protobuf' ? 'body is not a valid protobuf request' : 'body is not JSON' });
     }
     try {
-      const answer = await hooks[name](fields, { tenantId: req.headers['x-mics-tenant'], encoding });
+      const answer = await handler(fields, { tenantId: req.headers['x-mics-tenant'], encoding });
       const [data, type] = encodeResponse(name, answer, encoding);
       res.writeHead(200, { 'Content-Type': type, 'Content-Length': data.length });
       return res.end(data);

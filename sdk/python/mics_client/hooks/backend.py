@@ -23,12 +23,13 @@ from autobahn.wamp.types import ComponentConfig
 
 from mics_client import errors
 from mics_client.core import make_serializer
-from mics_client.hooks import Hooks, auth_reply, check_reply, members_reply, resolve
+from mics_client.hooks import Hooks, auth_reply, check_replies, check_reply, members_reply, resolve
 from mics_client.hooks.agents import register_agents
 from mics_client.twisted import endpoint_for
 
 HOOK_AUTH = "mics.hook.auth"
 HOOK_CHECK_MESSAGE = "mics.hook.check_message"
+HOOK_CHECK_MESSAGES = "mics.hook.check_messages"
 HOOK_GROUP_MEMBERS = "mics.hook.group_members"
 
 
@@ -93,6 +94,7 @@ class TenantBackend(Hooks, CraSession):
     async def _setup(self, details: Any) -> None:
         await self.register(self._auth, HOOK_AUTH)
         await self.register(self._check_message, HOOK_CHECK_MESSAGE)
+        await self.register(self._check_messages, HOOK_CHECK_MESSAGES)
         await self.register(self._group_members, HOOK_GROUP_MEMBERS)
         await register_agents(self, self)  # section 12: @agent methods
 
@@ -102,6 +104,11 @@ class TenantBackend(Hooks, CraSession):
 
     async def _check_message(self, **message: Any) -> dict[str, Any]:
         return check_reply(await resolve(self.check_message(message)))
+
+    async def _check_messages(self, messages: list[dict[str, Any]] | None = None, timeout_ms: int | None = None,
+                              **_: Any) -> dict[str, Any]:  # fmt: skip
+        batch = list(messages or [])
+        return check_replies(await resolve(self.check_messages(batch, timeout_ms)), len(batch))
 
     async def _group_members(self, group_id: str = "", from_user_id: str = "", tenant_id: str = "",
                              **_: Any) -> dict[str, Any]:  # fmt: skip

@@ -1,5 +1,8 @@
 """HTTP hook bodies: JSON (default) or protobuf (hook_encoding: "protobuf"), both ways.
 
+Hooks: auth, check_message, check_messages (the batched check: `{"messages", "timeout_ms"}` ->
+`{"verdicts"}`, one verdict or None per message) and group_members.
+
 The canonical codec: the node (mics.hooks.codec) and the hook SDK use these same functions, so router
 and receivers can never disagree on a field. protobuf is imported only when a protobuf body is coded.
 """
@@ -95,7 +98,7 @@ def _fields(pb: Any) -> dict[str, Any]:
 
 
 def encode_request(hook: str, fields: dict[str, Any], encoding: str) -> tuple[bytes, str]:
-    """`hook` is auth | check_message | group_members; returns (body, content type)."""
+    """`hook` is auth | check_message | check_messages | group_members; returns (body, content type)."""
     if encoding != "protobuf":
         return dumps(fields), JSON
     hooks_pb2 = _hooks_pb2()
@@ -103,6 +106,9 @@ def encode_request(hook: str, fields: dict[str, Any], encoding: str) -> tuple[by
         pb: Any = hooks_pb2.AuthRequest(**fields)
     elif hook == "check_message":
         pb = hooks_pb2.CheckMessageRequest(message=message_to_proto(fields))
+    elif hook == "check_messages":
+        pb = hooks_pb2.CheckMessagesRequest(messages=[message_to_proto(m) for m in fields["messages"]],
+                                            timeout_ms=fields.get("timeout_ms") or 0)  # fmt: skip
     else:
         pb = hooks_pb2.GroupMembersRequest(**fields)
     return pb.SerializeToString(), PROTOBUF
@@ -119,6 +125,9 @@ def decode_request(hook: str, body: bytes, content_type: str) -> dict[str, Any]:
         return _fields(hooks_pb2.AuthRequest.FromString(body))
     if hook == "check_message":
         return message_from_proto(hooks_pb2.CheckMessageRequest.FromString(body).message)
+    if hook == "check_messages":
+        batch = hooks_pb2.CheckMessagesRequest.FromString(body)
+        return {"messages": [message_from_proto(m) for m in batch.messages], "timeout_ms": batch.timeout_ms}
     return _fields(hooks_pb2.GroupMembersRequest.FromString(body))
 
 
@@ -138,10 +147,23 @@ def encode_response(hook: str, reply: dict[str, Any], encoding: str) -> tuple[by
             s.update(reply["config"])
             pb.config.CopyFrom(s)
     elif hook == "check_message":
-        pb = hooks_pb2.CheckMessageResponse(allow=bool(reply.get("allow")), reason=reply.get("reason") or "")
+        pb = _verdict_to_proto(hooks_pb2, reply)
+    elif hook == "check_messages":
+        pb = hooks_pb2.CheckMessagesResponse(verdicts=[_verdict_to_proto(hooks_pb2, v) for v in reply["verdicts"]])
     else:
         pb = hooks_pb2.GroupMembersResponse(members=list(reply.get("members", [])))
     return pb.SerializeToString(), PROTOBUF
+
+
+def _verdict_to_proto(hooks_pb2: Any, verdict: dict[str, Any] | None) -> Any:
+    """None (no verdict: the check failed) is `failed: true`."""
+    if verdict is None:
+        return hooks_pb2.CheckMessageResponse(failed=True)
+    return hooks_pb2.CheckMessageResponse(allow=bool(verdict.get("allow")), reason=verdict.get("reason") or "")
+
+
+def _verdict_from_proto(pb: Any) -> dict[str, Any] | None:
+    return None if pb.failed else {"allow": pb.allow, "reason": pb.reason or None}
 
 
 def _int_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +182,8 @@ def decode_response(hook: str, body: bytes, content_type: str) -> Any:
             out["config"] = _int_config(_json_format().MessageToDict(pb.config))
         return out
     if hook == "check_message":
-        pb2 = hooks_pb2.CheckMessageResponse.FromString(body)
-        return {"allow": pb2.allow, "reason": pb2.reason or None}
+        return _verdict_from_proto(hooks_pb2.CheckMessageResponse.FromString(body))
+    if hook == "check_messages":
+        batch = hooks_pb2.CheckMessagesResponse.FromString(body)
+        return {"verdicts": [_verdict_from_proto(v) for v in batch.verdicts]}
     return {"members": list(hooks_pb2.GroupMembersResponse.FromString(body).members)}

@@ -1,5 +1,6 @@
-"""Serve a tenant's hooks over signed HTTP (Twisted web): POST /auth, /check-message, /get-group-members,
-and the `@agent` methods of the hooks object at POST /agents/<agent_id> (an NDJSON stream).
+"""Serve a tenant's hooks over signed HTTP (Twisted web): POST /auth, /check-message, /check-messages (batched
+checks), /get-group-members, and the `@agent` methods of the hooks object at POST /agents/<agent_id> (an
+NDJSON stream).
 
 Every request's signature is verified (HMAC-SHA256 over timestamp.nonce.body, 5-minute skew, nonces
 remembered to refuse replays) before your `Hooks` run; JSON and protobuf bodies are both understood and
@@ -18,13 +19,23 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from mics_client.hooks import Hooks, RejectToken, auth_reply, check_reply, codec, members_reply, resolve
+from mics_client.hooks import (
+    Hooks,
+    RejectToken,
+    auth_reply,
+    check_replies,
+    check_reply,
+    codec,
+    members_reply,
+    resolve,
+)
 from mics_client.hooks.agents import NDJSON, agents_of, ndjson_line, parse_request, run_agent
 from mics_client.signing import SignatureError, SignatureVerifier
 
 log = Logger()
 
-PATHS = {b"auth": "auth", b"check-message": "check_message", b"get-group-members": "group_members"}
+PATHS = {b"auth": "auth", b"check-message": "check_message", b"check-messages": "check_messages",
+         b"get-group-members": "group_members"}  # fmt: skip
 
 
 class HookResource(Resource):
@@ -39,7 +50,7 @@ class HookResource(Resource):
         self.verifier = verifier or SignatureVerifier(secret)
         #: counters a tenant may export: requests per hook, agent calls, refused signatures
         self.stats: dict[str, int] = dict.fromkeys(
-            ("auth", "check_message", "group_members", "agents", "bad_signature"), 0
+            ("auth", "check_message", "check_messages", "group_members", "agents", "bad_signature"), 0
         )
 
     def render_POST(self, request: Any) -> Any:
@@ -119,6 +130,10 @@ class HookResource(Resource):
                 reply = auth_reply(await resolve(answer))
             elif hook == "check_message":
                 reply = check_reply(await resolve(self.hooks.check_message(fields)))
+            elif hook == "check_messages":
+                batch = list(fields.get("messages") or [])
+                answer = self.hooks.check_messages(batch, fields.get("timeout_ms") or None)
+                reply = check_replies(await resolve(answer), len(batch))
             else:
                 answer = self.hooks.group_members(fields.get("group_id", ""), fields.get("from_user_id", ""), tenant_id)
                 reply = members_reply(await resolve(answer))

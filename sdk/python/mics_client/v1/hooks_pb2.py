@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from mics_client.v1 import message_pb2 as mics_dot_v1_dot_message__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mics/v1/hooks.proto\x12\x07mics.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15mics/v1/message.proto\"B\n\x0b\x41uthRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\"[\n\x0c\x41uthResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\'\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x13\x43heckMessageRequest\x12!\n\x07message\x18\x01 \x01(\x0b\x32\x10.mics.v1.Message\"5\n\x14\x43heckMessageResponse\x12\r\n\x05\x61llow\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"P\n\x13GroupMembersRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_user_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\"\'\n\x14GroupMembersResponse\x12\x0f\n\x07members\x18\x01 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mics/v1/hooks.proto\x12\x07mics.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15mics/v1/message.proto\"B\n\x0b\x41uthRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\"[\n\x0c\x41uthResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\'\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x13\x43heckMessageRequest\x12!\n\x07message\x18\x01 \x01(\x0b\x32\x10.mics.v1.Message\"E\n\x14\x43heckMessageResponse\x12\r\n\x05\x61llow\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x08\"N\n\x14\x43heckMessagesRequest\x12\"\n\x08messages\x18\x01 \x03(\x0b\x32\x10.mics.v1.Message\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\"H\n\x15\x43heckMessagesResponse\x12/\n\x08verdicts\x18\x01 \x03(\x0b\x32\x1d.mics.v1.CheckMessageResponse\"P\n\x13GroupMembersRequest\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_user_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\"\'\n\x14GroupMembersResponse\x12\x0f\n\x07members\x18\x01 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,9 +40,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKMESSAGEREQUEST']._serialized_start=246
   _globals['_CHECKMESSAGEREQUEST']._serialized_end=302
   _globals['_CHECKMESSAGERESPONSE']._serialized_start=304
-  _globals['_CHECKMESSAGERESPONSE']._serialized_end=357
-  _globals['_GROUPMEMBERSREQUEST']._serialized_start=359
-  _globals['_GROUPMEMBERSREQUEST']._serialized_end=439
-  _globals['_GROUPMEMBERSRESPONSE']._serialized_start=441
-  _globals['_GROUPMEMBERSRESPONSE']._serialized_end=480
+  _globals['_CHECKMESSAGERESPONSE']._serialized_end=373
+  _globals['_CHECKMESSAGESREQUEST']._serialized_start=375
+  _globals['_CHECKMESSAGESREQUEST']._serialized_end=453
+  _globals['_CHECKMESSAGESRESPONSE']._serialized_start=455
+  _globals['_CHECKMESSAGESRESPONSE']._serialized_end=527
+  _globals['_GROUPMEMBERSREQUEST']._serialized_start=529
+  _globals['_GROUPMEMBERSREQUEST']._serialized_end=609
+  _globals['_GROUPMEMBERSRESPONSE']._serialized_start=611
+  _globals['_GROUPMEMBERSRESPONSE']._serialized_end=650
 # @@protoc_insertion_point(module_scope)

@@ -35,12 +35,28 @@ class CheckMessageRequest(_message.Message):
     def __init__(self, message: _Optional[_Union[_message_pb2.Message, _Mapping]] = ...) -> None: ...
 
 class CheckMessageResponse(_message.Message):
-    __slots__ = ("allow", "reason")
+    __slots__ = ("allow", "reason", "failed")
     ALLOW_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
     allow: bool
     reason: str
-    def __init__(self, allow: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    failed: bool
+    def __init__(self, allow: _Optional[bool] = ..., reason: _Optional[str] = ..., failed: _Optional[bool] = ...) -> None: ...
+
+class CheckMessagesRequest(_message.Message):
+    __slots__ = ("messages", "timeout_ms")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[_message_pb2.Message]
+    timeout_ms: int
+    def __init__(self, messages: _Optional[_Iterable[_Union[_message_pb2.Message, _Mapping]]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class CheckMessagesResponse(_message.Message):
+    __slots__ = ("verdicts",)
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    verdicts: _containers.RepeatedCompositeFieldContainer[CheckMessageResponse]
+    def __init__(self, verdicts: _Optional[_Iterable[_Union[CheckMessageResponse, _Mapping]]] = ...) -> None: ...
 
 class GroupMembersRequest(_message.Message):
     __slots__ = ("group_id", "from_user_id", "tenant_id")
