@@ -1,7 +1,7 @@
 """The demo tenant's backend, run inside the node on the embedded default.
 
 Tokens are `demo-<user_id>` (or just the user id), so anyone can try MICS in a minute. Groups:
-`lobby` (every demo user who ever connected) and `team` (alice, bob, carol). One AI agent, `bot`
+`lobby` (every demo user who ever connected) and `team` (alice, bob, carol). One AI agent, `assistant`
 (protocol.md section 12), a deterministic local bot that needs no AI service: it streams your words
 back one by one, then counts them. A real tenant runs this logic in its own service: see examples/
 (examples/echo_agent.py is the same kind of bot on the SDK) and docs/agents.md.
@@ -52,7 +52,7 @@ class DemoBackend(MicsSession):
             return {"members": TEAM}
         return {"members": []}
 
-    @agent("bot")
+    @agent("assistant")
     async def bot(self, request: AgentRequest) -> AsyncIterator[str]:
         """Your words back one by one, then how many there were and how much of the chat it saw."""
         words = request.text.split() or ["(nothing", "to", "echo)"]

@@ -348,19 +348,19 @@ async def _garbage_ends_as_an_error(agents: Any, hostile: list[Any]) -> None:
 # -- the embedded default -----------------------------------------------------------------------------------
 @pytest_twisted.ensureDeferred
 async def test_the_demo_tenant_has_a_local_bot_that_streams_word_by_word(mics_node):
-    """What `scripts/run` shows: the demo tenant's in-node backend serves the agent `bot`."""
+    """What `scripts/run` shows: the demo tenant's in-node backend serves the agent `assistant`."""
     alice = await user(mics_node.url, "demo", "demo-alice", "agents-test")
     try:
         await alice.listen("mics.inbox.alice")
-        assert [a["agent_id"] for a in (await alice.call("mics.agent.list"))["agents"]] == ["bot"]
-        ack = await alice.call("mics.message.send", to_user_id="bot", body={"text": "hello there"})
+        assert [a["agent_id"] for a in (await alice.call("mics.agent.list"))["agents"]] == ["assistant"]
+        ack = await alice.call("mics.message.send", to_user_id="assistant", body={"text": "hello there"})
         chunks, final = await stream(alice, "mics.inbox.alice", ack["agents"][0]["stream_id"])
         streamed = "".join(c["body"]["delta"] for c in chunks)
         assert [c["chunk_seq"] for c in chunks] == list(range(1, len(chunks) + 1)) and len(chunks) > 2
         assert streamed.startswith("hello there —") and "2 words" in streamed
         assert final["type"] == "chat" and final["body"] == streamed
         with pytest.raises(JoinRefused):
-            await user(mics_node.url, "demo", "demo-bot", "impostor")
+            await user(mics_node.url, "demo", "demo-assistant", "impostor")
     finally:
         await alice.close()
 
