@@ -46,6 +46,11 @@ class Generator:
         self.join_lat_ms: list[float] = []
         self.refused: dict[str, int] = {}
         self.presence_events = 0
+        # agents (section 12): per chunk, agent send -> client receive; per stream, trigger -> first chunk
+        self.chunk_lat_us: list[int] = []
+        self.first_chunk_lat_us: list[int] = []
+        self.trigger_to_first_us: list[int] = []
+        self.finals = 0
 
     # -- sessions ------------------------------------------------------------------------------------
     async def _join(self, user: str) -> TestSession:
@@ -96,6 +101,9 @@ class Generator:
             self.presence_events += 1
             return
         body = kwargs.get("body")
+        if isinstance(body, dict) and ("delta" in body or "done" in body):
+            self._on_agent_event(body)
+            return
         if not isinstance(body, dict) or body.get("s") != self.step:
             return
         now = time.time()
@@ -173,6 +181,52 @@ class Generator:
             "t_sent": t_sent,
             "lat_us": self.lat_us,
         }
+
+    # -- agents (section 12) -------------------------------------------------------------------------
+    def _on_agent_event(self, body: dict[str, Any]) -> None:
+        if "done" in body:
+            self.finals += 1
+            return
+        delta = body["delta"]
+        if delta.get("s") != self.step:
+            return
+        now = time.time()
+        self.chunk_lat_us.append(int((now - delta["t"]) * 1e6))
+        if delta["n"] == 1:
+            self.first_chunk_lat_us.append(int((now - delta["t"]) * 1e6))
+            self.trigger_to_first_us.append(int((now - delta["t0"]) * 1e6))
+
+    async def agents(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Each session asks the agent once, all at the same time: as many answers stream at once."""
+        self.step = cmd["step"]
+        self.chunk_lat_us, self.first_chunk_lat_us, self.trigger_to_first_us = [], [], []
+        self.finals, self.sent, self.errors = 0, 0, 0
+        chunks, interval, spread = int(cmd["chunks"]), float(cmd["interval"]), float(cmd.get("spread_s", 0))
+
+        def ask(session: TestSession) -> None:
+            body = {"t0": time.time(), "s": self.step, "chunks": chunks, "interval": interval}
+            if self.system == "mics":
+                d = session.call("mics.message.send", to_user_id=cmd["agent"], body=body)
+            else:
+                d = session.call("bench.agent", to=session.welcome.authid, t0=body["t0"], s=self.step,
+                                 chunks=chunks, interval=interval)  # fmt: skip
+            self.outstanding += 1
+            self.sent += 1
+            d.addCallbacks(self._done, self._failed)
+
+        t_start = time.time()
+        n = len(self.sessions)
+        for i, session in enumerate(self.sessions):  # all at once, or spread over `spread_s`
+            if spread:
+                reactor.callLater(spread * i / n, ask, session)
+            else:
+                ask(session)
+        deadline = time.time() + spread + chunks * interval + float(cmd.get("drain", 10.0))
+        while self.finals < len(self.sessions) and time.time() < deadline:
+            await sleep(0.02)
+        return {"sent": self.sent, "errors": self.errors, "finals": self.finals, "seconds": time.time() - t_start,
+                "chunk_lat_us": self.chunk_lat_us, "first_chunk_lat_us": self.first_chunk_lat_us,
+                "trigger_to_first_us": self.trigger_to_first_us}  # fmt: skip
 
     # -- presence ------------------------------------------------------------------------------------
     async def toggle(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -262,7 +316,7 @@ class Control(LineReceiver):
         gen = self.gen
         handlers = {"open": lambda _c: gen.open(), "close": lambda _c: gen.close(), "step": gen.run_step,
                     "fill": gen.fill, "serve_sync": gen.serve_sync, "sync": gen.sync, "toggle": gen.toggle,
-                    "count": lambda c: _now(gen.count(c))}  # fmt: skip
+                    "count": lambda c: _now(gen.count(c)), "agents": gen.agents}  # fmt: skip
         handler = handlers[name]
         Deferred.fromCoroutine(self._reply(handler(cmd)))
 

@@ -206,6 +206,20 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         )
         out.append(("presence change: events delivered per change", _fmt(r["events_per_change"]),
                     _fmt(m["events_per_change"]), "-"))  # fmt: skip
+    for row in res.get("agents", {}).values():
+        r, m = row.get("raw"), row.get("mics")
+        if not (r and m):
+            continue
+        asked = f"asked over {m['spread_s']:g} s" if m.get("spread_s") else "asked at once"
+        what = f"agents: {m['streams']} answers, {m['chunks_per_stream']} chunks each, {asked}"
+        what += f" ({m['chunks_per_s']:,.0f} chunks/s)"
+        out.append((f"{what}: router CPU µs/chunk (raw: the backend publishes them)", _fmt(r["node_us_per_chunk"]),
+                    _fmt(m["node_us_per_chunk"]), _ratio(m["node_us_per_chunk"], r["node_us_per_chunk"])))  # fmt: skip
+        for key, label in (("first_chunk_delivery", "first chunk, agent sent -> client got"),
+                           ("chunk_delivery", "every chunk, agent sent -> client got"),
+                           ("trigger_to_first_chunk", "trigger -> first chunk")):  # fmt: skip
+            out.append((f"{what}: {label}, p50 / p99 ms", f"{_fmt(r[key]['p50_ms'])} / {_fmt(r[key]['p99_ms'])}",
+                        f"{_fmt(m[key]['p50_ms'])} / {_fmt(m[key]['p99_ms'])}", "-"))  # fmt: skip
     idle = res.get("idle")
     if idle and "raw" in idle and "mics" in idle:
         r, m = idle["raw"], idle["mics"]

@@ -4,7 +4,8 @@
 no speed assertions, just a complete report). Writes bench/results/<stamp>.json, latest.json and
 latest.png, and prints a table. Scenarios, each raw then MICS with the node in the same state:
 start-up, idle connections (+ joins/s), 1:1 json and msgpack, check-message hook (wamp, http),
-group send, sync of held messages, live presence fan-out (section 11), two-node cluster,
+group send, sync of held messages, live presence fan-out (section 11), AI agents streaming (section
+12), two-node cluster,
 two-worker node; then a py-spy profile of the MICS router worker (full mode). The cluster scenario
 runs two more MICS nodes sharing a redis-server, with every send crossing nodes; the workers
 scenario one node with two router workers.
@@ -50,7 +51,12 @@ TENANTS = {
     "bench_noisy": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": False},
     "bench_hw": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": True, **BATCHED},
     "bench_hw1": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": True},  # one call per send
+    # section 12: one agent, out of the way of its own limits (every stream at once, none refused)
+    "bench_ai": {**TENANT_DEFAULTS, "hook_transport": "wamp", "check_message_hook": False,
+                 "hook_max_concurrency": 1000, "agents": [{"agent_id": "bench_bot", "name": "Bench bot",
+                                                           "transport": "wamp", "max_qps": 10_000}]},
 }
+AGENT_ID = "bench_bot"
 HTTP_TENANT = {"tenant_id": "bench_hh", "config": {**TENANT_DEFAULTS, "check_message_hook": True, **BATCHED}}
 
 
@@ -73,6 +79,10 @@ class Plan:
     hook_backends: int  # processes serving the WAMP hooks (round-robin), so the hook is not the bottleneck
     presence_watchers: int = 1000  # sessions watching one user's presence
     presence_changes: int = 200  # join/leave changes of that user, measured with and without the watchers
+    # section 12: (answers streaming at once, chunks each, seconds between an answer's chunks (a model's
+    # pace), seconds over which the questions are asked (0: all in one burst))
+    agent_loads: tuple[tuple[int, int, float, float], ...] = ((10, 50, 0.04, 0.0), (100, 50, 0.04, 0.0),
+                                                              (100, 25, 0.2, 2.0))  # fmt: skip
 
     @property
     def max_user(self) -> int:
@@ -110,6 +120,7 @@ SHORT = Plan(
     2,
     100,
     20,
+    ((10, 10, 0.02, 0.0),),
 )
 
 
@@ -540,6 +551,39 @@ class Bench:
                     watching.stop()
         self.results["presence"] = out
 
+    def agents(self) -> None:
+        """Section 12: N agent answers streaming together, M chunks each (asked in one burst, or spread over
+        a few seconds while all N still stream: steadier per-chunk numbers). MICS: a send to the agent, the
+        node calls the backend's `mics.agent.<id>`, progressive results become `agent_chunk` events. Raw
+        Crossbar: the client calls the backend, which publishes the same chunks to the client's topic.
+        Router CPU per chunk; each chunk's delay from the agent's send to the client; the time from the
+        trigger to the first chunk."""
+        out: dict[str, Any] = {}
+        for streams, chunks, interval_s, spread_s in self.plan.agent_loads:
+            users = [f"u{i}" for i in range(streams)]
+            row = {}
+            for name, router in self.routers.items():
+                realm = RAW_REALM if name == "raw" else "bench_ai"
+                spec = {"system": name, "url": router.url, "realm": RAW_REALM, "tenant": "bench_ai", "secret": SECRET,
+                        "agent_id": AGENT_ID}  # fmt: skip
+                agent = Child("agent_backend", spec, self.workdir / f"agents-{streams}-{name}.log")
+                group: Group | None = None
+                try:
+                    agent.reply(60)
+                    group = self.gens(router, realm, "msgpack", users, self.plan.generators, "inbox")
+                    self._step += 1
+                    cmd = {"cmd": "agents", "step": self._step, "agent": AGENT_ID, "chunks": chunks,
+                           "interval": interval_s, "spread_s": spread_s}  # fmt: skip
+                    run = lambda g=group, c=cmd: g.run(c, 300)  # noqa: E731
+                    replies, cpu = self.measured(router, group, run, {"agent": agent.ps})
+                    row[name] = {**_agent_row(streams, chunks, interval_s, replies, cpu), "spread_s": spread_s}
+                finally:
+                    if group is not None:
+                        group.stop()
+                    agent.stop()
+            out[f"{streams}_streams_{chunks}_chunks" + (f"_over_{spread_s:g}s" if spread_s else "_at_once")] = row
+        self.results["agents"] = out
+
     def cluster(self) -> None:
         """Two MICS nodes sharing one Redis; every 1:1 send crosses nodes (senders on A write to users
         on B and the other way round). Compared with this run's one-node MICS 1:1 msgpack peak."""
@@ -644,7 +688,7 @@ class Bench:
     def run(self, only: set[str]) -> dict[str, Any]:
         plan = self.plan
         users = [f"u{i}" for i in range(plan.max_user)]
-        self.routers["raw"] = start_raw(self.workdir, users)
+        self.routers["raw"] = start_raw(self.workdir, [*users, "streamer"])  # the raw baseline's agent session
         self.routers["mics"] = start_mics(self.workdir, TENANTS)
         try:
             groups = {f"g{m}": m for m, _, _ in plan.groups}
@@ -669,6 +713,7 @@ class Bench:
                 ("group", self.group_send),
                 ("sync", self.sync),
                 ("presence", self.presence),
+                ("agents", self.agents),
                 ("noisy", self.noisy),
                 ("cluster", self.cluster),
                 ("workers", self.workers),
@@ -691,6 +736,27 @@ class Bench:
             for r in self.routers.values():
                 r.stop()
         return self.results
+
+
+def _agent_row(streams: int, chunks: int, interval_s: float, replies: list[dict[str, Any]],
+               cpu: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+    received = [x for r in replies for x in r["chunk_lat_us"]]
+    return {
+        "streams": streams,
+        "chunks_per_stream": chunks,
+        "interval_ms": interval_s * 1000,
+        "chunks_expected": streams * chunks,
+        "chunks_received": len(received),
+        "finals": sum(r["finals"] for r in replies),
+        "errors": sum(r["errors"] for r in replies),
+        "chunks_per_s": round(len(received) / cpu["wall_s"], 1),
+        "node_us_per_chunk": round(cpu.get("node_cpu_s", 0) * 1e6 / max(len(received), 1), 1),
+        "agent_us_per_chunk": round(cpu.get("agent_cpu_s", 0) * 1e6 / max(len(received), 1), 1),
+        "chunk_delivery": latency_summary(received),
+        "first_chunk_delivery": latency_summary([x for r in replies for x in r["first_chunk_lat_us"]]),
+        "trigger_to_first_chunk": latency_summary([x for r in replies for x in r["trigger_to_first_us"]]),
+        **cpu,
+    }
 
 
 def _answering(node: Router) -> set[str]:

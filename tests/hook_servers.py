@@ -192,7 +192,7 @@ class HttpHookServer:
         self.verifier = SignatureVerifier(secret)
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.signature_errors: list[str] = []
-        self._site = _TrackingSite(_HookResource(self))
+        self._site = TrackingSite(_HookResource(self))
         self._port = reactor.listenTCP(0, self._site, interface="127.0.0.1")
 
     @property
@@ -206,7 +206,7 @@ class HttpHookServer:
             transport.abortConnection()
 
 
-class _TrackingSite(Site):
+class TrackingSite(Site):
     def __init__(self, resource: Resource) -> None:
         super().__init__(resource)
         self.live: set[Any] = set()

@@ -103,6 +103,11 @@ class Authenticator:
             raise errors.JoinDenied(errors.HOOK_UNAVAILABLE_JOIN, "the auth hook is unavailable") from None
         if not tenant.enabled:  # disabled while the hook was asked
             raise errors.JoinDenied(errors.INVALID_TENANT, f"tenant {tenant_id!r} is disabled")
+        if tenant.agents.serves(reply.user_id):  # section 12: nobody speaks as an agent
+            self._count(tenant_id, "invalid_token")
+            log.info("login as an agent refused: tenant_id={tenant_id} agent_id={agent_id}", tenant_id=tenant_id,
+                     agent_id=reply.user_id)  # fmt: skip
+            raise errors.JoinDenied(errors.INVALID_TOKEN, "this user id belongs to an agent")
         if reply.config:
             tenant.apply_overrides(reply.config)
         config = tenant.config

@@ -64,11 +64,13 @@ def _perm(uri: str, match: str = "exact", call=False, register=False, publish=Fa
 
 
 def backend_permissions() -> list[dict[str, Any]]:
-    """A tenant backend: hooks and tenant.* procedures, system sends, session admin, events."""
+    """A tenant backend: hooks, agents and tenant.* procedures, system sends, session admin, events."""
     calls = [uris.MESSAGE_SEND, uris.GROUP_SEND, uris.GROUP_MEMBERS_CHANGED, uris.SESSION_LIST, uris.SESSION_KICK,
-             uris.PRESENCE_GET, uris.PING, uris.SESSION_GET]  # fmt: skip
+             uris.PRESENCE_GET, uris.PING, uris.SESSION_GET, uris.AGENT_LIST]  # fmt: skip
     return [
         _perm(uris.HOOK_PREFIX, "prefix", register=True),
+        # agents (section 12): only the node calls them; mics.agent.list is registered by the node first
+        _perm(uris.AGENT_PREFIX, "prefix", register=True),
         _perm(uris.TENANT_PREFIX, "prefix", call=True, register=True, publish=True, subscribe=True),
         _perm(uris.EVENT_PREFIX, "prefix", subscribe=True),
         *(_perm(uri, call=True, disclose=True) for uri in calls),

@@ -32,6 +32,7 @@ DEFAULT_MAX_UNSENT_BYTES = 2 * MIB
 EVENT_SINKS = ("kafka", "file", "wamp")
 MAX_AGENTS = 100  # agents per tenant: every group send matches its body against their keywords
 MAX_KEYWORD_CHARS = 100
+RESERVED_AGENT_ID = "list"  # mics.agent.<agent_id> would be the node's own mics.agent.list
 _URL_RE = re.compile(r"^https?://[^\s/]+")
 
 
@@ -288,6 +289,8 @@ class AgentConfig:
         if not isinstance(raw, Mapping):
             raise ConfigError(where, f"expected an object, got {raw!r}", tenant_id)
         agent = cls(**_parse_fields(AGENT_SCHEMA, raw, f"{where}.", tenant_id))
+        if agent.agent_id == RESERVED_AGENT_ID:
+            raise ConfigError(f"{where}.agent_id", "expected an id other than 'list' (mics.agent.list)", tenant_id)
         if agent.transport == "http" and agent.url is None:
             raise ConfigError(f"{where}.url", "required when transport is http", tenant_id)
         if agent.transport != "http" and agent.url is not None:

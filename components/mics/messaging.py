@@ -37,6 +37,7 @@ _PROCEDURES: dict[str, tuple[Parser, Callable[..., Any]]] = {
     uris.PRESENCE_GET: (requests.PresenceRequest.parse, SendService.presence),
     uris.MESSAGE_RECALL: (requests.RecallRequest.parse, SendService.recall),
     uris.MESSAGE_EDIT: (requests.EditRequest.parse, SendService.edit),
+    uris.AGENT_LIST: (requests.NoArgs.parse, SendService.agent_list),
     uris.SESSION_LIST: (requests.SessionListRequest.parse, SendService.session_list),
     uris.SESSION_KICK: (requests.SessionKickRequest.parse, SendService.session_kick),
     uris.GROUP_MEMBERS_CHANGED: (requests.MembersChangedRequest.parse, SendService.members_changed),

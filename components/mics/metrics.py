@@ -36,6 +36,30 @@ PRESENCE_EVENTS = Counter(
     ["tenant"],
     registry=REGISTRY,
 )
+AGENT_OUTCOMES = ("ok", "timeout", "error", "rate_limited", "unavailable")  # AGENT_CALLS "outcome"
+AGENT_CALLS = Counter(
+    "mics_agent_calls_total",
+    "AI agent calls by agent and outcome: ok, timeout, error, rate_limited (nothing called), unavailable",
+    ["tenant", "agent", "outcome"],
+    registry=REGISTRY,
+)
+AGENT_FIRST_CHUNK_SECONDS = Histogram(
+    "mics_agent_first_chunk_seconds",
+    "Time from an agent's trigger to its first streamed chunk",
+    ["tenant", "agent"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+AGENT_SECONDS = Histogram(
+    "mics_agent_duration_seconds",
+    "Time from an agent's trigger to its final message (any outcome but rate_limited)",
+    ["tenant", "agent"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+    registry=REGISTRY,
+)
+AGENT_CHUNKS = Counter(
+    "mics_agent_chunks_total", "agent_chunk messages streamed, by agent", ["tenant", "agent"], registry=REGISTRY
+)
 NODE_READY = Gauge(  # computed at scrape time by mics.web
     "mics_node_ready", "1 while /ready answers 200 (tenants loaded; in cluster mode Redis reachable)", registry=REGISTRY
 )

@@ -15,6 +15,10 @@ the Message, the sender index (so the sender may recall or edit within `recall_w
 copies change in place, and a `recall`/`edit` Message goes the way the original went), group
 signals, and the offline push trigger (mics.push) for recipients with no online device.
 
+Section 12 plugs in after hold-and-deliver: `TenantRuntime.agents.trigger` says which agents a
+user's send calls (their statuses go into the Ack); the calls run after the Ack (mics.agents), and
+their final messages come back through `post`. Nothing is held in an agent's inbox.
+
 The service is reached through `TenantRuntime.service`; the WAMP adapter (mics.messaging) only
 parses requests, resolves the caller and maps errors. Unit tests drive it with a memory engine
 and a fake realm port.
@@ -22,7 +26,7 @@ and a fake realm port.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
@@ -90,12 +94,18 @@ class SendService:
             payload = message.to_kwargs()
             await self._check(sender, payload, cmid)
             seq, held = await self._to_inbox(sender, req.to_user_id, payload, req.size, self._remember_s(sender))
-            delivered = "online" if held.online else "buffered"
+            agents = self._tenant.agents
+            if agents.serves(req.to_user_id):  # section 12: the agent gets it in its call, not in an inbox
+                started = agents.trigger(sender, payload)
+                delivered = "online" if any(a["status"] == "started" for a in started) else "offline"
+            else:
+                started = None
+                delivered = "online" if held.online else "buffered"
+                if not held.online:
+                    self._tenant.push.offline(req.to_user_id, {**payload, "seq": held.seq})
             self._messages[(message.type, delivered)].inc()
             self._emit_message(events.SINGLE_CHAT_MSG, message, payload, sender)
-            if not held.online:
-                self._tenant.push.offline(req.to_user_id, {**payload, "seq": held.seq})
-            return Ack(message.msg_id, message.ts, delivered, seq, cmid).to_kwargs()
+            return Ack(message.msg_id, message.ts, delivered, seq, cmid, agents=started).to_kwargs()
 
         return await self._once(sender, cmid, work)
 
@@ -127,7 +137,9 @@ class SendService:
             self._emit_message(events.GROUP_CHAT_MSG, message, payload, sender)
             if req.mentions:
                 await self._push_mentioned(sender, members, req.mentions, payload)
-            return Ack(message.msg_id, message.ts, delivered, None, cmid, recipients=len(members)).to_kwargs()
+            started = self._tenant.agents.trigger(sender, payload, members)  # section 12: mentions, keywords
+            return Ack(message.msg_id, message.ts, delivered, None, cmid, recipients=len(members),
+                       agents=started).to_kwargs()  # fmt: skip
 
         return await self._once(sender, cmid, work)
 
@@ -298,6 +310,28 @@ class SendService:
             raise MicsError(errors.NOT_AUTHORIZED, "presence queries are disabled for this tenant")
         return await self._tenant.engine.presence.get(req.user_ids)
 
+    async def agent_list(self, sender: Sender, req: NoArgs) -> dict[str, Any]:
+        """`mics.agent.list` (section 12): the tenant's agents, by id, name and description."""
+        return {"agents": self._tenant.agents.listing()}
+
+    async def post(self, sender: Sender, message: Message, size: int, members: Sequence[str] = ()) -> None:
+        """Hold and deliver a message the node makes itself for `sender` (an agent's final message,
+        section 12) as a send would be: 1:1 to `to_user_id`, or to the group's `members`; counted,
+        evented and pushed. No hooks: the tenant's own agent wrote it."""
+        payload = message.to_kwargs()
+        if message.group_id is None:
+            assert message.to_user_id is not None
+            _seq, held = await self._to_inbox(sender, message.to_user_id, payload, size)
+            delivered = "online" if held.online else "buffered"
+            if not held.online:
+                self._tenant.push.offline(message.to_user_id, {**payload, "seq": held.seq})
+            event_type = events.SINGLE_CHAT_MSG
+        else:
+            delivered, _held = await self._to_group(sender, message.group_id, list(members), payload, size)
+            event_type = events.GROUP_CHAT_MSG
+        self._messages[(message.type, delivered)].inc()
+        self._emit_message(event_type, message, payload, sender)
+
     async def session_list(self, sender: Sender, req: SessionListRequest) -> dict[str, Any]:
         """`mics.session.list` (backends): sessions on every node."""
         _require_system(sender)
@@ -404,10 +438,12 @@ class SendService:
         tenant = self._tenant
         to_self = to_user_id == sender.user_id
         copy_for = None if sender.is_system or to_self else sender.user_id
+        holds = Holds.of(tenant.config)
+        if tenant.agents.serves(to_user_id):  # nobody reads an agent's inbox: hold only the sender's copy
+            holds = Holds(0, 0, holds.copy_s)
         held = await tenant.engine.inbox(
-            to_user_id, copy_for, sender.own_session, payload, size + ENTRY_OVERHEAD, Holds.of(tenant.config),
-            remember_s,
-        )  # fmt: skip
+            to_user_id, copy_for, sender.own_session, payload, size + ENTRY_OVERHEAD, holds, remember_s
+        )
         return (held.seq if held.copy_seq is None else held.copy_seq), held
 
     async def _members(self, group_id: str, from_user_id: str, cmid: str | None) -> list[str]:

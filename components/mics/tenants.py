@@ -1,7 +1,7 @@
 """Tenants known to this node and the runtime objects each one owns.
 
 Everything per tenant hangs off its `TenantRuntime`: config, sessions, engine (holding and
-routing), send service, hooks, limiter and event sinks. So one tenant's flood, hook outage or full
+routing), send service, hooks, agents, limiter and event sinks. So one tenant's flood, hook outage or full
 buffer never touches another. The runtime reaches its realm only through its `RealmPort`
 (deliver, close a session, call, publish), so what a tenant can do never depends on whether its
 realm component has joined. A config change validates a whole new TenantConfig, then swaps it in
@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from txaio import make_logger
 
 from mics import errors, events, metrics, uris
+from mics.agents import Agents
 from mics.authz import MAX_PRESENCE_WATCHES
 from mics.config import NodeSettings, TenantConfig, is_valid_entity_id
 from mics.engine import EngineFactory
@@ -81,6 +82,7 @@ class TenantRuntime:
         self.join_buckets = KeyedBuckets(config.max_joins_per_ip_per_s, reactor.seconds)
         self.limit_hits = LimitHits(self.tenant_id, reactor.seconds)
         self.push = OfflinePush(self, reactor)
+        self.agents = Agents(self, reactor)
         self.service = SendService(self)
         self._connections = metrics.CONNECTIONS.labels(self.tenant_id)
         self._presence_events = metrics.PRESENCE_EVENTS.labels(self.tenant_id)
@@ -100,6 +102,7 @@ class TenantRuntime:
         self.join_buckets.configure(config.max_joins_per_ip_per_s)
         self.engine.configure(config)
         self._apply_hook(config)
+        self.agents.configure(config)
         if old is not config:
             log.info("tenant config applied: tenant_id={tenant_id}", tenant_id=self.tenant_id)
         self._apply_sinks(config)
@@ -301,6 +304,7 @@ class TenantRuntime:
 
     def close(self) -> None:
         self.push.close()
+        self.agents.close()
         if self.hook is not None:
             self.hook.close()
         if self.relay is not None:

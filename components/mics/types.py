@@ -16,6 +16,7 @@ SIGNAL = "signal"
 SYSTEM = "system"
 RECALL = "recall"
 EDIT = "edit"
+AGENT_CHUNK = "agent_chunk"  # section 12: one streamed delta of an agent's answer (live only)
 
 RECEIPT_KINDS = ("delivered", "read")
 
@@ -54,6 +55,8 @@ class Message:
     mentions: list[str] | None = None  # section 11: group sends
     reply_to: str | None = None
     ref_msg_id: str | None = None  # recall and edit: the message they change
+    stream_id: str | None = None  # section 12: an agent's answer (its chunks and its final message)
+    chunk_seq: int | None = None  # section 12: agent_chunk only, from 1 without gaps
 
     def to_kwargs(self) -> dict[str, Any]:
         """Event kwargs / sync entry; optional fields appear only when set."""
@@ -81,6 +84,10 @@ class Message:
             out["reply_to"] = self.reply_to
         if self.ref_msg_id is not None:
             out["ref_msg_id"] = self.ref_msg_id
+        if self.stream_id is not None:
+            out["stream_id"] = self.stream_id
+        if self.chunk_seq is not None:
+            out["chunk_seq"] = self.chunk_seq
         return out
 
 
@@ -94,6 +101,7 @@ class Ack:
     seq: int | None = None
     client_msg_id: str | None = None
     recipients: int | None = None  # group sends only
+    agents: list[dict[str, Any]] | None = None  # section 12: the agents this send triggered
 
     def to_kwargs(self) -> dict[str, Any]:
         out: dict[str, Any] = {"msg_id": self.msg_id, "status": "SENT", "ts": self.ts, "delivered": self.delivered}
@@ -103,6 +111,8 @@ class Ack:
             out["client_msg_id"] = self.client_msg_id
         if self.recipients is not None:
             out["recipients"] = self.recipients
+        if self.agents:
+            out["agents"] = self.agents
         return out
 
 

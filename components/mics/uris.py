@@ -44,6 +44,7 @@ PING = "mics.ping"
 PRESENCE_GET = "mics.presence.get"
 MESSAGE_RECALL = "mics.message.recall"
 MESSAGE_EDIT = "mics.message.edit"
+AGENT_LIST = "mics.agent.list"
 USER_PROCEDURES = frozenset(
     {
         MESSAGE_SEND,
@@ -55,6 +56,7 @@ USER_PROCEDURES = frozenset(
         PRESENCE_GET,
         MESSAGE_RECALL,
         MESSAGE_EDIT,
+        AGENT_LIST,
     }
 )
 
@@ -72,6 +74,14 @@ HOOK_AUTH = "mics.hook.auth"
 HOOK_CHECK_MESSAGE = "mics.hook.check_message"
 HOOK_CHECK_MESSAGES = "mics.hook.check_messages"  # the batched check (tenant config hook_batch_max > 1)
 HOOK_GROUP_MEMBERS = "mics.hook.group_members"
+
+# agents a tenant backend serves (section 12, transport wamp): `mics.agent.<agent_id>`; users may not
+# call them (only the node does), and no agent is named `list` (mics.agent.list is ours)
+AGENT_PREFIX = "mics.agent."
+
+
+def agent_procedure(agent_id: str) -> str:
+    return AGENT_PREFIX + agent_id
 
 # admin procedures (realm mics.control)
 ADMIN_TENANT_LIST = "mics.admin.tenant.list"

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from agent_servers import AgentLogic, HttpAgentServer, agent_config, stream, wamp_agent
 from autobahn.wamp.exception import ApplicationError
 
 from cluster_tenants import ClusterTenant, eventually, online
@@ -344,6 +345,37 @@ async def test_a_message_sent_on_one_node_is_recalled_from_the_senders_device_on
     with pytest.raises(ApplicationError) as again:
         await phone.call("mics.message.edit", msg_id=sent["msg_id"], body="back")
     assert again.value.error == "mics.error.not_found"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_agent_called_on_one_node_streams_to_the_conversations_devices_on_every_node(nodes, tenant):
+    """An HTTP agent (reachable from any node) called from node B, and a WAMP agent whose backend is on
+    node A: the chunks and the final message reach devices on both nodes."""
+    a, b = nodes
+    http = HttpAgentServer(tenant.secret, {"helper": AgentLogic()})
+    try:
+        scribe = await wamp_agent(a.url, tenant.tenant_id, tenant.secret, {"scribe": AgentLogic()})
+        tenant.sessions.append(scribe)
+        adm = await tenant.admin(a)
+        agents = [agent_config("helper", "http", http), agent_config("scribe", "wamp")]
+        await adm.call("mics.admin.tenant.upsert", tenant_id=tenant.tenant_id, config={"agents": agents})
+        phone = await tenant.user(a, "alice", "phone")
+        laptop = await tenant.user(b, "alice", "laptop")
+        bob = await tenant.user(a, "bob")
+        assert await eventually(lambda: _devices(phone, "alice", 2))
+        ack = await laptop.call("mics.message.send", to_user_id="helper", body={"text": "from node B"})
+        stream_id = ack["agents"][0]["stream_id"]
+        for session in (phone, laptop):
+            chunks, final = await stream(session, "mics.inbox.alice", stream_id)
+            assert [c["chunk_seq"] for c in chunks] == [1, 2, 3] and final["type"] == "chat"
+        tenant.logic.groups["team"] = ["alice", "bob"]
+        await laptop.listen("mics.group.team")
+        ack = await bob.call("mics.group.send", group_id="team", body={"text": "@scribe note"}, mentions=["scribe"])
+        chunks, final = await stream(laptop, "mics.group.team", ack["agents"][0]["stream_id"])
+        assert [c["chunk_seq"] for c in chunks] == [1, 2] and final["type"] == "group_chat"
+        assert final["reply_to"] == ack["msg_id"] and final["from_user_id"] == "scribe"
+    finally:
+        await http.stop()
 
 
 @pytest_twisted.ensureDeferred

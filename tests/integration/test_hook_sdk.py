@@ -256,4 +256,5 @@ async def test_the_http_hook_server_refuses_bad_stale_and_replayed_signatures(se
     assert statuses == {"good": 200, "replayed": 401, "wrong secret": 401, "stale": 401, "tampered": 401,
                         "unsigned": 401}  # fmt: skip
     assert server.resource.stats == {"auth": 1, "check_message": 0, "check_messages": 0, "group_members": 0,
+                                     "agents": 0,
                                      "bad_signature": 5}  # fmt: skip

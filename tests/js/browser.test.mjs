@@ -163,3 +163,37 @@ test('two tabs see live presence and typing, reply, edit and recall, and @mentio
   await erin.waitForSelector('#people li[data-user="frank"][data-online="no"]', { timeout: 5_000 });
   assert.deepEqual(errors, []);
 });
+
+test('a tab lists the AI agents, asks the demo assistant 1:1 and with an @mention, and watches the answers stream in', async () => {
+  const gina = await context.newPage();
+  const hank = await context.newPage();
+  const errors = [...(await signIn(gina, 'gina', 'web-g')), ...(await signIn(hank, 'hank', 'web-h'))];
+
+  // the agents list (mics.agent.list); the assistant is no person: no presence dot, not among people
+  await gina.waitForSelector('#agents li[data-agent="assistant"]:has-text("Demo assistant")');
+  assert.equal(await gina.locator('#people li[data-user="assistant"]').count(), 0);
+
+  // 1:1 with the bot: one bubble grows word by word, then is the final message
+  await gina.click('#agents li[data-agent="assistant"]');
+  assert.equal(await gina.getAttribute('#text', 'placeholder'), 'Ask assistant…');
+  await gina.fill('#text', 'one two three four five');
+  await gina.click('#send');
+  const growing = gina.locator('#messages li.agent.streaming');
+  await growing.waitFor();
+  const early = await growing.locator('.text').textContent();
+  const done = gina.locator('#messages li.agent:not(.streaming)', { hasText: '5 words' });
+  await done.waitFor();
+  const final = await done.locator('.text').textContent();
+  assert.ok(early.length < final.length && final.startsWith('one two three four five —'), `${early} | ${final}`);
+  assert.equal(await gina.locator('#messages li.agent').count(), 1, 'one bubble: the stream became the final message');
+  await gina.screenshot({ path: join(ARTIFACTS, 'demo-agent-gina.png'), fullPage: true });
+
+  // @assistant in the lobby: hank, another member, sees the answer too
+  await gina.click('#groups li[data-group="lobby"]');
+  await gina.fill('#text', '@assistant hello lobby');
+  await gina.click('#send');
+  await hank.click('#groups li[data-group="lobby"]');
+  await hank.locator('#messages li.agent:not(.streaming)', { hasText: '@assistant hello lobby — 3 words' }).waitFor();
+  await hank.screenshot({ path: join(ARTIFACTS, 'demo-agent-group-hank.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+});

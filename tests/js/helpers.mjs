@@ -87,17 +87,29 @@ export function makeHooks(groups = {}) {
   };
 }
 
-/** A fresh tenant on `node`; `hooks: "wamp"` serves the hooks with TenantBackend, `"http"` with createHookServer. */
-export async function makeTenant(node, { transport = 'wamp', hooks = makeHooks(), config = {}, backend = true } = {}) {
+/**
+ * A fresh tenant on `node`; `hooks: "wamp"` serves the hooks with TenantBackend, `"http"` with
+ * createHookServer. `agents: {<agent_id>: fn}` are served the same way and declared in the tenant's
+ * config (`agentConfig: {<agent_id>: {...}}` adds to an agent's entry).
+ */
+export async function makeTenant(node, {
+  transport = 'wamp', hooks = makeHooks(), config = {}, backend = true, agents = {}, agentConfig = {},
+} = {}) {
   const tenantId = `js${process.pid % 10000}x${++counter}`;
   const secret = `secret-${tenantId}-0123456789`;
   const cfg = { secret, hook_transport: transport, ...config };
   let server = null;
   let tenant = null;
+  let base = null;
   if (transport === 'http') {
-    server = createHookServer({ secret, hooks, tenantId, onError: (err) => tenant?.hookErrors.push(err) });
-    cfg.hook_base_url = (await server.listenAsync()) + '/hooks/';
+    server = createHookServer({ secret, hooks, agents, tenantId, onError: (err) => tenant?.hookErrors.push(err) });
+    base = await server.listenAsync();
+    cfg.hook_base_url = base + '/hooks/';
   }
+  const declared = Object.keys(agents).map((id) => ({
+    agent_id: id, name: id, transport, ...(base ? { url: `${base}/agents/${id}` } : {}), ...agentConfig[id],
+  }));
+  if (declared.length) cfg.agents = declared;
   await node.admin.call('mics.admin.tenant.upsert', [], { tenant_id: tenantId, config: cfg });
   tenant = {
     id: tenantId,
@@ -123,7 +135,7 @@ export async function makeTenant(node, { transport = 'wamp', hooks = makeHooks()
     },
   };
   if (transport === 'wamp' && backend) {
-    const backendSession = new TenantBackend({ url: node.url, tenant: tenantId, secret, hooks });
+    const backendSession = new TenantBackend({ url: node.url, tenant: tenantId, secret, hooks, agents });
     backendSession.on('error', (err) => tenant.hookErrors.push(err));
     tenant.backend = await backendSession.start();
   }

@@ -2,8 +2,9 @@
 // files must describe how the SDK is used in docs/sdk-js.md.
 import {
   connect, MicsClient, NotFoundError, RejectedError, MicsError, Timeline, type Ack, type Message, type PresenceChange,
+  type AgentStream,
 } from '../../sdk/js/src/index.js';
-import { TenantBackend, checkEach, createHookServer, HookRejection } from '../../sdk/js/src/hooks.js';
+import { TenantBackend, checkEach, createHookServer, HookRejection, Reply, type AgentRequest } from '../../sdk/js/src/hooks.js';
 
 export async function client(): Promise<void> {
   const c: MicsClient = await connect({
@@ -44,6 +45,20 @@ export async function client(): Promise<void> {
   unwatch();
   const shown: Message[] = timeline.messages();
   console.log(sent, shown.length, shown[0]?.mentions, shown[0]?.reply_to);
+  const asked = await c.send('helper', { text: 'summarize' });
+  for (const call of asked.agents ?? []) {
+    if (call.status !== 'started' || !call.stream_id) continue;
+    const stream: AgentStream = c.stream(call.stream_id);
+    for await (const m of stream) console.log(m.type === 'agent_chunk' ? m.body : m.stream_id, m.chunk_seq);
+    const stop = stream.on((m, s) => console.log(m.msg_id, s.text));
+    stop();
+    const final: Message = await stream.done();
+    console.log(final.reply_to, stream.error?.code, stream.agentId);
+  }
+  c.onAgentStream((s) => console.log(s.streamId, s.ended));
+  c.onAgentChunk((m) => console.log(m.body.delta, m.chunk_seq));
+  const listed = await c.agents();
+  console.log(listed[0]?.agent_id, listed[0]?.description);
   await c.close();
 }
 
@@ -63,7 +78,15 @@ export async function backend(): Promise<void> {
   await b.membersChanged('g', { added: ['a'] });
   const batched = await checkEach((m) => m.type === 'chat')({ messages: [], timeout_ms: 150 });
   console.log(batched.verdicts.length);
-  const server = createHookServer({ secret: 's', hooks: {} });
+  const agents = {
+    echo: async function* ({ text, context }: AgentRequest) {
+      for (const word of text.split(' ')) yield `${word} `;
+      yield new Reply({ text, earlier: context.length }, 'application/json');
+    },
+    counter: ({ text }: AgentRequest) => text.split(' ').length,
+  };
+  await new TenantBackend({ url: 'ws://localhost:8080/ws', tenant: 'acme', secret: 's', agents }).start();
+  const server = createHookServer({ secret: 's', hooks: {}, agents });
   const base: string = await server.listenAsync(0);
   console.log(base);
 }

@@ -141,6 +141,7 @@ def test_an_http_agent_with_every_field_parses_and_round_trips():
         (["helper"], "agents[0]", "expected an object, got 'helper'"),
         ([{**HELPER, "agent_id": "a.b"}], "agents[0].agent_id", "expected a user id"),
         ([{**HELPER, "agent_id": ""}], "agents[0].agent_id", "expected a user id"),
+        ([{**HELPER, "agent_id": "list"}], "agents[0].agent_id", "other than 'list' (mics.agent.list)"),
         ([{"name": "Helper", "transport": "wamp"}], "agents[0].agent_id", "required"),
         ([{**HELPER, "name": " "}], "agents[0].name", "expected a non-empty string of at most 128 characters"),
         ([{**HELPER, "name": "n" * 129}], "agents[0].name", "at most 128 characters"),

@@ -18,9 +18,10 @@ from twisted.internet import defer, reactor, task
 
 from mics import uris
 from mics.buffer import Sent
+from mics.buffer.redis import RECENT_PAGE
 from mics.cluster import PRESENCE, TENANT, Cluster
 from mics.config import TenantConfig
-from mics.engine import Engine, Holds
+from mics.engine import Conversation, Engine, Holds
 from mics.engine.memory import MemoryEngines
 from mics.engine.redis import RedisEngines
 from mics.sessions import SessionInfo, SessionTable
@@ -350,6 +351,77 @@ async def test_a_change_of_a_users_devices_reaches_the_node_that_watches_them(pa
     if there is not here:
         assert [c for c in there.changes if c[0] == "carol"] == [], "nobody watches carol there: no frame"
         assert ("carol", ["d1"]) in here.changes
+
+
+# -- section 12: an agent's context, from the held messages of one conversation -----------------------------
+def _chat(msg_id: str, sender: str, to: str, **extra: Any) -> dict[str, Any]:
+    return {"msg_id": msg_id, "type": "chat", "from_user_id": sender, "to_user_id": to, "ts": 5, "body": msg_id,
+            **extra}  # fmt: skip
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_recent_messages_of_a_conversation_are_the_newest_held_ones_oldest_first(pair):
+    here, there = pair
+    for n in range(4):  # alice <-> helper, each held in alice's inbox (her copies and the replies)
+        await here.engine.inbox("helper", "alice", None, _chat(f"q{n}", "alice", "helper"), 10, HOLDS)
+        await here.engine.inbox("alice", None, None, _chat(f"a{n}", "helper", "alice"), 10, HOLDS)
+    await here.engine.inbox("alice", "bob", None, _chat("other", "bob", "alice"), 10, HOLDS)  # another chat
+    await here.engine.inbox("alice", None, None, {**_chat("r1", "helper", "alice"), "type": "receipt"}, 10, HOLDS)
+    await here.engine.hold(["alice"], {**_chat("g1", "helper", "", type="group_chat"), "group_id": "team"}, 10, 300)
+    chat = Conversation("alice", peer="helper", skip="a3")
+    recent = await there.engine.recent(chat, 3)
+    assert [(m["msg_id"], m["seq"]) for m in recent] == [("q2", 5), ("a2", 6), ("q3", 7)]
+    assert [m["msg_id"] for m in await there.engine.recent(chat, 100)] == ["q0", "a0", "q1", "a1", "q2", "a2", "q3"]
+    assert [m["msg_id"] for m in await there.engine.recent(Conversation("alice", group_id="team"), 5)] == ["g1"]
+    assert await there.engine.recent(chat, 0) == []
+    assert await there.engine.recent(Conversation("nobody", peer="helper"), 5) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stream_reaches_every_node_in_the_order_it_was_sent(pair):
+    """An agent's chunks (section 12): each `stream` returns once every node will see it first."""
+    here, there = pair
+    topic = uris.inbox_topic("alice")
+    for n in range(40):
+        await here.engine.stream(topic, ["alice"], {"chunk_seq": n})
+    for _ in range(100):
+        if len(there.port.on(topic)) == 40:
+            break
+        await there.port_wait()
+    assert [m["chunk_seq"] for m in there.port.on(topic)] == list(range(40))
+    assert [m["chunk_seq"] for m in here.port.on(topic)] == list(range(40))
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_recent_messages_leave_out_recalled_and_expired_ones(pair):
+    here, there = pair
+    message = _chat("m1", "alice", "helper")
+    await here.engine.inbox("helper", "alice", None, message, 10, HOLDS, remember_s=60)
+    await here.engine.inbox("helper", "alice", None, _chat("m2", "alice", "helper"), 10, Holds(1, 1, 0.2))
+    sent = await there.engine.sent("m1")
+    assert sent is not None and await there.engine.amend(sent, {"body": None, "recalled": True}, 4, recall=True)
+    assert [m["msg_id"] for m in await there.engine.recent(Conversation("alice", peer="helper"), 5)] == ["m2"]
+    await here.elapse(0.3)
+    assert await there.engine.recent(Conversation("alice", peer="helper"), 5) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_recent_messages_are_found_behind_pages_of_other_ones_in_redis(redis_url):
+    """More held entries than one page of the Redis read: the search goes on to older pages."""
+    (member, _other), clusters = await _cluster(redis_url, 2, task.Clock())
+    try:
+        engine = member.engine
+        await engine.inbox("alice", None, None, _chat("old", "helper", "alice"), 10, HOLDS)
+        others = [f"o{n}" for n in range(2 * RECENT_PAGE + 5)]
+        for msg_id in others:
+            await engine.inbox("alice", None, None, _chat(msg_id, "bob", "alice"), 10, HOLDS)
+        await engine.inbox("alice", None, None, _chat("new", "helper", "alice"), 10, HOLDS)
+        chat = Conversation("alice", peer="helper")
+        assert [m["msg_id"] for m in await engine.recent(chat, 5)] == ["old", "new"]
+        assert [m["msg_id"] for m in await engine.recent(Conversation("alice", peer="bob"), 2)] == others[-2:]
+    finally:
+        for c in clusters:
+            await c.stop()
 
 
 # -- what only a cluster does --------------------------------------------------------------------------

@@ -69,7 +69,8 @@ def test_signature_is_lowercase_hex_hmac_sha256_of_the_value_with_the_utf8_secre
 
 
 @pytest.mark.parametrize("name", ["CONNECT_ONLINE", "CONNECT_OFFLINE", "SINGLE_CHAT_MSG", "GROUP_CHAT_MSG",
-                                  "GROUP_MEMBER_CHANGE", "MESSAGE_RECALL", "MESSAGE_EDIT", "OFFLINE_PUSH"])  # fmt: skip
+                                  "GROUP_MEMBER_CHANGE", "MESSAGE_RECALL", "MESSAGE_EDIT", "OFFLINE_PUSH",
+                                  "AGENT_CALL"])  # fmt: skip
 def test_event_type_names_are_the_proto_enum_names(name):
     assert event_pb2.EventType.Name(event_pb2.EventType.Value(name)) == name
     assert event_pb2.EventType.Name(0) == "EVENT_TYPE_UNSPECIFIED"
@@ -94,3 +95,15 @@ def test_kafka_keys_keep_a_conversation_in_order_and_a_push_by_recipient():
     assert event("MESSAGE_EDIT", MESSAGE, to_user_id="bob", user_id="alice").key == "bob"
     assert event("MESSAGE_RECALL", MESSAGE, group_id="g", user_id="alice").key == "g"
     assert event("OFFLINE_PUSH", MESSAGE, user_id="bob", to_user_id="bob", group_id="g").key == "bob"
+
+
+def test_an_agent_call_event_carries_its_outcome_and_the_messages_carry_the_stream_fields():
+    data = {"agent_id": "helper", "stream_id": "s-1", "outcome": "timeout", "duration_ms": 10_000, "chunks": 3}
+    decoded = decode(encode(event("AGENT_CALL", data, msg_id="m-1", user_id="alice", to_user_id="helper")))
+    assert decoded["event_type"] == "AGENT_CALL" and decoded["event_data"] == data
+    limited = {"agent_id": "helper", "stream_id": "", "outcome": "rate_limited", "duration_ms": 0, "chunks": 0}
+    assert decode(encode(event("AGENT_CALL", limited)))["event_data"] == limited
+    final = {**MESSAGE, "from_user_id": "helper", "stream_id": "s-1", "reply_to": "m-1"}
+    assert decode(encode(event("SINGLE_CHAT_MSG", final)))["event_data"]["stream_id"] == "s-1"
+    assert event("AGENT_CALL", data, user_id="alice", group_id="g").key == "g"
+    assert event("AGENT_CALL", data, user_id="alice", to_user_id="helper").key == "alice"

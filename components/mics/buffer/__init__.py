@@ -69,6 +69,11 @@ class CatchupBuffer(ABC):
         """Every held message with seq > since_seq, oldest first; complete=False if any is gone."""
 
     @abstractmethod
+    async def recent(self, user_id: str, limit: int, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """The newest `limit` held entries of the user's inbox (unexpired, each with its seq) for which
+        `match` is true, oldest first (section 12: an agent's context)."""
+
+    @abstractmethod
     async def last_seq(self, user_id: str) -> int:
         """The highest seq given to this user (0 if none)."""
 

@@ -95,6 +95,20 @@ class MemoryBuffer(CatchupBuffer):
         held = [(item[0], item[3]) for item in inbox.items if item[1] > now]
         return sync_result(held, inbox.next_seq - 1, self._epoch, since_seq, epoch)
 
+    async def recent(self, user_id: str, limit: int, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        inbox = self._inboxes.get(user_id)
+        found: list[dict[str, Any]] = []
+        if inbox is None or limit <= 0:
+            return found
+        now = self._clock()
+        for _seq, expires, _size, entry in reversed(inbox.items):
+            if expires > now and match(entry):
+                found.append(entry)
+                if len(found) == limit:
+                    break
+        found.reverse()
+        return found
+
     async def seen(self, user_id: str, client_msg_id: str) -> dict[str, Any] | None:
         hit = self._dedup.get((user_id, client_msg_id))
         if hit is None or hit[0] < self._clock():

@@ -37,6 +37,7 @@ log = make_logger()
 SEQ_KEEP_MS = 86_400_000
 EXPIRE_BATCH = 1000
 APPEND_MANY_BATCH = 500
+RECENT_PAGE = 100  # held entries read per round trip when looking for an agent's context
 
 # Lua shared by the append scripts. Keys are built from the tenant prefix (one hash slot).
 APPEND_LUA = """
@@ -268,6 +269,17 @@ def _parse_sent(msg_id: str, value: bytes) -> Sent:
     return Sent(msg_id, parts[1], parts[2] or None, parts[3] or None, int(parts[4]), held, parts[0] == "1")
 
 
+def _held_entry(member: bytes, score: bytes, now_ms: float) -> dict[str, Any] | None:
+    """A held inbox member (`<expires_ms>:<size>:<msgpack entry>`, scored by seq) as its entry with
+    its seq, or None once expired."""
+    expires, _size, packed = member.split(b":", 2)
+    if int(expires) <= now_ms:
+        return None
+    entry: dict[str, Any] = msgpack.unpackb(packed, raw=False)
+    entry["seq"] = int(score)
+    return entry
+
+
 class RedisBuffer(CatchupBuffer):
     """Held inbox messages of one tenant, in Redis."""
 
@@ -398,16 +410,35 @@ class RedisBuffer(CatchupBuffer):
         now_ms = self._clock() * 1000
         held: list[tuple[int, dict[str, Any]]] = []
         for i in range(0, len(members), 2):
-            expires, _size, packed = members[i].split(b":", 2)
-            if int(expires) <= now_ms:
-                continue
-            entry = msgpack.unpackb(packed, raw=False)
-            entry["seq"] = seq = int(members[i + 1])
-            held.append((seq, entry))
+            entry = _held_entry(members[i], members[i + 1], now_ms)
+            if entry is not None:
+                held.append((entry["seq"], entry))
         if epoch is not None and epoch != our_epoch and since_seq > 0:
             # an old stream: everything held is new to the client
             return await self.since(user_id, 0, epoch)
         return sync_result(held, int(last or 0), our_epoch, since_seq, epoch)
+
+    async def recent(self, user_id: str, limit: int, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """Newest first, a page at a time (a user holds at most offline_max_per_user entries)."""
+        found: list[dict[str, Any]] = []
+        key = self._keys.inbox(user_id)
+        offset = 0
+        now_ms = self._clock() * 1000
+        while len(found) < limit:
+            page = await self._redis.execute_command(
+                "ZREVRANGEBYSCORE", key, "+inf", "-inf", "WITHSCORES", "LIMIT", offset, RECENT_PAGE
+            )
+            for i in range(0, len(page), 2):
+                entry = _held_entry(page[i], page[i + 1], now_ms)
+                if entry is not None and match(entry):
+                    found.append(entry)
+                    if len(found) == limit:
+                        break
+            if len(page) < 2 * RECENT_PAGE:
+                break
+            offset += RECENT_PAGE
+        found.reverse()
+        return found
 
     async def last_seq(self, user_id: str) -> int:
         value = await self._redis.get(self._keys.seq(user_id))

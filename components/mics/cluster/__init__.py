@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
@@ -144,10 +145,14 @@ class Cluster:
         refused the publish."""
         self._publish(keys.node_channel(node_id), operation, on_failure)
 
-    def broadcast(self, operation: Operation) -> None:
-        self._publish(keys.BROADCAST, operation)
+    def broadcast(self, operation: Operation) -> Deferred[Any]:
+        """Tell every node; the Deferred fires once Redis took the publish (anything published after
+        that reaches each node after it: publishes go out on any of the pool's connections)."""
+        return self._publish(keys.BROADCAST, operation)
 
-    def _publish(self, channel: str, operation: Operation, on_failure: Callable[[], None] | None = None) -> None:
+    def _publish(
+        self, channel: str, operation: Operation, on_failure: Callable[[], None] | None = None
+    ) -> Deferred[Any]:
         data = msgpack.packb([self.node_id, *operation], use_bin_type=True)
         metrics.CLUSTER_SENT.labels(operation[0]).inc()
 
@@ -157,7 +162,7 @@ class Cluster:
             if on_failure is not None:
                 on_failure()
 
-        self.redis.publish(channel, data).addErrback(failed)
+        return self.redis.publish(channel, data).addErrback(failed)  # type: ignore[no-any-return]
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         kind = data[:1]

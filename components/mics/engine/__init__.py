@@ -26,7 +26,7 @@ from mics.config import TenantConfig
 from mics.presence import Presence
 from mics.router import RealmPort
 from mics.sessions import SessionTable
-from mics.types import SyncResult
+from mics.types import CHAT, GROUP_CHAT, SyncResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,29 @@ class Held:
     seq: int
     copy_seq: int | None
     online: bool
+
+
+_CONVERSATION_TYPES = frozenset((CHAT, GROUP_CHAT))
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One user's view of a conversation (section 12: an agent's context): the 1:1 chat with `peer`,
+    or the group `group_id`. `skip` leaves one message out (the one that triggered the agent)."""
+
+    user_id: str
+    peer: str | None = None
+    group_id: str | None = None
+    skip: str | None = None
+
+    def holds(self, entry: dict[str, Any]) -> bool:
+        """Whether a held inbox entry is a chat message of this conversation (not recalled)."""
+        if entry.get("type") not in _CONVERSATION_TYPES or entry.get("recalled") or entry.get("msg_id") == self.skip:
+            return False
+        if self.group_id is not None:
+            return entry.get("group_id") == self.group_id
+        pair = (entry.get("from_user_id"), entry.get("to_user_id"))
+        return entry.get("group_id") is None and pair in ((self.user_id, self.peer), (self.peer, self.user_id))
 
 
 class Engine(ABC):
@@ -83,6 +106,12 @@ class Engine(ABC):
     @abstractmethod
     async def group(self, topic: str, members: Sequence[str], exclude: int | None, message: dict[str, Any]) -> None:
         """Deliver live to the members' sessions subscribed to `topic`, on every node."""
+
+    async def stream(self, topic: str, members: Sequence[str], message: dict[str, Any]) -> None:
+        """Deliver live like `group`, and return once every node will see it before anything this node
+        delivers after it returned (section 12: an agent's chunks, then its final message, in order
+        everywhere). One node: at once."""
+        await self.group(topic, members, None, message)
 
     @abstractmethod
     async def live(self, to_user_id: str, exclude: int | None, message: dict[str, Any]) -> bool:
@@ -123,6 +152,10 @@ class Engine(ABC):
 
     async def sync(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
         return await self.buffer.since(user_id, since_seq, epoch)
+
+    async def recent(self, conversation: Conversation, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` messages of the conversation held in the user's inbox, oldest first."""
+        return await self.buffer.recent(conversation.user_id, limit, conversation.holds)
 
     async def seen(self, user_id: str, client_msg_id: str) -> dict[str, Any] | None:
         return await self.buffer.seen(user_id, client_msg_id)

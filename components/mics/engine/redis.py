@@ -64,6 +64,11 @@ class RedisEngine(Engine):
         self.port.deliver(topic, members, exclude, message)
         self._cluster.broadcast([DELIVER, self.tenant_id, topic, list(members), message])
 
+    async def stream(self, topic: str, members: Sequence[str], message: dict[str, Any]) -> None:
+        """The pool's publishes may overtake each other: returns once Redis took this one."""
+        self.port.deliver(topic, members, None, message)
+        await self._cluster.broadcast([DELIVER, self.tenant_id, topic, list(members), message])
+
     async def live(self, to_user_id: str, exclude: int | None, message: dict[str, Any]) -> bool:
         devices = (await self.presence.where((to_user_id,)))[to_user_id]
         topic = uris.inbox_topic(to_user_id)

@@ -28,6 +28,7 @@ GROUP_MEMBER_CHANGE = "GROUP_MEMBER_CHANGE"
 MESSAGE_RECALL = "MESSAGE_RECALL"  # section 11: event_data is the recall Message
 MESSAGE_EDIT = "MESSAGE_EDIT"  # section 11: event_data is the edit Message
 OFFLINE_PUSH = "OFFLINE_PUSH"  # section 11: user_id had no online device; event_data is the Message
+AGENT_CALL = "AGENT_CALL"  # section 12: one agent call; event_data {agent_id, stream_id, outcome, duration_ms, chunks}
 
 _CHANGES = (MESSAGE_RECALL, MESSAGE_EDIT)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from mics.events import CONNECT_OFFLINE, CONNECT_ONLINE, GROUP_MEMBER_CHANGE, Event
+from mics.events import AGENT_CALL, CONNECT_OFFLINE, CONNECT_ONLINE, GROUP_MEMBER_CHANGE, Event
 from mics.hooks.codec import message_from_proto, message_to_proto
 from mics_client.v1 import event_pb2, message_pb2
 
@@ -57,6 +57,8 @@ def _event_data(event: Event) -> bytes:
         pb = event_pb2.GroupMemberChange(
             group_id=data.get("group_id") or "", added=data.get("added") or [], removed=data.get("removed") or []
         )
+    elif event.event_type == AGENT_CALL:
+        pb = event_pb2.AgentCall(**data)
     else:
         _check_finite(data.get("body"))
         pb = message_to_proto(data)
@@ -106,6 +108,8 @@ def decode(value: bytes) -> dict[str, Any]:
         data = _to_dict(event_pb2.ConnectionChange.FromString(pb.event_data))
     elif event_type == GROUP_MEMBER_CHANGE:
         data = _to_dict(event_pb2.GroupMemberChange.FromString(pb.event_data))
+    elif event_type == AGENT_CALL:
+        data = _to_dict(event_pb2.AgentCall.FromString(pb.event_data))
     else:
         data = message_from_proto(message_pb2.Message.FromString(pb.event_data))
     out = _to_dict(pb)
@@ -119,7 +123,7 @@ def _to_dict(pb: Any) -> dict[str, Any]:
     out: dict[str, Any] = json_format.MessageToDict(
         pb, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
-    for name in ("session_id", "online_at"):  # int64 arrive as strings in proto JSON
+    for name in ("session_id", "online_at", "duration_ms", "chunks"):  # int64 arrive as strings in proto JSON
         if name in out:
             out[name] = int(out[name])
     return out

@@ -1,8 +1,9 @@
 // The MICS web chat demo: the SDK's showcase. Signs in to the `demo` tenant (token `demo-<name>`),
 // shows who is online (live presence watches), chats 1:1 and in groups, sends delivered/read
 // receipts, shows who is typing, replies to, edits and recalls your own messages, @mentions in
-// groups, lists your devices, and keeps its history plus the inbox position (last seq, epoch) in
-// localStorage so a reload catches up through sync.
+// groups, lists your devices, lists the tenant's AI agents (1:1 with one, or @mention it in a group)
+// and shows their answers as they stream in, and keeps its history plus the inbox position (last
+// seq, epoch) in localStorage so a reload catches up through sync.
 import { MicsClient, RejectedError, applyChange } from './sdk/index.js';
 
 const TENANT = 'demo';
@@ -27,7 +28,10 @@ const state = {
   typing: {}, // conversation key -> {user, until}
   replyTo: null, // the entry the composer replies to
   editing: null, // the entry of mine the composer edits
+  agents: [], // [{agent_id, name, description?}] from mics.agent.list
+  agentIds: new Set(), // those, and any sender of an agent's stream (known before the list is)
 };
+const isAgent = (id) => state.agentIds.has(id);
 
 // -- storage: history and inbox position per tenant/user/device ------------------------------------
 const storeKey = () => `mics-demo:${TENANT}:${state.me}:${state.device}`;
@@ -70,7 +74,10 @@ async function signIn(user, device) {
   state.conversations = saved.conversations || {};
   state.unread = {};
   for (const list of Object.values(state.conversations)) {
-    for (const m of list) if (!m.mine && m.from) state.people.add(m.from);
+    for (const m of list) {
+      if (m.agent) state.agentIds.add(m.from);
+      else if (!m.mine && m.from) state.people.add(m.from);
+    }
   }
   try {
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
@@ -92,6 +99,8 @@ async function signIn(user, device) {
   $('me-user').textContent = user;
   $('me-device').textContent = device;
   setStatus('online');
+  state.agents = await state.client.agents().catch(() => []);
+  for (const a of state.agents) state.agentIds.add(a.agent_id);
   open(state.current && state.conversations[state.current] ? state.current : null);
   state.watching.clear();
   watchPeople();
@@ -122,6 +131,7 @@ function wire(client) {
   client.onRecall(onChange);
   client.onEdit(onChange);
   client.onTyping(onTyping);
+  client.onAgentStream(onAgentStream);
   client.on('position', save);
   client.on('connect', () => setStatus('online'));
   client.on('disconnect', ({ error, delayMs }) => setStatus(`reconnecting in ${Math.ceil(delayMs / 1000)} s (${error.uri})`, 'reconnecting'));
@@ -133,8 +143,42 @@ function wire(client) {
 
 const textOf = (body) => (typeof body === 'object' && body !== null ? (body.text ?? JSON.stringify(body)) : String(body ?? ''));
 
+/** What an agent's stream shows: its text as it grows, then its final message (or why there is none). */
+function agentText(stream) {
+  const error = stream.error;
+  if (error) return `${stream.agentId} could not answer: ${error.message} (${error.code})`;
+  return stream.final ? textOf(stream.final.body) : stream.text;
+}
+
+/**
+ * An agent's answer starts: one bubble that grows with each chunk and becomes the final message (same
+ * msg_id, so onMessage does not show it twice). A device that missed the chunks gets the final only.
+ */
+function onAgentStream(stream) {
+  let entry = null;
+  stream.on((m) => {
+    state.agentIds.add(m.from_user_id);
+    const key = m.group_id ? `g:${m.group_id}` : `u:${m.from_user_id}`;
+    if (!entry) {
+      entry = { msg_id: `stream:${stream.streamId}`, from: m.from_user_id, text: '', ts: m.ts, agent: true,
+        streaming: true, stream_id: stream.streamId, reply_to: m.reply_to };
+      if (!add(key, entry)) return;
+    }
+    entry.text = agentText(stream);
+    if (stream.final) {
+      Object.assign(entry, { msg_id: stream.final.msg_id, streaming: false, system: Boolean(stream.error),
+        reply_to: stream.final.reply_to, ts: stream.final.ts });
+    }
+    if (key === state.current) renderMessages();
+    save();
+  });
+}
+
 function onMessage(m) {
   const text = textOf(m.body);
+  if (m.stream_id) state.agentIds.add(m.from_user_id);
+  if (m.stream_id && state.conversations[m.group_id ? `g:${m.group_id}` : `u:${m.from_user_id}`]
+    ?.some((e) => e.msg_id === m.msg_id)) return; // an agent's final message, already shown by its stream
   if (m.type === 'system') {
     const key = m.group_id ? `g:${m.group_id}` : `u:${m.from_user_id}`;
     const body = m.body && (m.body.added || m.body.removed)
@@ -147,13 +191,14 @@ function onMessage(m) {
   let key;
   if (m.type === 'group_chat') key = `g:${m.group_id}`;
   else key = `u:${mine ? m.to_user_id : m.from_user_id}`;
-  if (!mine) state.people.add(m.from_user_id);
+  const agent = isAgent(m.from_user_id);
+  if (!mine && !agent) state.people.add(m.from_user_id);
   delete state.typing[key]; // the message they were typing came
   const added = add(key, {
-    msg_id: m.msg_id, from: m.from_user_id, text, ts: m.ts, mine, status: mine ? 'sent' : null,
+    msg_id: m.msg_id, from: m.from_user_id, text, ts: m.ts, mine, status: mine ? 'sent' : null, agent,
     reply_to: m.reply_to, mentions: m.mentions, recalled: Boolean(m.recalled), edited: Boolean(m.edited_at),
   });
-  if (added && !mine && m.type === 'chat') {
+  if (added && !mine && !agent && m.type === 'chat') {
     const kind = key === state.current && document.visibilityState === 'visible' ? 'read' : 'delivered';
     state.client.receipt(m.from_user_id, [m.msg_id], kind).catch(() => {});
   }
@@ -220,12 +265,13 @@ function open(key) {
   const [kind, name] = key ? key.split(':') : [];
   $('conv-title').textContent = !key ? 'Pick someone to chat with' : kind === 'g' ? `# ${name}` : `Chat with ${name}`;
   $('text').disabled = $('send').disabled = !key;
+  $('text').placeholder = key && isAgent(name) ? `Ask ${name}…` : 'Write a message…';
   $('send-error').textContent = '';
   setComposer(null, null);
   renderPeople();
   renderMessages();
   renderTyping();
-  if (key && kind === 'u') markRead(name, key);
+  if (key && kind === 'u' && !isAgent(name)) markRead(name, key);
   if (key) $('text').focus();
 }
 
@@ -237,10 +283,10 @@ function markRead(user, key) {
   save();
 }
 
-/** @names in a group message that are people we know of (the router checks nothing more). */
+/** @names in a group message that are people we know of, or agents (the router checks nothing more). */
 function mentionsIn(text) {
   const names = [...text.matchAll(/@([A-Za-z0-9_-]{1,32})/g)].map((match) => match[1]);
-  return [...new Set(names)].filter((n) => n !== state.me && state.people.has(n));
+  return [...new Set(names)].filter((n) => n !== state.me && (state.people.has(n) || isAgent(n)));
 }
 
 async function sendCurrent(text) {
@@ -259,8 +305,10 @@ async function sendCurrent(text) {
     const ack = kind === 'g'
       ? await state.client.sendGroup(name, { text }, { ...options, mentions })
       : await state.client.send(name, { text }, options);
-    if (kind === 'u') state.client.typing({ toUserId: name }, false).catch(() => {});
-    const status = kind === 'g' ? null : ack.delivered === 'online' ? 'sent' : 'sent (offline: held)';
+    if (kind === 'u' && !isAgent(name)) state.client.typing({ toUserId: name }, false).catch(() => {});
+    const refused = (ack.agents || []).find((a) => a.status === 'rate_limited');
+    if (refused) $('send-error').textContent = `${refused.agent_id} is busy (too many questions a second): try again`;
+    const status = kind === 'g' || isAgent(name) ? null : ack.delivered === 'online' ? 'sent' : 'sent (offline: held)';
     add(state.current, { msg_id: ack.msg_id, from: state.me, text, ts: ack.ts, mine: true, status,
       reply_to: replyTo?.msg_id, mentions });
   } catch (err) {
@@ -297,7 +345,7 @@ function watchPeople() {
   const client = state.client;
   if (!client) return;
   for (const name of [state.me, ...state.people]) {
-    if (state.watching.has(name) || state.watching.size >= 100) continue;
+    if (state.watching.has(name) || state.watching.size >= 100 || isAgent(name)) continue;
     state.watching.add(name);
     client.watchPresence(name, ({ user_id: user, online, devices }) => {
       state.presence[user] = { online, devices };
@@ -352,7 +400,7 @@ function badge(count) {
 }
 
 function renderPeople() {
-  const people = [...state.people].filter((p) => p !== state.me).sort();
+  const people = [...state.people].filter((p) => p !== state.me && !isAgent(p)).sort();
   syncList($('people'), people.map((name) => {
     const key = `u:${name}`;
     const online = Boolean(state.presence[name]?.online);
@@ -371,6 +419,19 @@ function renderPeople() {
     return {
       key, active, sig: `${unread}|${active}`, data: { group: g }, onclick: () => open(key),
       content: () => [`# ${g}`, ...badge(unread)],
+    };
+  }));
+  syncList($('agents'), state.agents.map((a) => {
+    const key = `u:${a.agent_id}`;
+    const unread = state.unread[key] || 0;
+    const active = key === state.current;
+    return {
+      key, active, sig: `${unread}|${active}`, data: { agent: a.agent_id }, onclick: () => open(key),
+      content: () => {
+        const item = [span('agent-mark', 'AI'), a.name, ...badge(unread)];
+        if (a.description) item.push(span('desc', a.description));
+        return item;
+      },
     };
   }));
   const devices = state.presence[state.me]?.devices || [state.device];
@@ -395,7 +456,9 @@ function renderMessages() {
   for (const m of entries) {
     const item = li('', { msgId: m.msg_id });
     item.className = [m.system ? 'system' : m.mine ? 'mine' : '', m.recalled ? 'recalled' : '',
-      m.mentions?.includes(state.me) ? 'mentions-me' : ''].filter(Boolean).join(' ');
+      m.mentions?.includes(state.me) ? 'mentions-me' : '', m.agent ? 'agent' : '', m.streaming ? 'streaming' : '',
+    ].filter(Boolean).join(' ');
+    if (m.stream_id) item.dataset.streamId = m.stream_id;
     if (m.reply_to) {
       const quoted = byId.get(m.reply_to);
       item.append(span('quote', quoted ? (quoted.recalled ? 'message recalled' : `${quoted.from}: ${quoted.text}`) : 'an earlier message'));
@@ -403,7 +466,7 @@ function renderMessages() {
     const from = state.current?.startsWith('g:') && !m.mine && !m.system ? `${m.from}: ` : '';
     item.append(span('text', m.recalled ? 'message recalled' : `${from}${m.text}`));
     if (m.mine && m.status) item.dataset.status = m.status;
-    if (!m.system) {
+    if (!m.system && !m.streaming) {
       const meta = span('meta', new Date(m.ts).toLocaleTimeString() + (m.edited && !m.recalled ? ' · edited' : '')
         + (m.mine && m.status ? ` · ${m.status}` : ''));
       if (!m.recalled) {
@@ -417,7 +480,7 @@ function renderMessages() {
     list.append(item);
   }
   list.scrollTop = list.scrollHeight;
-  if (state.current?.startsWith('u:')) markRead(state.current.slice(2), state.current);
+  if (state.current?.startsWith('u:') && !isAgent(state.current.slice(2))) markRead(state.current.slice(2), state.current);
 }
 
 // -- page wiring -----------------------------------------------------------------------------------
@@ -437,6 +500,7 @@ $('composer').onsubmit = (e) => {
 $('text').oninput = () => {
   if (!state.current || !state.client || state.editing || !$('text').value) return;
   const [kind, name] = state.current.split(':');
+  if (isAgent(name)) return;
   state.client.typing(kind === 'g' ? { groupId: name } : { toUserId: name }).catch(() => {});
 };
 $('composer-cancel').onclick = () => {
@@ -454,7 +518,8 @@ $('add-person').onsubmit = (e) => {
   watchPeople();
 };
 document.addEventListener('visibilitychange', () => {
-  if (document.visibilityState === 'visible' && state.current?.startsWith('u:')) markRead(state.current.slice(2), state.current);
+  const name = state.current?.startsWith('u:') ? state.current.slice(2) : null;
+  if (document.visibilityState === 'visible' && name && !isAgent(name)) markRead(name, state.current);
 });
 
 const remembered = JSON.parse(sessionStorage.getItem('mics-demo:login') || 'null');

@@ -2,6 +2,7 @@
 // Speaks protocol.md sections 2-4 over Autobahn|JS; runs in Node (>= 20) and the browser.
 import autobahn from './autobahn.js';
 import { Emitter } from './emitter.js';
+import { StreamTable } from './streams.js';
 import {
   ConnectionLostError,
   MicsError,
@@ -106,6 +107,7 @@ export class MicsClient extends Emitter {
   #watches = new Map(); // presence: user id -> Set(callback)
   #watchSubscriptions = new Map(); // user id -> autobahn Subscription (this session's)
   #typingSent = new Map(); // 'u:<id>' | 'g:<id>' -> when "typing" was last sent (ms)
+  #streams = new StreamTable((stream) => this.emit('agentStream', stream)); // section 12: agents' answers
 
   /** True while joined to the tenant realm. */
   get connected() {
@@ -316,6 +318,30 @@ export class MicsClient extends Emitter {
     }
   }
 
+  // -- agents (protocol.md section 12) --------------------------------------------------------------
+  /**
+   * An agent's answer (`ack.agents[i].stream_id`): `for await` its chunks then the final message, or
+   * `stream.on(callback)`; it keeps what came before you asked.
+   */
+  stream(streamId) {
+    return this.#streams.get(streamId);
+  }
+
+  /** An agent's answer starts here (its first chunk, or its final message when none came). */
+  onAgentStream(handler) {
+    return this.on('agentStream', handler);
+  }
+
+  /** Each `agent_chunk` (`message.body.delta`, `message.stream_id`). */
+  onAgentChunk(handler) {
+    return this.on('agentChunk', handler);
+  }
+
+  /** The tenant's agents: `[{agent_id, name, description?}]` (mics.agent.list). */
+  async agents() {
+    return (await this.call('mics.agent.list', {})).agents;
+  }
+
   ping() {
     return this.call('mics.ping', {});
   }
@@ -405,9 +431,17 @@ export class MicsClient extends Emitter {
   }
 
   // -- delivery ---------------------------------------------------------------------------------
-  /** Hand one Message to its event (`receipt`, `signal` or `message`). */
+  /** Hand one Message to its event (`receipt`, `signal`, `agentChunk` or `message`). */
   #emit(message, source) {
     const meta = { source };
+    if (message.stream_id && typeof message.stream_id === 'string') {
+      // section 12: a chunk only feeds its stream; an agent's final message ends it and is a message too
+      const stream = this.#streams.arrived(message);
+      if (message.type === 'agent_chunk') {
+        if (stream) this.emit('agentChunk', message, meta);
+        return;
+      }
+    }
     if (message.type === 'receipt') this.emit('receipt', message, meta);
     else if (message.type === 'signal') this.emit(typeof message.body?.typing === 'boolean' ? 'typing' : 'signal', message, meta);
     else if (message.type === 'recall' || message.type === 'edit') this.emit(message.type, message, meta);

@@ -28,6 +28,40 @@ export interface Hooks {
   groupMembers?: (input: MembersInput, context: any) => Maybe<MembersReply>;
 }
 
+/** What an agent function gets (protocol.md section 12). */
+export interface AgentRequest {
+  agentId: string;
+  tenantId: string;
+  streamId: string;
+  /** the message that called the agent */
+  message: Message;
+  /** up to the agent's `context_messages` held messages of that conversation, oldest first */
+  context: Message[];
+  /** the message's text: a string body, or an object body's `text` */
+  text: string;
+}
+/** The final answer when it is not the pieces joined: yield it last, or return it. */
+export class Reply {
+  constructor(body: Json, contentType?: string);
+  body: Json;
+  contentType?: string;
+}
+/**
+ * An AI agent: yields its answer piece by piece (each piece is streamed at once as an `agent_chunk`);
+ * the final message is the string pieces joined, or the `Reply` yielded last. A function that returns a
+ * value (or a Reply) answers in one go.
+ */
+export type AgentFunction = (request: AgentRequest) =>
+  | AsyncIterable<Json | Reply>
+  | Iterable<Json | Reply>
+  | Maybe<Json | Reply>;
+export const AGENT_PREFIX: 'mics.agent.';
+export const NDJSON: 'application/x-ndjson';
+export function agentRequest(fields: Record<string, any>): AgentRequest;
+export function textOf(body: unknown): string;
+/** Run an agent function: `emit(delta)` for each piece; resolves with the final `{body, content_type?}`. */
+export function runAgent(fn: AgentFunction, request: AgentRequest, emit: (delta: Json) => unknown): Promise<{ body: Json; content_type?: string }>;
+
 /** HTTP hook bodies: `json`, or `protobuf` (protos/mics/v1/hooks.proto) for tenants with hook_encoding "protobuf". */
 export type HookEncoding = 'json' | 'protobuf';
 /** A hook by its SDK name or the Python codec's name. */
@@ -74,6 +108,8 @@ export interface TenantBackendOptions {
   /** `backend` or `backend-<name>` */
   authid?: string;
   hooks?: Hooks;
+  /** AI agents by agent id, served as `mics.agent.<agent_id>` with progressive results */
+  agents?: Record<string, AgentFunction>;
   serializer?: 'json' | 'msgpack';
 }
 
@@ -104,7 +140,9 @@ export class SignatureVerifier {
 
 export interface HookServerOptions {
   secret: string;
-  hooks: Hooks;
+  hooks?: Hooks;
+  /** AI agents by agent id, answering `POST .../agents/<agent_id>` as NDJSON streams */
+  agents?: Record<string, AgentFunction>;
   /** refuse requests whose X-Mics-Tenant differs */
   tenantId?: string;
   verifier?: SignatureVerifier;

@@ -1,11 +1,12 @@
-// The tenant side of MICS in Node (protocol.md sections 5-7): a backend WAMP session that serves
-// the hooks and the backend procedures, and a signed HTTP hook server on node:http.
+// The tenant side of MICS in Node (protocol.md sections 5-7 and 12): a backend WAMP session that serves
+// the hooks, agents and the backend procedures, and a signed HTTP hook server on node:http.
 // HTTP hook bodies are JSON or, for tenants with `hook_encoding: "protobuf"`, protobuf
 // (protos/mics/v1/hooks.proto); the server answers in the encoding of the request.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import protobuf from 'protobufjs/light.js';
+import { AGENT_PREFIX, streamAgent, wampAgent } from './agents.js';
 import autobahn from './autobahn.js';
 import { Emitter } from './emitter.js';
 import { errorForUri, fromWampError, InvalidTokenError, MicsError } from './errors.js';
@@ -32,17 +33,19 @@ export class HookRejection extends InvalidTokenError {}
  * Pass hook handlers as `hooks: {auth, checkMessage, groupMembers}`; each gets the input fields as one
  * object and returns the reply object (or a Promise of it). Batched checks (tenant config
  * `hook_batch_max` > 1) are answered through `checkMessage` (see `checkEach`) unless you give
- * `checkMessages`. Re-registers everything after a reconnect.
+ * `checkMessages`. `agents: {<agent_id>: fn}` serves AI agents (./agents.js) as
+ * `mics.agent.<agent_id>`. Re-registers everything after a reconnect.
  */
 export class TenantBackend extends Emitter {
   // msgpack by default: the router decodes every hook reply, and large member lists cost it
   // ~15x more as JSON (Autobahn's JSON decoder is pure Python) - see docs/performance.md
-  constructor({ url, tenant, secret, authid = 'backend', hooks = {}, serializer = 'msgpack' } = {}) {
+  constructor({ url, tenant, secret, authid = 'backend', hooks = {}, agents = {}, serializer = 'msgpack' } = {}) {
     super();
     this.url = url;
     this.tenant = tenant;
     this.authid = authid;
     this.hooks = hooks;
+    this.agents = agents;
     this.serializer = serializer;
     this.session = null;
     this.#secret = secret;
@@ -91,6 +94,9 @@ export class TenantBackend extends Emitter {
           for (const [name, procedure] of Object.entries(HOOK_PROCEDURES)) {
             const handler = hookHandler(this.hooks, name, this.#crashed);
             if (handler) await session.register(procedure, wampEndpoint(handler, this.#crashed));
+          }
+          for (const [agentId, fn] of Object.entries(this.agents)) {
+            await session.register(AGENT_PREFIX + agentId, wampAgent(fn, this.#crashed));
           }
           for (const [procedure, fn] of this.#procedures) {
             await session.register(procedure, wampEndpoint(fn, this.#crashed));
@@ -558,8 +564,9 @@ export function decodeResponse(hook, body, contentType = CONTENT_TYPES.json) {
  * the Content-Type is application/x-protobuf), calls your hook, answers in the request's encoding.
  * Status: 200 answer; 401 bad signature or auth refused (throw HookRejection); 404 unknown hook;
  * 400 bad body; 500 hook threw (the router then degrades: allow for check-message). Error bodies are JSON.
+ * `agents: {<agent_id>: fn}` also answers `POST .../agents/<agent_id>` as an NDJSON stream (./agents.js).
  */
-export function createHookHandler({ secret, hooks = {}, verifier, tenantId, onError } = {}) {
+export function createHookHandler({ secret, hooks = {}, agents = {}, verifier, tenantId, onError } = {}) {
   if (typeof secret !== 'string' || !secret) throw new TypeError('createHookHandler: secret is required');
   const check = verifier || new SignatureVerifier(secret);
   return async (req, res) => {
@@ -568,10 +575,11 @@ export function createHookHandler({ secret, hooks = {}, verifier, tenantId, onEr
       res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) });
       res.end(data);
     };
-    const path = new URL(req.url, 'http://hook').pathname;
-    const name = HOOK_PATHS['/' + path.split('/').pop()];
+    const path = new URL(req.url, 'http://hook').pathname.split('/');
+    const agent = path.at(-2) === 'agents' ? agents[decodeURIComponent(path.at(-1))] : undefined;
+    const name = agent ? null : HOOK_PATHS['/' + path.at(-1)];
     const handler = name && hookHandler(hooks, name, onError);
-    if (req.method !== 'POST' || !handler) return reply(404, { error: 'no such hook' });
+    if (req.method !== 'POST' || !(agent || handler)) return reply(404, { error: 'no such hook' });
     let body;
     try {
       body = await readBody(req);
@@ -583,6 +591,15 @@ export function createHookHandler({ secret, hooks = {}, verifier, tenantId, onEr
       check.verify(req.headers, body);
     } catch (err) {
       return reply(401, { error: err.message });
+    }
+    if (agent) {
+      let fields;
+      try {
+        fields = JSON.parse(body.toString('utf8'));
+      } catch {
+        return reply(400, { error: 'body is not JSON' });
+      }
+      return streamAgent(agent, fields, req, res, onError);
     }
     const contentType = req.headers['content-type'];
     const encoding = encodingOf(contentType);
@@ -680,3 +697,5 @@ export function createHttpClient({ baseUrl, tenantId, secret, timeoutMs = 10_000
     presence: (userIds) => call('presence', { user_ids: [...userIds] }),
   };
 }
+
+export { AGENT_PREFIX, NDJSON, Reply, agentRequest, runAgent, textOf } from './agents.js';

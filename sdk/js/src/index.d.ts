@@ -7,7 +7,7 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
 /** A message as delivered live or by sync (protocol.md sections 4 and 11). */
 export interface Message {
   msg_id: string;
-  type: 'chat' | 'group_chat' | 'receipt' | 'signal' | 'system' | 'recall' | 'edit';
+  type: 'chat' | 'group_chat' | 'receipt' | 'signal' | 'system' | 'recall' | 'edit' | 'agent_chunk';
   tenant_id: string;
   from_user_id: string;
   from_device_id: string | null;
@@ -29,7 +29,49 @@ export interface Message {
   recalled?: boolean;
   /** ms: when its body was last edited */
   edited_at?: number;
+  /** an AI agent's answer (section 12): its chunks and its final message share it */
+  stream_id?: string;
+  /** `agent_chunk` only: 1, 2, ... in the order the agent streamed */
+  chunk_seq?: number;
 }
+
+/** One piece of an agent's answer, live only (never held, no seq). */
+export interface AgentChunkMessage extends Message {
+  type: 'agent_chunk';
+  stream_id: string;
+  chunk_seq: number;
+  body: { delta: Json };
+}
+
+/** One agent a send called (`Ack.agents`): `stream_id` names its answer unless it was rate_limited. */
+export interface AgentCall {
+  agent_id: string;
+  status: 'started' | 'rate_limited' | 'unavailable';
+  stream_id?: string;
+}
+
+/** An agent's answer as it streams: chunks, then the final message (`chat`/`group_chat`, or `system` with `body.error`). */
+export class AgentStream implements AsyncIterable<Message> {
+  readonly streamId: string;
+  readonly agentId: string | null;
+  readonly chunks: AgentChunkMessage[];
+  readonly final: Message | null;
+  readonly ended: boolean;
+  /** the string deltas so far, joined */
+  readonly text: string;
+  /** `{code, message}` when it ended without an answer (504 timeout, 503 error) */
+  readonly error: { code: number; message: string } | null;
+  /** each chunk then the final message: what came already, then as it comes; returns a stop function */
+  on(callback: (message: Message, stream: AgentStream) => void): () => void;
+  /** resolves with the final message */
+  done(): Promise<Message>;
+  [Symbol.asyncIterator](): AsyncIterator<Message>;
+}
+
+/** The delta an `agent_chunk` carries (undefined for other messages). */
+export function deltaOf(message: Message): Json | undefined;
+/** `{code, message}` of a `system` message ending an agent's stream, else null. */
+export function agentErrorOf(message: Message | null): { code: number; message: string } | null;
 
 /** A recall of `ref_msg_id` (body null). */
 export interface RecallMessage extends Message {
@@ -73,6 +115,8 @@ export interface Ack {
   delivered: 'online' | 'buffered' | 'offline';
   /** group sends: the member count */
   recipients?: number;
+  /** the agents this send called (section 12) */
+  agents?: AgentCall[];
 }
 
 export interface Position {
@@ -157,6 +201,8 @@ export interface ClientEvents {
   recall: [RecallMessage, EventMeta];
   edit: [EditMessage, EventMeta];
   typing: [TypingMessage, EventMeta];
+  agentStream: [AgentStream];
+  agentChunk: [AgentChunkMessage, EventMeta];
   connect: [{ userId: string; deviceId: string; reconnected: boolean; details: Record<string, unknown> }];
   disconnect: [{ reason: string; error: MicsError; willRetry: true; delayMs: number }];
   close: [{ reason: string; error: MicsError | null }];
@@ -209,6 +255,13 @@ export class MicsClient {
   typing(to: { toUserId: string; groupId?: undefined } | { groupId: string; toUserId?: undefined }, active?: boolean): Promise<Ack | null>;
   /** resolves with a function that stops this watch */
   watchPresence(userId: string, callback: (change: PresenceChange) => void): Promise<() => void>;
+  /** an agent's answer (`ack.agents[i].stream_id`); it keeps what came before you asked */
+  stream(streamId: string): AgentStream;
+  /** an agent's answer starts here (its first chunk, or its final message when none came) */
+  onAgentStream(handler: (stream: AgentStream) => void): () => void;
+  onAgentChunk(handler: (message: AgentChunkMessage, meta: EventMeta) => void): () => void;
+  /** the tenant's agents (mics.agent.list) */
+  agents(): Promise<{ agent_id: string; name: string; description?: string }[]>;
   ping(): Promise<{ ts: number; heartbeat_timeout_s: number }>;
   presence(userIds: string[]): Promise<Record<string, { online: boolean; devices: string[] }>>;
   subscribeGroups(groupIds?: true | string[]): Promise<void>;

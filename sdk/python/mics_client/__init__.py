@@ -26,15 +26,16 @@ from mics_client.errors import (
     TenantDisabled,
     Unavailable,
 )
+from mics_client.streams import AgentStream
 from mics_client.timeline import Timeline
-from mics_client.types import Ack, Message, Presence, PresenceChange, SyncGap, SyncResult, Welcome
+from mics_client.types import Ack, AgentCall, Message, Presence, PresenceChange, SyncGap, SyncResult, Welcome
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Ack", "ConnectionClosed", "ConnectionLimit", "EmptyGroup", "HeartbeatTimeout", "HookUnavailable",
-    "Internal", "InvalidMessage", "InvalidTenant", "InvalidToken", "Kicked", "Message", "MicsError", "NotAuthorized",
-    "NotConnected", "NotFound", "PayloadTooLarge", "Presence", "PresenceChange", "RateLimited", "Rejected",
-    "Replaced", "Shutdown", "SlowConsumer", "SyncGap", "SyncResult", "TenantDisabled", "Timeline", "Unavailable",
-    "Welcome",
+    "Ack", "AgentCall", "AgentStream", "ConnectionClosed", "ConnectionLimit", "EmptyGroup", "HeartbeatTimeout",
+    "HookUnavailable", "Internal", "InvalidMessage", "InvalidTenant", "InvalidToken", "Kicked", "Message", "MicsError",
+    "NotAuthorized", "NotConnected", "NotFound", "PayloadTooLarge", "Presence", "PresenceChange", "RateLimited",
+    "Rejected", "Replaced", "Shutdown", "SlowConsumer", "SyncGap", "SyncResult", "TenantDisabled", "Timeline",
+    "Unavailable", "Welcome",
 ]  # fmt: skip

@@ -22,6 +22,7 @@ from autobahn.wamp.types import ComponentConfig, SubscribeOptions
 
 from mics_client import errors
 from mics_client.conversation import TYPING_INTERVAL_S, ConversationFeatures
+from mics_client.streams import AgentFeatures, StreamTable
 from mics_client.types import Ack, Message, Presence, SyncGap, SyncResult, Welcome
 
 INBOX_PREFIX = "mics.inbox."
@@ -122,7 +123,7 @@ class SessionMixin:
 Callback = Callable[..., Any]
 
 
-class ClientCore(ConversationFeatures):
+class ClientCore(ConversationFeatures, AgentFeatures):
     """One user device's connection to a tenant realm; see docs/sdk-python.md for the behaviour.
 
     Subclasses set `_session_class` and implement `_open_transport()` and `_spawn()`.
@@ -192,7 +193,9 @@ class ClientCore(ConversationFeatures):
         self._last_activity = 0.0
         self._callbacks: dict[str, list[Callback]] = {
             "message": [], "gap": [], "close": [], "connect": [], "recall": [], "edit": [], "typing": [],
+            "agent_stream": [], "agent_chunk": [],
         }  # fmt: skip
+        self._streams = StreamTable(lambda stream: self._fire("agent_stream", stream))
         self.log = txaio.make_logger()
         # callbacks given here see the first sync too (it runs inside connect())
         for name, callback in (("message", on_message), ("gap", on_gap), ("close", on_close), ("connect", on_connect)):
@@ -509,10 +512,16 @@ class ClientCore(ConversationFeatures):
 
     def _deliver(self, message: Message) -> bool:
         """Drop repeats and this device's own sends; hand the rest to the app."""
+        if message.type == "agent_chunk":  # live only (never synced): its stream drops repeats
+            if message.stream_id and self._streams.arrived(message) is not None:
+                self._fire("agent_chunk", message)
+            return False
         if not self._seen.add(message.msg_id):
             return False
         if message.from_device_id == self.device_id and message.from_user_id == self.user_id:
             return False
+        if message.stream_id:  # an agent's final message ends its stream (and is a message too)
+            self._streams.arrived(message)
         if message.is_change:
             self._fire(message.type, message)
         elif message.typing is not None:
@@ -636,7 +645,7 @@ class ClientCore(ConversationFeatures):
     #: the coroutine methods a flavour exposes (the Twisted flavour wraps them to return Deferreds)
     ASYNC_API = ("connect", "close", "sync", "send", "send_group", "receipt", "signal", "presence", "ping",
                  "subscribe_group", "subscribe_groups", "call", "recall", "edit", "signal_group", "typing",
-                 "watch_presence", "unwatch_presence")  # fmt: skip
+                 "watch_presence", "unwatch_presence", "agents")  # fmt: skip
 
 
 def _optional(**kwargs: Any) -> dict[str, Any]:

@@ -33,6 +33,10 @@ class Message:
     recalled: bool | None = None
     #: ms: when its body was last edited
     edited_at: int | None = None
+    #: an AI agent's answer (section 12): its chunks and its final message share it
+    stream_id: str | None = None
+    #: `agent_chunk` only: 1, 2, ... in the order the agent streamed
+    chunk_seq: int | None = None
     #: True when this came from `mics.inbox.sync` rather than a live event
     replayed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -40,7 +44,7 @@ class Message:
     _FIELDS = (
         "msg_id", "type", "from_user_id", "body", "ts", "tenant_id", "from_device_id", "to_user_id",
         "group_id", "content_type", "client_msg_id", "seq", "trace_id", "mentions", "reply_to", "ref_msg_id",
-        "recalled", "edited_at",
+        "recalled", "edited_at", "stream_id", "chunk_seq",
     )  # fmt: skip
 
     @classmethod
@@ -60,6 +64,21 @@ class Message:
     def is_change(self) -> bool:
         """A `recall` or `edit` of an earlier message (`ref_msg_id`): apply it (see `Timeline`)."""
         return self.type in ("recall", "edit")
+
+    @property
+    def delta(self) -> Any:
+        """An `agent_chunk`'s piece of the answer (`body["delta"]`); None for other messages."""
+        if self.type == "agent_chunk" and isinstance(self.body, dict):
+            return self.body.get("delta")
+        return None
+
+    @property
+    def agent_error(self) -> dict[str, Any] | None:
+        """The `{"code", "message"}` of a `system` message that ends an agent's stream without an answer."""
+        if self.type == "system" and self.stream_id and isinstance(self.body, dict):
+            error = self.body.get("error")
+            return error if isinstance(error, dict) else None
+        return None
 
     @property
     def typing(self) -> bool | None:
@@ -84,6 +103,9 @@ class Ack:
     seq: int | None = None
     client_msg_id: str | None = None
     recipients: int | None = None
+    #: the agents this send called (section 12): started (`stream_id` names its answer), rate_limited
+    #: (nothing was called) or unavailable (a 503 answer follows on `stream_id`)
+    agents: list[AgentCall] = field(default_factory=list)
 
     @classmethod
     def from_result(cls, result: dict[str, Any]) -> Ack:
@@ -95,7 +117,17 @@ class Ack:
             seq=result.get("seq"),
             client_msg_id=result.get("client_msg_id"),
             recipients=result.get("recipients"),
+            agents=[AgentCall(a["agent_id"], a["status"], a.get("stream_id")) for a in result.get("agents") or ()],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCall:
+    """One agent a send called (an entry of `Ack.agents`); `client.stream(stream_id)` follows its answer."""
+
+    agent_id: str
+    status: str
+    stream_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

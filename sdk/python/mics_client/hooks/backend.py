@@ -1,5 +1,6 @@
 """A tenant backend WAMP component (Twisted): joins the tenant realm as `backend` (wampcra, tenant secret),
-serves the hooks from its own methods and offers the backend procedures (system messages, kicks, groups).
+serves the hooks and its `@agent` methods (mics_client.hooks.agents) from its own methods and offers the
+backend procedures (system messages, kicks, groups).
 
     class MyBackend(TenantBackend):
         async def auth(self, token, device_id, tenant_id):
@@ -23,6 +24,7 @@ from autobahn.wamp.types import ComponentConfig
 from mics_client import errors
 from mics_client.core import make_serializer
 from mics_client.hooks import Hooks, auth_reply, check_replies, check_reply, members_reply, resolve
+from mics_client.hooks.agents import register_agents
 from mics_client.twisted import endpoint_for
 
 HOOK_AUTH = "mics.hook.auth"
@@ -94,6 +96,7 @@ class TenantBackend(Hooks, CraSession):
         await self.register(self._check_message, HOOK_CHECK_MESSAGE)
         await self.register(self._check_messages, HOOK_CHECK_MESSAGES)
         await self.register(self._group_members, HOOK_GROUP_MEMBERS)
+        await register_agents(self, self)  # section 12: @agent methods
 
     # -- hook adapters (WAMP kwargs -> Hooks methods -> wire replies) ---------------------------------
     async def _auth(self, token: str = "", device_id: str = "", tenant_id: str = "", **_: Any) -> dict[str, Any]:

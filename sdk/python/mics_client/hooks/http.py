@@ -1,5 +1,6 @@
 """Serve a tenant's hooks over signed HTTP (Twisted web): POST /auth, /check-message, /check-messages (batched
-checks), /get-group-members.
+checks), /get-group-members, and the `@agent` methods of the hooks object at POST /agents/<agent_id> (an
+NDJSON stream).
 
 Every request's signature is verified (HMAC-SHA256 over timestamp.nonce.body, 5-minute skew, nonces
 remembered to refuse replays) before your `Hooks` run; JSON and protobuf bodies are both understood and
@@ -28,6 +29,7 @@ from mics_client.hooks import (
     members_reply,
     resolve,
 )
+from mics_client.hooks.agents import NDJSON, agents_of, ndjson_line, parse_request, run_agent
 from mics_client.signing import SignatureError, SignatureVerifier
 
 log = Logger()
@@ -44,10 +46,12 @@ class HookResource(Resource):
     def __init__(self, hooks: Hooks, secret: str, verifier: SignatureVerifier | None = None) -> None:
         super().__init__()
         self.hooks = hooks
+        self.agents = agents_of(hooks)
         self.verifier = verifier or SignatureVerifier(secret)
-        #: counters a tenant may export: requests per hook, refused signatures
-        self.stats: dict[str, int] = {"auth": 0, "check_message": 0, "check_messages": 0, "group_members": 0,
-                                      "bad_signature": 0}  # fmt: skip
+        #: counters a tenant may export: requests per hook, agent calls, refused signatures
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("auth", "check_message", "check_messages", "group_members", "agents", "bad_signature"), 0
+        )
 
     def render_POST(self, request: Any) -> Any:
         ensureDeferred(self._handle(request))
@@ -56,7 +60,11 @@ class HookResource(Resource):
     async def _handle(self, request: Any) -> None:
         body = request.content.read()
         headers = {k.decode("latin-1"): v[0].decode("latin-1") for k, v in request.requestHeaders.getAllRawHeaders()}
-        hook = PATHS.get(request.postpath[-1] if request.postpath else b"")
+        path = request.postpath
+        if len(path) >= 2 and path[-2] == b"agents":
+            await self._agent(request, path[-1].decode("utf-8", "replace"), headers, body)
+            return
+        hook = PATHS.get(path[-1] if path else b"")
         status, out, content_type = 404, b"", "text/plain"
         if hook is not None:
             status, out, content_type = await self._answer(hook, headers, body)
@@ -64,6 +72,44 @@ class HookResource(Resource):
         request.setHeader(b"content-type", content_type.encode("ascii"))
         if not getattr(request, "_disconnected", False):
             request.write(out)
+            request.finish()
+
+    async def _agent(self, request: Any, agent_id: str, headers: dict[str, str], body: bytes) -> None:
+        """`POST .../agents/<agent_id>` (section 12): the answer as NDJSON, each piece as it comes."""
+        fn = self.agents.get(agent_id)
+        try:
+            self.verifier.verify(headers, body)
+            call = parse_request(body)
+        except SignatureError as e:
+            self.stats["bad_signature"] += 1
+            log.warn("agent request refused: {why}", why=str(e), agent_id=agent_id)
+            fn, status = None, 401
+        except ValueError:
+            fn, status = None, 400
+        else:
+            status = 200 if fn is not None else 404
+        request.setResponseCode(status)
+        if fn is None:
+            request.finish()
+            return
+        self.stats["agents"] += 1
+        request.setHeader(b"content-type", NDJSON.encode("ascii"))
+        gone = request.notifyFinish().addErrback(lambda _f: None)  # the node hung up (timed out, cancelled)
+
+        def emit(delta: Any) -> None:
+            if gone.called:
+                raise _HungUp()  # stops the agent function
+            request.write(ndjson_line({"delta": delta}))
+
+        try:
+            answer = await run_agent(fn, call, emit)
+        except _HungUp:
+            return
+        except Exception:
+            log.failure("agent {agent_id} failed", agent_id=agent_id)
+            answer = {"error": "the agent failed"}  # the status went out already: say it in the stream
+        if not gone.called:
+            request.write(ndjson_line(answer))
             request.finish()
 
     async def _answer(self, hook: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes, str]:
@@ -98,6 +144,10 @@ class HookResource(Resource):
             return 500, b"hook failed", "text/plain"
         out, out_type = codec.encode_response(hook, reply, encoding)
         return 200, out, out_type
+
+
+class _HungUp(Exception):
+    """The node closed an agent's stream before it ended."""
 
 
 class HookServer:

@@ -18,6 +18,7 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MESSAGE_RECALL: _ClassVar[EventType]
     MESSAGE_EDIT: _ClassVar[EventType]
     OFFLINE_PUSH: _ClassVar[EventType]
+    AGENT_CALL: _ClassVar[EventType]
 EVENT_TYPE_UNSPECIFIED: EventType
 CONNECT_ONLINE: EventType
 CONNECT_OFFLINE: EventType
@@ -27,6 +28,7 @@ GROUP_MEMBER_CHANGE: EventType
 MESSAGE_RECALL: EventType
 MESSAGE_EDIT: EventType
 OFFLINE_PUSH: EventType
+AGENT_CALL: EventType
 
 class MqEvent(_message.Message):
     __slots__ = ("tenant_id", "event_type", "msg_id", "user_id", "device_id", "to_user_id", "group_id", "event_data", "timestamp", "node_id", "trace_id")
@@ -79,3 +81,17 @@ class ConnectionChange(_message.Message):
     online_at: int
     reason: str
     def __init__(self, user_id: _Optional[str] = ..., device_id: _Optional[str] = ..., node_id: _Optional[str] = ..., session_id: _Optional[int] = ..., online_at: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AgentCall(_message.Message):
+    __slots__ = ("agent_id", "stream_id", "outcome", "duration_ms", "chunks")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    stream_id: str
+    outcome: str
+    duration_ms: int
+    chunks: int
+    def __init__(self, agent_id: _Optional[str] = ..., stream_id: _Optional[str] = ..., outcome: _Optional[str] = ..., duration_ms: _Optional[int] = ..., chunks: _Optional[int] = ...) -> None: ...
