@@ -156,3 +156,13 @@ def test_tenants_sending_little_are_never_capped_even_on_a_saturated_node():
     fair = FairShare(clock)
     admitted = drive(fair, clock, {"a": 40, "b": 30}, 4, busy=0.99)
     assert fair.capped() == {} and admitted["a"] == 80 and admitted["b"] >= 59  # (float steps)
+
+
+def test_timer_lag_counts_as_load_only_while_the_worker_itself_is_busy() -> None:
+    """A light worker on a machine starved by other processes runs its timers late too; that is not
+    a saturation its tenants' sends cause, so none of them is refused for it."""
+    from mics.node import LAG_CPU_FLOOR, worker_load
+
+    assert worker_load(0.05, 0.4) == 0.05  # 50 msg/s on a starved machine: not saturated
+    assert abs(worker_load(LAG_CPU_FLOOR, 0.12) - 1.2) < 1e-9  # busy and behind: saturated
+    assert worker_load(0.9, 1.0) == 1.5 and worker_load(0.95, 0.0) == 0.95
