@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError, SerializationError
+from checks import RUN_COUNTS
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import TimeoutError
@@ -194,6 +195,8 @@ async def test_fuzzed_calls_get_contract_answers_and_the_control_pair_loses_noth
         synced = await bob.call("mics.inbox.sync", since_seq=0)
         assert set(acked) <= {m["msg_id"] for m in synced["messages"]}, "lost from sync"
     total = sum(tally.values())
+    RUN_COUNTS["fuzz"].update({"calls": total, **tally, "control acked": len(acked),
+                               "deliveries checked": len(acked) * len(bobs), "lost": 0})  # fmt: skip
     print(f"\nfuzz: {total} calls, {dict(tally)}; control: {len(acked)} acked, "
           f"{len(acked) * len(bobs)} deliveries checked live and by sync, lost 0")  # fmt: skip
     assert tally["answered"] > 0 and tally["mics.error.invalid_message"] > 0

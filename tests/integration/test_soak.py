@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 import pytest_twisted
+from checks import RUN_COUNTS
 from integration.conftest import TenantFactory
 from twisted.internet import reactor, task
 from twisted.internet.defer import ensureDeferred
@@ -152,6 +153,9 @@ async def test_a_soak_with_reconnects_and_hook_faults_delivers_every_acked_messa
     await factory.close()
     await sleep(7.0)  # the replay window (5 s) passes and the expiry tick runs
     after = worker_rss_mb(soak_node)
+    RUN_COUNTS["soak"].update({"seconds": round(SOAK_S), "messages acked": len(expected), "deliveries checked": checked,
+                               "lost": 0, "duplicates": 0, "out of order": 0, **counts,
+                               "worker RSS growth KB": round((after - baseline) * 1024)})  # fmt: skip
     print(f"\nsoak: {SOAK_S:.0f} s, {len(expected)} messages acked, {checked} deliveries checked, lost 0, "
           f"duplicates 0, out of order 0; {dict(counts)}; worker RSS {baseline:.1f} MB -> {after:.1f} MB")  # fmt: skip
     assert len(expected) > 0 and counts["dropped connections"] > 0
