@@ -16,7 +16,7 @@ import pytest_twisted
 from checks import RUN_COUNTS, control_pair, in_thread, metric, worker_rss
 from raw_ws import Closed, RawWebSocket, open_websocket
 
-from mics.router.guards import HANDSHAKE_TIMEOUT_S, HELLO_TIMEOUT_S, MAX_FAILURES
+from mics.router.guards import HANDSHAKE_TIMEOUT_S, HELLO_TIMEOUT_S, MAX_FAILURES, user_message_limit
 from wamp_clients import backend, sleep
 
 COUNTS = RUN_COUNTS["abuse"]
@@ -358,4 +358,69 @@ async def test_a_client_that_stops_reading_is_closed_as_slow_consumer_and_recove
     assert goodbyes and goodbyes[0][2] == "mics.close.slow_consumer" and goodbyes[0][1]["message"]
     assert [m["msg_id"] for m in tail["messages"]] == [a["msg_id"] for a in acks[-5:]] and tail["complete"]
     assert lost == 0 and tail["last_seq"] == len(acks)
+    COUNTS["control messages"] += await control_pair(tenant)
+
+
+def _close_code(ws: RawWebSocket, within: float = 3.0) -> int | None:
+    """The code of the close frame the router sent within `within` s; None if it kept the connection."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            opcode, payload = ws.recv_frame(timeout=max(0.05, deadline - time.monotonic()))
+        except TimeoutError:
+            return None
+        except (Closed, OSError):
+            return 0  # dropped without a close frame
+        if opcode == 8:
+            return int.from_bytes(payload[:2], "big")
+    return None
+
+
+@pytest_twisted.ensureDeferred
+async def test_incoming_messages_are_bounded_by_who_sends_them_before_anything_is_decoded(make_tenant, mics_node):
+    """Anonymous: 64 KiB (a HELLO is small). A user: 4x the tenant's max_payload_bytes plus 64 KiB, so a
+    body within the limit always fits however its client encodes it. A backend: the transport's 1 MiB."""
+    tenant = await make_tenant(max_payload_bytes=1000)
+    user_limit = user_message_limit(1000)
+
+    def anonymous(size: int) -> int | None:
+        ws = open_websocket(mics_node.port)
+        try:
+            ws.hello(tenant.tenant_id, "ticket", authextra={"device_id": "d1", "pad": "x" * size})
+            return _close_code(ws)
+        finally:
+            ws.close()
+
+    def user(pad: int, body: str = "hi") -> tuple[int | None, list[Any] | None]:
+        ws = open_websocket(mics_node.port)
+        try:
+            assert ws.join(tenant.tenant_id, ticket="tok-alice", device_id=f"big-{pad}")[0] == 2
+            kwargs: dict[str, Any] = {"to_user_id": "bob", "body": body, **({"pad": "x" * pad} if pad else {})}
+            ws.send_frame(json.dumps([48, 7, {}, "mics.message.send", [], kwargs], ensure_ascii=True).encode())
+            if pad:
+                return _close_code(ws), None
+            return None, ws.recv()
+        finally:
+            ws.close()
+
+    def backend_call(pad: int) -> tuple[int | None, list[Any]]:
+        ws = open_websocket(mics_node.port)
+        try:
+            assert ws.join(tenant.tenant_id, secret=tenant.secret, authid="backend-big")[0] == 2
+            ws.call(9, "mics.ping", {"pad": "x" * pad})
+            return None, ws.recv()  # answered: a close frame would raise Closed
+        finally:
+            ws.close()
+
+    assert await in_thread(anonymous, 70_000) == 1009
+    assert await in_thread(anonymous, 1_000) is None, "a small HELLO is answered (a challenge), not closed"
+    # a body at the limit whose client escapes every character (an emoji is 12 bytes as \\ud83d\\ude00)
+    code, reply = await in_thread(user, 0, "\U0001f600" * 249)
+    assert code is None and reply is not None and reply[0] == 50, reply  # sent (held for bob)
+    code, _ = await in_thread(user, user_limit + 1)
+    assert code == 1009
+    code, reply = await in_thread(backend_call, 300_000)
+    assert code is None and reply[0] == 50, reply  # answered, not closed
+    assert metric(mics_node, "mics_guard_closes_total", reason="message_too_large") >= 2
+    counted(4, frames=4)
     COUNTS["control messages"] += await control_pair(tenant)

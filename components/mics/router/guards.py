@@ -6,6 +6,13 @@
   not shrink between two checks is closed with GOODBYE `mics.close.slow_consumer`; its messages stay
   held, so the client reconnects and syncs. A large answer a client is reading (a long sync) shrinks,
   so it is not cut.
+- **Inbound message size by who sends.** The transport's cap (1 MiB) bounds every WAMP message in
+  both directions; what one incoming message costs the router grows with its size (decoding a
+  dense 1 MiB frame takes 80-500 ms of the only core). Before a session has joined, an incoming
+  message may be at most PRE_JOIN_MAX_BYTES (HELLO and AUTHENTICATE are small), so an anonymous
+  client cannot make the router decode megabytes; a joined user's at most `user_message_limit` of
+  its tenant's `max_payload_bytes`. Backends and admins keep the transport's cap (member lists,
+  batched checks). Over the limit, the connection is failed with 1009 before anything is decoded.
 - **Login throttling.** After `MAX_FAILURES` failed wampcra logins (backends, admins) from one
   address within `WINDOW_S`, further wampcra HELLOs from it are refused for `BLOCK_S`; other
   addresses are not affected. Failures age out; a success does not reset them (an attacker with
@@ -53,7 +60,7 @@ from twisted.internet import reactor as default_reactor
 from twisted.internet.task import LoopingCall
 from txaio import make_logger
 
-from mics import errors, metrics
+from mics import errors, metrics, uris
 from mics.logs import RateLimitedLog
 
 log = make_logger()
@@ -227,6 +234,19 @@ class _Congestion:
         self._guard.drained(self._protocol)
 
 
+PRE_JOIN_MAX_BYTES = 64 * 1024  # HELLO (ids, a token, authextra) and AUTHENTICATE
+# A body's section-4 size is its compact UTF-8 JSON; on the wire it can be up to ~3x that (a JSON
+# client escaping non-ASCII as \uXXXX, msgpack's 9-byte floats), and the call carries the rest
+# (ids, mentions, options) besides.
+WIRE_GROWTH = 4
+ENVELOPE_BYTES = 64 * 1024
+
+
+def user_message_limit(max_payload_bytes: int) -> int:
+    """The largest incoming WAMP message of a joined user of a tenant with this `max_payload_bytes`."""
+    return WIRE_GROWTH * max_payload_bytes + ENVELOPE_BYTES
+
+
 class ConnectionGuard:
     """Deadlines for the handshake and HELLO, and the slow-consumer cap, on one batched timer.
 
@@ -243,8 +263,10 @@ class ConnectionGuard:
         self._congested: dict[int, list[Any]] = {}  # id(protocol) -> [protocol, unsent at the last check]
         self._closing: set[int] = set()  # slow consumers told GOODBYE, their socket not yet dropped
         self._closes = {r: metrics.GUARD_CLOSES.labels(r) for r in ("handshake_timeout", "hello_timeout",
-                                                                     "slow_consumer")}  # fmt: skip
+                                                                     "slow_consumer", "message_too_large")}  # fmt: skip
         self._timer: LoopingCall | None = None
+        # (realm, authrole) -> the largest incoming message of a joined session; None: the transport's cap
+        self.joined_limit: Callable[[str, str], int | None] = lambda _realm, _role: None
 
     # -- wiring -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -293,6 +315,27 @@ class ConnectionGuard:
         """A WAMP WebSocket, built once twisted.web read its upgrade request (the handshake runs right
         after, from that request): it has HELLO_TIMEOUT_S to send HELLO."""
         self._ws[id(protocol)] = [protocol, self._reactor.seconds() + HELLO_TIMEOUT_S, False]
+        self._limit_inbound(protocol)
+
+    def _limit_inbound(self, protocol: Any) -> None:
+        """Fail the connection (1009) on an incoming message over the sender's limit, before the
+        serializer decodes it."""
+        on_message = protocol.onMessage
+
+        def limited(payload: bytes, is_binary: bool) -> None:
+            session = protocol._session
+            role = getattr(session, "_authrole", None)
+            limit = PRE_JOIN_MAX_BYTES if role is None else self.joined_limit(session._realm, role)
+            if limit is not None and len(payload) > limit:
+                self._closes["message_too_large"].inc()
+                _limited.warn(("message_too_large", role), "incoming message over its limit: {size} > {limit} "
+                              "bytes, role={role} peer={peer}", size=len(payload), limit=limit, role=role or "-",
+                              peer=_peer(protocol.transport))  # fmt: skip
+                protocol._fail_connection(1009, f"message of {len(payload)} bytes over this session's {limit}")
+                return
+            on_message(payload, is_binary)
+
+        protocol.onMessage = limited
 
     # -- the sweep ----------------------------------------------------------------------------------
     def sweep(self) -> None:
@@ -453,6 +496,13 @@ class GuardComponent(ApplicationSession):
         await NODE.when_ready()
         assert NODE.settings is not None and NODE.tenants is not None
         self.guard.max_unsent_bytes = NODE.settings.max_unsent_bytes
+        tenants = NODE.tenants
+
+        def joined_limit(realm: str, role: str) -> int | None:
+            tenant = tenants.get(realm) if role == uris.ROLE_USER else None
+            return user_message_limit(tenant.config.max_payload_bytes) if tenant is not None else None
+
+        self.guard.joined_limit = joined_limit
         production.warn_published_secrets([t.config for t in NODE.tenants], log)
 
     def onLeave(self, details: Any) -> None:
