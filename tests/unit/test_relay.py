@@ -37,11 +37,13 @@ class Port:
         return self.served_routes.procedures
 
     def call_here(self, procedure: str, args: list[Any], kwargs: dict[str, Any], caller: Caller | None,
-                  timeout_ms: int | None) -> Any:  # fmt: skip
+                  timeout_ms: int | None, on_progress: Any = None) -> Any:  # fmt: skip
         self.calls.append((procedure, caller, timeout_ms))
         handler = self.handlers.get(procedure)
         if handler is None:
             return defer.fail(ApplicationError(ApplicationError.NO_SUCH_PROCEDURE, procedure))
+        if on_progress is not None:  # a handler that streams takes `progress(*args, **kwargs)`
+            kwargs = {**kwargs, "progress": lambda *a, **kw: on_progress(list(a), kw)}
         return defer.maybeDeferred(handler, *args, **kwargs).addCallback(lambda result: ([result], {}))
 
     def publish(self, topic: str, options: Any, kwargs: dict[str, Any], args: Any = ()) -> None:

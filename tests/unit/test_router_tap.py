@@ -34,13 +34,15 @@ class Relay:
         self.answers: list[defer.Deferred[Any]] = []
         self.publishes: list[tuple[str, list[Any], dict[str, Any], dict[str, Any]]] = []
         self.sessions: dict[int, dict[str, Any]] = {}
+        self.progress: list[Any] = []  # each call's on_progress (None: the caller did not ask for it)
 
     def serves(self, procedure: str) -> bool:
         return procedure in self.procedures
 
     def call(self, procedure: str, args: list[Any], kwargs: dict[str, Any], caller: Caller | None,
-             timeout_ms: int | None) -> defer.Deferred[Any]:  # fmt: skip
+             timeout_ms: int | None, on_progress: Any = None) -> defer.Deferred[Any]:  # fmt: skip
         self.calls.append((procedure, args, kwargs, caller, timeout_ms))
+        self.progress.append(on_progress)
         answer: defer.Deferred[Any] = defer.Deferred()
         self.answers.append(answer)
         return answer
