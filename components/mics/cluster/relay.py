@@ -150,7 +150,7 @@ class _Pending:
         self.timer = timer
         self.sent: Deferred[Any] | None = None  # fires once Redis took the call
         self.on_progress = on_progress
-        self.order = ProgressOrder() if on_progress is not None else None
+        self.order = ProgressOrder(MAX_EARLY_PER_CALL) if on_progress is not None else None
         self.idle_s = idle_s  # without a timeout of its own: how long it may stay silent
         self.held: tuple[BaseException | None, Any, int] | None = None  # (error, result, progressed)
 
@@ -173,7 +173,7 @@ class WampRelay:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}  # calls this node forwarded, by request id
         self._early = 0  # progressive results held across them (ProgressOrder)
-        self._serving: dict[tuple[str, int], Deferred[Any]] = {}  # (origin, request) -> the call here
+        self._serving: dict[tuple[str, int], Deferred[Any] | None] = {}  # (origin, request) -> the call here
         self._sessions: OrderedDict[int, tuple[float, dict[str, Any]]] = OrderedDict()
         self._outcomes = {o: metrics.RELAYED_CALLS.labels(tenant_id, o) for o in ("ok", "error", "unavailable")}
         self._subscriptions: dict[int, str] = {}  # this node's tenant.* / mics.event.* subscriptions
@@ -284,21 +284,26 @@ class WampRelay:
                 call = self._serving.pop(key)
                 self._reply(origin, [RESULT, self.tenant_id, request_id, False, ApplicationError.INVALID_ARGUMENT,
                                      [f"cannot forward a progressive result: {e}"], {}], progressed[0])  # fmt: skip
-                call.cancel()
+                if call is not None:
+                    call.cancel()
                 return
             progressed[0] += 1
 
+        self._serving[key] = None  # a callee may stream before call_here returns
         d = maybeDeferred(self._port.call_here, procedure, args, kwargs, caller, timeout_ms,
                           on_progress if progress else None)  # fmt: skip
-        self._serving[key] = d
+        if key in self._serving:
+            self._serving[key] = d
 
         def done(result: tuple[list[Any], dict[str, Any]]) -> None:
-            if self._serving.pop(key, None) is not None:
+            if key in self._serving:
+                del self._serving[key]
                 self._reply(origin, [RESULT, self.tenant_id, request_id, True, *result], progressed[0])
 
         def failed(f: Any) -> None:
-            if self._serving.pop(key, None) is None:
-                return  # canceled by the caller's node: nobody waits for the answer
+            if key not in self._serving:
+                return  # canceled by the caller's node (or ended above): nobody waits for this answer
+            del self._serving[key]
             e = f.value
             if isinstance(e, NoRealmSession):
                 e = ApplicationError(ApplicationError.NO_SUCH_PROCEDURE, f"no callee for {procedure}")
@@ -529,7 +534,9 @@ class WampRelay:
         for request_id in [r for r, pending in self._pending.items() if pending.node == node]:
             self._settle(request_id, _unavailable(f"node {node} is gone"))
         for key in [key for key in self._serving if key[0] == node]:  # nobody waits for these answers
-            self._serving.pop(key).cancel()
+            call = self._serving.pop(key)
+            if call is not None:
+                call.cancel()
         await self._cluster.redis.hdel(self._key, node)
         if node == self.node_id:
             self._announced = Routes()
@@ -545,6 +552,7 @@ class WampRelay:
             self._announcing.cancel()
         for request_id in list(self._pending):
             self._settle(request_id, _unavailable("the node is shutting down"))
-        for call in list(self._serving.values()):
-            call.cancel()
-        self._serving.clear()
+        calls, self._serving = list(self._serving.values()), {}
+        for call in calls:
+            if call is not None:
+                call.cancel()
