@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import CallDetails, PublishOptions, RegisterOptions
+from autobahn.wamp.types import CallDetails, CallOptions, PublishOptions, RegisterOptions
 
 from cluster_tenants import ClusterTenant, eventually, online
 from harness import Node
@@ -235,3 +235,26 @@ async def test_calls_served_by_the_other_node_all_come_back_and_their_latency_is
         lat.sort()
     summary = {k: f"p50 {v[100]:.2f} ms, p99 {v[197]:.2f} ms" for k, v in timings.items()}
     print(f"\ntenant.* call from a user ({tenant.transport} hooks): {summary}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_users_progressive_call_on_the_other_node_gets_every_result_in_order_then_the_answer(
+    cluster_nodes, tenant
+):
+    a, b = cluster_nodes
+    backend = await tenant.backend(a)
+
+    async def count(to: int, details: CallDetails) -> int:
+        for n in range(to):
+            if details.progress:
+                details.progress(n, square=n * n)
+        return to
+
+    await registered(backend, "tenant.count", count)
+    bob = await tenant.user(b, "bob")
+    assert await served(bob, "tenant.count", to=0) == 0
+    got: list[Any] = []
+    progress = CallOptions(on_progress=lambda *a, **kw: got.append((a, kw)))
+    answer = await bob.call("tenant.count", to=100, options=progress)
+    assert answer == 100 and got == [((n,), {"square": n * n}) for n in range(100)]
+    assert await bob.call("tenant.count", to=3) == 3  # without progressive results: the answer alone

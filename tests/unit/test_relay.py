@@ -1,6 +1,7 @@
 """Cross-node WAMP (mics.cluster.relay) between in-process cluster members on a real redis-server:
 announcements, forwarded calls and their answers, errors, timeouts and lost nodes, topics and
-events. The realm side is a fake port (the Crossbar side is tested in test_router.py)."""
+events, progressive results put back in order, cancels.
+The realm side is a fake port (the Crossbar side is tested in test_router.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer, reactor, task
 
-from mics.cluster import RELAYED, TENANT, Cluster
+from mics.cluster import PROGRESS, RELAYED, RESULT, TENANT, Cluster
 from mics.cluster import relay as relay_module
-from mics.cluster.relay import Routes, WampRelay, matches
+from mics.cluster.relay import OutOfOrder, ProgressOrder, Routes, WampRelay, matches
 from mics.router import Caller
 
 _ids = itertools.count(1)
@@ -37,11 +38,13 @@ class Port:
         return self.served_routes.procedures
 
     def call_here(self, procedure: str, args: list[Any], kwargs: dict[str, Any], caller: Caller | None,
-                  timeout_ms: int | None) -> Any:  # fmt: skip
+                  timeout_ms: int | None, on_progress: Any = None) -> Any:  # fmt: skip
         self.calls.append((procedure, caller, timeout_ms))
         handler = self.handlers.get(procedure)
         if handler is None:
             return defer.fail(ApplicationError(ApplicationError.NO_SUCH_PROCEDURE, procedure))
+        if on_progress is not None:  # a handler that streams takes `progress(*args, **kwargs)`
+            kwargs = {**kwargs, "progress": lambda *a, **kw: on_progress(list(a), kw)}
         return defer.maybeDeferred(handler, *args, **kwargs).addCallback(lambda result: ([result], {}))
 
     def publish(self, topic: str, options: Any, kwargs: dict[str, Any], args: Any = ()) -> None:
@@ -252,3 +255,160 @@ def test_registrations_match_and_rank_as_a_dealers_do():
     del relay._remote["n-short"]
     assert relay._serving_node("tenant.users.get") == "n-wild"
     assert relay._serving_node("mics.hook.auth") is None
+
+
+# -- progressive results and cancels ------------------------------------------------------------------------
+def test_progressive_results_are_put_back_in_the_order_the_callee_sent_them():
+    order = ProgressOrder(limit=3)
+    assert order.arrived(1, "b") == [] and order.arrived(3, "d") == [] and order.held == 2
+    assert not order.complete(1)
+    assert order.arrived(0, "a") == ["a", "b"] and order.held == 1
+    assert order.arrived(0, "a") == [] and order.arrived(3, "d") == [], "a repeat is dropped"
+    assert order.arrived(2, "c") == ["c", "d"] and order.held == 0 and order.complete(4)
+    assert order.arrived(4, "e") == ["e"] and not order.complete(6)
+
+
+def test_a_call_holds_only_so_many_results_ahead_of_a_missing_one():
+    order = ProgressOrder(limit=2)
+    order.arrived(1, "b")
+    order.arrived(2, "c")
+    with pytest.raises(OutOfOrder):
+        order.arrived(3, "d")
+    assert order.arrived(0, "a") == ["a", "b", "c"], "what was held is still handed on"
+
+
+async def _progressive(here: Member, there: Member) -> tuple[list[Any], defer.Deferred[Any], int]:
+    """A progressive call from `here` that `there` holds open: (results handed on, answer, request id)."""
+    await there.serve(Routes(frozenset({("tenant.stream", "exact")})), tenant_stream=lambda **_: defer.Deferred())
+    await until(lambda: here.relay.serves("tenant.stream"))
+    got: list[Any] = []
+    answer = here.relay.call("tenant.stream", [], {}, None, None, lambda args, kwargs: got.append((args, kwargs)))
+    return got, answer, max(here.relay._pending)
+
+
+@pytest_twisted.ensureDeferred
+async def test_progressive_results_overtaken_on_the_way_are_handed_on_in_order_and_the_answer_last(pair):
+    here, there = pair
+    got, answer, request = await _progressive(here, there)
+    relay = here.relay
+    relay.on_operation(PROGRESS, [request, 2, [], {"delta": "c"}], there.cluster.node_id)
+    relay.on_operation(RESULT, [request, True, [], {"body": "abcd"}, 4], there.cluster.node_id)
+    relay.on_operation(PROGRESS, [request, 0, [], {"delta": "a"}], there.cluster.node_id)
+    relay.on_operation(PROGRESS, [request, 3, [], {"delta": "d"}], there.cluster.node_id)
+    assert [kw["delta"] for _a, kw in got] == ["a"] and not answer.called, "b is still on its way"
+    relay.on_operation(PROGRESS, [request, 1, ["x"], {"delta": "b"}], there.cluster.node_id)
+    assert got == [([], {"delta": "a"}), (["x"], {"delta": "b"}), ([], {"delta": "c"}), ([], {"delta": "d"})]
+    assert await answer == ([], {"body": "abcd"})
+    relay.on_operation(PROGRESS, [request, 4, [], {"delta": "late"}], there.cluster.node_id)
+    assert len(got) == 4 and relay._early == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_error_waits_for_the_progressive_results_sent_before_it(pair):
+    here, there = pair
+    got, answer, request = await _progressive(here, there)
+    here.relay.on_operation(RESULT, [request, False, "tenant.error.broken", ["down"], {}, 1], there.cluster.node_id)
+    assert not answer.called
+    here.relay.on_operation(PROGRESS, [request, 0, [], {"delta": "a"}], there.cluster.node_id)
+    with pytest.raises(ApplicationError) as raised:
+        await answer
+    assert raised.value.error == "tenant.error.broken" and got == [([], {"delta": "a"})]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_progressive_call_streams_through_the_other_node_in_order_then_answers(pair):
+    here, there = pair
+
+    async def stream(words: int, progress: Any = None) -> str:
+        for n in range(words):
+            progress(n, delta=f"w{n}")
+        return "done"
+
+    await there.serve(Routes(frozenset({("tenant.stream", "exact")})), tenant_stream=stream)
+    await until(lambda: here.relay.serves("tenant.stream"))
+    got: list[Any] = []
+    result = await here.relay.call("tenant.stream", [], {"words": 200}, None, None,
+                                   lambda args, kwargs: got.append((args, kwargs)))  # fmt: skip
+    assert result == (["done"], {})
+    assert got == [([n], {"delta": f"w{n}"}) for n in range(200)]
+    plain = await here.relay.call("tenant.stream", [], {"words": 0}, None, None)  # no progress asked for
+    assert plain == (["done"], {})
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_canceled_call_is_canceled_on_the_serving_node_too(pair):
+    here, there = pair
+    held: list[defer.Deferred[Any]] = []
+    interrupted: list[int] = []
+
+    def hold(**_: Any) -> defer.Deferred[Any]:
+        held.append(defer.Deferred(lambda _d: interrupted.append(len(held))))
+        return held[-1]
+
+    await there.serve(Routes(frozenset({("tenant.slow", "exact")})), tenant_slow=hold)
+    await until(lambda: here.relay.serves("tenant.slow"))
+    call = here.relay.call("tenant.slow", [], {}, None, None, lambda *_: None)
+    call.cancel()  # at once: the cancel must not overtake the call
+    await until(lambda: interrupted == [1])
+    with pytest.raises(defer.CancelledError):
+        await call
+    assert there.relay._serving == {}
+    expired = here.relay.call("tenant.slow", [], {}, None, 1000)  # given up on: canceled there too
+    here.clock.advance(1.1)
+    with pytest.raises(ApplicationError):
+        await expired
+    await until(lambda: interrupted == [1, 2])
+
+
+@pytest_twisted.ensureDeferred
+async def test_progress_keeps_a_call_without_a_timeout_alive_and_silence_ends_it(pair):
+    here, there = pair
+    got, answer, request = await _progressive(here, there)
+    for n in range(3):
+        here.clock.advance(relay_module.CALL_TIMEOUT_S - 1)
+        here.relay.on_operation(PROGRESS, [request, n, [], {"delta": n}], there.cluster.node_id)
+    assert not answer.called and len(got) == 3
+    here.clock.advance(relay_module.CALL_TIMEOUT_S + 0.1)
+    with pytest.raises(ApplicationError) as silent:
+        await answer
+    assert silent.value.error == "mics.error.unavailable"
+
+
+@pytest_twisted.ensureDeferred
+async def test_results_held_past_the_bounds_fail_the_call_unavailable(pair, monkeypatch):
+    here, there = pair
+    monkeypatch.setattr(relay_module, "MAX_EARLY_PER_CALL", 2)
+    got, answer, request = await _progressive(here, there)
+    for n in (1, 2, 3):
+        here.relay.on_operation(PROGRESS, [request, n, [], {}], there.cluster.node_id)
+    with pytest.raises(ApplicationError) as lost:
+        await answer
+    assert lost.value.error == "mics.error.unavailable" and got == [] and here.relay._early == 0
+    monkeypatch.setattr(relay_module, "MAX_EARLY", 1)  # every call of the tenant together
+    _got, first, first_id = await _progressive(here, there)
+    _got, second, second_id = await _progressive(here, there)
+    here.relay.on_operation(PROGRESS, [first_id, 1, [], {}], there.cluster.node_id)
+    here.relay.on_operation(PROGRESS, [second_id, 1, [], {}], there.cluster.node_id)
+    with pytest.raises(ApplicationError):
+        await second
+    assert not first.called
+    first.cancel()
+    first.addErrback(lambda _f: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_progressive_result_that_cannot_travel_ends_the_call_after_the_ones_before(pair):
+    here, there = pair
+
+    def stream(progress: Any) -> defer.Deferred[Any]:
+        progress(delta="fine")
+        progress(delta=2**70)  # msgpack cannot carry it
+        return defer.Deferred()
+
+    await there.serve(Routes(frozenset({("tenant.stream", "exact")})), tenant_stream=stream)
+    await until(lambda: here.relay.serves("tenant.stream"))
+    got: list[Any] = []
+    call = here.relay.call("tenant.stream", [], {}, None, None, lambda args, kwargs: got.append(kwargs))
+    with pytest.raises(ApplicationError) as refused:
+        await call
+    assert refused.value.error == "wamp.error.invalid_argument" and got == [{"delta": "fine"}]

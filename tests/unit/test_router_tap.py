@@ -34,13 +34,15 @@ class Relay:
         self.answers: list[defer.Deferred[Any]] = []
         self.publishes: list[tuple[str, list[Any], dict[str, Any], dict[str, Any]]] = []
         self.sessions: dict[int, dict[str, Any]] = {}
+        self.progress: list[Any] = []  # each call's on_progress (None: the caller did not ask for it)
 
     def serves(self, procedure: str) -> bool:
         return procedure in self.procedures
 
     def call(self, procedure: str, args: list[Any], kwargs: dict[str, Any], caller: Caller | None,
-             timeout_ms: int | None) -> defer.Deferred[Any]:  # fmt: skip
+             timeout_ms: int | None, on_progress: Any = None) -> defer.Deferred[Any]:  # fmt: skip
         self.calls.append((procedure, args, kwargs, caller, timeout_ms))
+        self.progress.append(on_progress)
         answer: defer.Deferred[Any] = defer.Deferred()
         self.answers.append(answer)
         return answer
@@ -227,3 +229,41 @@ async def test_one_session_cannot_hold_every_forwarded_call(monkeypatch):
     for answer in relay.answers[1:]:
         answer.callback(([], {}))
     await second
+
+
+@pytest_twisted.ensureDeferred
+async def test_progressive_results_from_the_serving_node_reach_a_caller_that_asked_for_them():
+    relay = Relay(("tenant.remote", "mics.agent.helper"))
+    got: list[Any] = []
+    bob, call = await _bob_calls_remote(relay, options=CallOptions(on_progress=lambda *a, **kw: got.append((a, kw))))
+    assert relay.progress[0] is not None
+    relay.progress[0](["x"], {"delta": "a"})
+    relay.progress[0]([], {"delta": "b"})
+    await turn()
+    assert got == [(("x",), {"delta": "a"}), ((), {"delta": "b"})] and not call.called
+    relay.answers[0].callback(([], {"body": "ab"}))
+    assert (await call).kwresults == {"body": "ab"}
+    plain = bob.call("tenant.remote")  # a caller that did not ask gets no progressive results
+    await turn()
+    assert relay.progress[1] is None
+    relay.answers[1].callback((["done"], {}))
+    assert await plain == "done"
+
+
+@pytest_twisted.ensureDeferred
+async def test_our_components_agent_calls_are_forwarded_and_not_held_to_one_sessions_share(monkeypatch):
+    from mics import router as router_module
+
+    monkeypatch.setattr(router_module, "FORWARDED_PER_SESSION", 1)
+    relay = Relay(("mics.agent.helper",))
+    router, sessions, _port = await _setup(relay)
+    router.add_role(RouterRoleStaticAuth(router, "mics", default_permissions=EVERYTHING))
+    node = await _session(sessions, router, "mics", "mics")
+    calls = [node.call("mics.agent.helper", message={}, options=CallOptions(on_progress=lambda *a, **kw: None))
+             for _ in range(3)]  # fmt: skip
+    await turn()
+    assert [c[0] for c in relay.calls] == ["mics.agent.helper"] * 3
+    for answer in relay.answers:
+        answer.callback(([], {"body": "hi"}))
+    for call in calls:
+        assert (await call).kwresults == {"body": "hi"}

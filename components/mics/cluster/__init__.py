@@ -38,12 +38,16 @@ TENANT = "tenant"  # [tenant_id]: its config changed in Redis
 REPLACE = "replace"  # [tenant_id, session_id]: that device connected again on another node
 PRESENCE = "presence"  # [tenant_id, user_id, devices, ts]: a watched user's devices changed
 # cross-node WAMP (mics.cluster.relay): a backend on any node serves the whole cluster
-CALL = "call"  # [tenant_id, request_id, procedure, args, kwargs, caller | None, timeout_ms | None]
-RESULT = "result"  # [tenant_id, request_id, True, args, kwargs] or [..., False, error, args, kwargs]
+CALL = "call"  # [tenant_id, request_id, procedure, args, kwargs, caller | None, timeout_ms | None, progress?]
+# [tenant_id, request_id, True, args, kwargs, progressed?] or [..., False, error, args, kwargs, progressed?]
+# (`progressed`: how many `progress` operations went before it, when any did)
+RESULT = "result"
+PROGRESS = "progress"  # [tenant_id, request_id, n, args, kwargs]: the n-th progressive result (from 0)
+CANCEL = "cancel"  # [tenant_id, request_id]: the caller canceled (or gave up on) the forwarded call
 PUBLISH = "publish"  # [tenant_id, topic, args, kwargs, options]: a backend's tenant.* publish
 EVENTS = "events"  # [tenant_id, [(topic, kwargs), ...]]: the wamp sink's events for backends there
 ROUTES = "routes"  # [tenant_id, packed routes]: what the sending node's backends serve now
-RELAYED = (CALL, RESULT, PUBLISH, EVENTS, ROUTES)
+RELAYED = (CALL, RESULT, PROGRESS, CANCEL, PUBLISH, EVENTS, ROUTES)
 
 Operation = list[Any]
 
@@ -139,11 +143,14 @@ class Cluster:
         await self.redis.disconnect()
 
     # -- forwarding ---------------------------------------------------------------------------
-    def send_to(self, node_id: str, operation: Operation, on_failure: Callable[[], None] | None = None) -> None:
+    def send_to(
+        self, node_id: str, operation: Operation, on_failure: Callable[[], None] | None = None
+    ) -> Deferred[Any]:
         """Ask another node to do something (fire and forget: Redis pub/sub is at-most-once).
         Raises TypeError/ValueError when msgpack cannot carry a value; `on_failure` runs when Redis
-        refused the publish."""
-        self._publish(keys.node_channel(node_id), operation, on_failure)
+        refused the publish. The Deferred fires once Redis took (or refused) it: what is sent to
+        that node after that reaches it after this one."""
+        return self._publish(keys.node_channel(node_id), operation, on_failure)
 
     def broadcast(self, operation: Operation) -> Deferred[Any]:
         """Tell every node; the Deferred fires once Redis took the publish (anything published after

@@ -33,8 +33,9 @@ Internals this module uses:
 - the worker's controller, which `crossbar start` does not pass to components
   (crossbar-notes.md section 1): `session._transport._router._factory._worker`;
 - in cluster mode, the realm's dealer and broker (`RealmTap`): a call this node's router has no
-  callee for (a backend's `tenant.*` procedure or `mics.hook.*` hook on another node) is authorized
-  here by the router, then handed to the cluster; a backend's `tenant.*` publish is handed over
+  callee for (a backend's `tenant.*` procedure, `mics.hook.*` hook or `mics.agent.*` agent on
+  another node) is authorized here by the router, then handed to the cluster, its progressive
+  results coming back as they arrive; a backend's `tenant.*` publish is handed over
   too; `wamp.session.get` answers for a remote caller whose call this node served. The
   registration map also says which procedures this node's backends serve (`RealmTap.procedures`).
 """
@@ -282,10 +283,13 @@ class RealmPort:
 
     # -- cluster mode (RealmTap) ------------------------------------------------------------------
     def call_here(
-        self, procedure: str, args: list[Any], kwargs: dict[str, Any], caller: Caller | None, timeout_ms: int | None
-    ) -> Deferred[tuple[list[Any], dict[str, Any]]]:
+        self, procedure: str, args: list[Any], kwargs: dict[str, Any], caller: Caller | None, timeout_ms: int | None,
+        on_progress: Progress | None = None,
+    ) -> Deferred[tuple[list[Any], dict[str, Any]]]:  # fmt: skip
         """Call a callee of this node's router for another node (never handed on again), as `caller`
-        when the call was disclosed there. Answers (args, kwargs) or fails with ApplicationError."""
+        when the call was disclosed there; with `on_progress`, the callee's progressive results go
+        to it as (args, kwargs). Answers (args, kwargs) or fails with ApplicationError; cancelling
+        the Deferred cancels the call (the callee is interrupted)."""
         if self._session is None:
             raise NoRealmSession(self.realm)
         if self._tap is not None and not self._tap.has_callee(procedure):
@@ -294,7 +298,8 @@ class RealmPort:
             return fail(ApplicationError(ApplicationError.INVALID_ARGUMENT, "a keyword argument named 'options' "
                                          "cannot be forwarded to another node"))  # fmt: skip
         forward_for = [caller.forward_for()] if caller is not None else None
-        options = CallOptions(timeout=timeout_ms or None, forward_for=forward_for)
+        progress = None if on_progress is None else lambda *a, **kw: on_progress(list(a), kw)
+        options = CallOptions(timeout=timeout_ms or None, forward_for=forward_for, on_progress=progress)
         if self._tap is not None:
             self._tap.local_only = True  # the router processes our CALL synchronously, in this call
         try:
@@ -310,10 +315,13 @@ class RealmPort:
 
 
 # -- cluster mode: what this node's router cannot serve alone ------------------------------------------
-# A backend connected to any node serves the whole cluster: its hooks and `tenant.*` procedures
-# are called from every node, its `tenant.*` publishes reach subscribers on every node.
-FORWARDED_CALLS = (uris.TENANT_PREFIX, uris.HOOK_PREFIX)
-FORWARDED_PER_SESSION = 100  # calls one session may have waiting on other nodes: one user cannot take them all
+# A backend connected to any node serves the whole cluster: its hooks, agents and `tenant.*`
+# procedures are called from every node, its `tenant.*` publishes reach subscribers on every node.
+FORWARDED_CALLS = (uris.TENANT_PREFIX, uris.HOOK_PREFIX, uris.AGENT_PREFIX)
+# calls one session may have waiting on other nodes: one user cannot take them all (our own component's
+# hook and agent calls are bounded by their guards and by the relay's bound per tenant instead)
+FORWARDED_PER_SESSION = 100
+Progress = Callable[[list[Any], dict[str, Any]], None]  # one progressive result: (args, kwargs)
 _PUBLISH_OPTIONS = ("eligible", "eligible_authid", "eligible_authrole", "exclude", "exclude_authid",
                     "exclude_authrole", "retain")  # fmt: skip
 
@@ -339,9 +347,12 @@ class Relay(Protocol):
         """Whether a backend on another node registered a procedure matching `procedure`."""
 
     def call(
-        self, procedure: str, args: list[Any], kwargs: dict[str, Any], caller: Caller | None, timeout_ms: int | None
-    ) -> Deferred[tuple[list[Any], dict[str, Any]]]:
-        """Have another node serve the call: (args, kwargs), or an ApplicationError."""
+        self, procedure: str, args: list[Any], kwargs: dict[str, Any], caller: Caller | None, timeout_ms: int | None,
+        on_progress: Progress | None = None,
+    ) -> Deferred[tuple[list[Any], dict[str, Any]]]:  # fmt: skip
+        """Have another node serve the call: (args, kwargs), or an ApplicationError; with
+        `on_progress`, each progressive result (in the callee's order, all before the answer).
+        Cancelling the Deferred cancels the call there."""
 
     def published(self, topic: str, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]) -> None:
         """A backend here published `topic` (authorized): subscribers on other nodes get it too."""
@@ -353,10 +364,11 @@ class Relay(Protocol):
 class RealmTap:
     """Wraps one realm's dealer and broker (instance attributes, this router only).
 
-    - A CALL to `tenant.*` or `mics.hook.*` that no local callee matches, but a backend on another
-      node registered, is authorized by this router as the dealer would (the user's authorizer on
-      the user's node) and handed to the relay; its answer goes back as RESULT or ERROR. A CANCEL
-      cancels it. Everything else goes to the dealer untouched.
+    - A CALL to `tenant.*`, `mics.hook.*` or `mics.agent.*` that no local callee matches, but a
+      backend on another node registered, is authorized by this router as the dealer would (the
+      user's authorizer on the user's node) and handed to the relay; its progressive results (when
+      the caller asked for them) go back as progressive RESULTs, its answer as RESULT or ERROR. A
+      CANCEL cancels it. Everything else goes to the dealer untouched.
     - `wamp.session.get` of a session that is not here but whose call this node served lately is
       answered from the details that call carried.
     - A backend's PUBLISH to `tenant.*` is processed as always, then, if this router authorizes
@@ -383,7 +395,7 @@ class RealmTap:
         return self._registrations.best_matching_observation(procedure) is not None
 
     def procedures(self) -> frozenset[tuple[str, str]]:
-        """Registrations under `tenant.` and `mics.hook.` held by backend sessions."""
+        """Registrations under `tenant.`, `mics.hook.` and `mics.agent.` held by backend sessions."""
         return frozenset(
             (o.uri, o.match)
             for o in list(self._registrations._observation_id_to_observation.values())
@@ -438,7 +450,8 @@ class RealmTap:
 
     def _forward(self, session: Any, call: Any, authorization: dict[str, Any]) -> None:
         session_id = session._session_id
-        if self._per_session.get(session_id, 0) >= FORWARDED_PER_SESSION:
+        bounded = session._authrole != uris.ROLE_SERVICE
+        if bounded and self._per_session.get(session_id, 0) >= FORWARDED_PER_SESSION:
             busy = errors.MicsError(errors.UNAVAILABLE, "too many calls of this session in flight")
             self._error(session, call, busy.error, list(busy.args), busy.kwargs)
             return
@@ -449,7 +462,15 @@ class RealmTap:
             details.pop("transport", None)  # HTTP headers, cookies: not for another node
             caller = Caller(session._session_id, session._authid, session._authrole, details)
         key = (session_id, call.request)
-        d = self._relay.call(call.procedure, list(call.args or ()), dict(call.kwargs or {}), caller, call.timeout)
+        on_progress = None
+        if call.receive_progress:
+
+            def on_progress(args: list[Any], kwargs: dict[str, Any]) -> None:
+                self._send(session, message.Result(call.request, args=args or None, kwargs=kwargs or None,
+                                                   progress=True))  # fmt: skip
+
+        args, kwargs = list(call.args or ()), dict(call.kwargs or {})
+        d = self._relay.call(call.procedure, args, kwargs, caller, call.timeout, on_progress)
         self._forwarded[key] = d
 
         def settled() -> None:
