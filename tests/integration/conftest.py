@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from sdk_devices import Devices
 from twisted.internet.utils import getProcessOutputAndValue
 
 from harness import ADMIN_SECRET, Node, start_nodes
@@ -115,6 +116,14 @@ async def make_tenant(mics_node: Node) -> AsyncIterator[TenantFactory]:
 @pytest.fixture
 def node(mics_node: Node) -> Node:
     return mics_node
+
+
+@pytest_twisted.async_yield_fixture()
+async def device(mics_node: Node) -> AsyncIterator[Devices]:
+    """Python SDK clients on the shared node, all closed after the test: `await device(tenant, "alice")`."""
+    devices = Devices(mics_node.url)
+    yield devices
+    await devices.close()
 
 
 @pytest.fixture(scope="session")

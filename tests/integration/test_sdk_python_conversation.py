@@ -3,22 +3,14 @@ edit folded into a Timeline, throttled typing, presence watches with callbacks, 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_twisted
-from test_sdk_python import Devices
+from sdk_devices import Devices
 
 from mics_client import PresenceChange, Timeline, errors
 from wamp_clients import sleep
-
-
-@pytest_twisted.async_yield_fixture()
-async def device(mics_node: Any) -> AsyncIterator[Devices]:
-    devices = Devices(mics_node.url)
-    yield devices
-    await devices.close()
 
 
 @pytest_twisted.ensureDeferred
