@@ -57,3 +57,17 @@ async def control_pair(tenant: Any, messages: int = 10, tag: str = "ctl") -> int
     await alice.close()
     await bob.close()
     return messages
+
+
+# a body just under the largest max_payload_bytes a tenant may set (512 KiB, as compact JSON)
+NEAR_MAX_BODY = "x" * (512 * 1024 - 64)
+
+
+async def fill_inbox(tenant: Any, to_user_id: str, count: int) -> list[str]:
+    """A hostile sender (mallory) fills an offline user's inbox with `count` near-max-size messages
+    (the tenant allows max_payload_bytes 512 KiB and that many sends a second); returns their msg_ids."""
+    mallory = await tenant.user("mallory")
+    acks = [await mallory.call("mics.message.send", to_user_id=to_user_id, body=NEAR_MAX_BODY) for _ in range(count)]
+    assert all(a["delivered"] == "buffered" for a in acks)
+    await mallory.close()
+    return [a["msg_id"] for a in acks]

@@ -3,6 +3,7 @@
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
+from checks import NEAR_MAX_BODY, fill_inbox
 
 from wamp_clients import sleep
 
@@ -156,17 +157,6 @@ async def test_users_only_ever_sync_their_own_inbox(make_tenant):
     assert synced["messages"] == []
 
 
-NEAR_MAX_BODY = "x" * (512 * 1024 - 64)  # JSON-encoded: just under max_payload_bytes' ceiling
-
-
-async def _fill_inbox(tenant, count: int) -> list[str]:
-    """A hostile sender fills the offline victim's inbox with near-max-size messages."""
-    mallory = await tenant.user("mallory")
-    acks = [await mallory.call("mics.message.send", to_user_id="bob", body=NEAR_MAX_BODY) for _ in range(count)]
-    assert all(a["delivered"] == "buffered" for a in acks)
-    await mallory.close()
-    return [a["msg_id"] for a in acks]
-
 
 @pytest.mark.parametrize("serializer", ["json", "msgpack", "cbor"])
 @pytest_twisted.ensureDeferred
@@ -174,7 +164,7 @@ async def test_an_inbox_full_of_max_size_messages_still_syncs_in_pages_with_ever
     """Poisoning through sync size: 40 messages of ~512 KiB held for bob are 20 MiB, far over the router's
     1 MiB frame cap; each sync answers one page under it (`more`), and bob gets every message in order."""
     tenant = await make_tenant(max_payload_bytes=512 * 1024, max_user_message_qps=1000)
-    sent = await _fill_inbox(tenant, 40)
+    sent = await fill_inbox(tenant, "bob", 40)
     bob = await tenant.user("bob", serializer=serializer)
     got: list[dict] = []
     pages, since, epoch = 0, 0, None
