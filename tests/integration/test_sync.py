@@ -157,7 +157,6 @@ async def test_users_only_ever_sync_their_own_inbox(make_tenant):
     assert synced["messages"] == []
 
 
-
 @pytest.mark.parametrize("serializer", ["json", "msgpack", "cbor"])
 @pytest_twisted.ensureDeferred
 async def test_an_inbox_full_of_max_size_messages_still_syncs_in_pages_with_every_serializer(make_tenant, serializer):
