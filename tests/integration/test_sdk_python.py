@@ -274,7 +274,7 @@ async def test_one_sync_catches_up_an_inbox_held_over_many_pages_in_order(make_t
     """A hostile sender's 40 near-max messages need 40 sync pages; the SDK fetches them all, in order,
     and live messages sent meanwhile come after them."""
     tenant = await make_tenant(max_payload_bytes=512 * 1024, max_user_message_qps=1000)
-    sent = await fill_inbox(tenant, "bob", 40)
+    sent = await fill_inbox(await tenant.user("mallory"), "bob", 40)
     bob = await device(tenant, "bob")  # connect() syncs
     got = [await bob.next_message() for _ in sent]
     assert [m.msg_id for m in got] == sent and [m.seq for m in got] == list(range(1, 41))
