@@ -69,8 +69,8 @@ class ClusterTenant:
 
         assert await eventually(probe), f"the hooks never reached {node.node_id}"
 
-    async def user(self, node: Node, user_id: str, device_id: str = "d1") -> TestSession:
-        session = await user(node.url, self.tenant_id, f"tok-{user_id}", device_id)
+    async def user(self, node: Node, user_id: str, device_id: str = "d1", **kw: Any) -> TestSession:
+        session = await user(node.url, self.tenant_id, f"tok-{user_id}", device_id, **kw)
         await session.listen(f"mics.inbox.{user_id}")
         self.sessions.append(session)
         return session

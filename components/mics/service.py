@@ -38,6 +38,8 @@ from mics.errors import MicsError, SendFailed
 from mics.hooks.policy import HookUnavailable
 from mics.logs import RateLimitedLog
 from mics.requests import (
+    MAX_MENTIONS,
+    MAX_TEXT_FIELD,
     EditRequest,
     GroupSendRequest,
     MembersChangedRequest,
@@ -61,7 +63,19 @@ log = make_logger()
 _limited = RateLimitedLog(log)
 
 HOLD_BACK_S = 0.1  # a refused sender's connection is not read this long (node saturated, tenant over its share)
-ENTRY_OVERHEAD = 256  # bytes a held message costs beyond its body, for the byte cap
+ENTRY_OVERHEAD = 256  # bytes a held message costs beyond its body and mentions (byte cap, sync pages)
+# what an edit or recall of a group message may leave held beyond its new body: the mentions it was
+# sent with (the held size drives the sync page cut, mics.buffer.SYNC_PAGE_BYTES, so it must not shrink)
+MENTIONS_ALLOWANCE = MAX_MENTIONS * (4 * MAX_TEXT_FIELD + 3)
+
+
+def held_size(size: int, payload: dict[str, Any]) -> int:
+    """What a held copy of `payload` (body of `size` bytes) costs: its body, its mentions (up to
+    MAX_MENTIONS ids a message, which the body size does not count) and ENTRY_OVERHEAD for the rest."""
+    mentions = payload.get("mentions")
+    return size + ENTRY_OVERHEAD + (sum(len(m.encode()) + 3 for m in mentions) if mentions else 0)
+
+
 _DELIVERED = ("online", "buffered", "offline")
 
 
@@ -159,7 +173,7 @@ class SendService:
         if config.group_buffering:  # offline members find it with sync (an entry each)
             online = await engine.online_among(others)
             offline = [m for m in others if m not in online]
-            held = await engine.hold(offline, payload, size + ENTRY_OVERHEAD, config.offline_ttl_s)
+            held = await engine.hold(offline, payload, held_size(size, payload), config.offline_ttl_s)
             any_online = bool(online)
         else:
             any_online = await engine.any_online(others)
@@ -257,7 +271,8 @@ class SendService:
             patch = {"body": body, "edited_at": message.ts}
             if content_type is not None:
                 patch["content_type"] = content_type
-        if not await engine.amend(sent, patch, size + ENTRY_OVERHEAD, kind == RECALL):
+        held = size + ENTRY_OVERHEAD + (MENTIONS_ALLOWANCE if sent.group_id is not None else 0)
+        if not await engine.amend(sent, patch, held, kind == RECALL):
             self._failures["not_found"].inc()
             raise SendFailed(errors.NOT_FOUND, f"message {msg_id!r} was recalled")
         pushed: int | None = None  # the recipient's seq of an edit that found them offline
@@ -443,7 +458,7 @@ class SendService:
         if tenant.agents.serves(to_user_id):  # nobody reads an agent's inbox: hold only the sender's copy
             holds = Holds(0, 0, holds.copy_s)
         held = await tenant.engine.inbox(
-            to_user_id, copy_for, sender.own_session, payload, size + ENTRY_OVERHEAD, holds, remember_s
+            to_user_id, copy_for, sender.own_session, payload, held_size(size, payload), holds, remember_s
         )
         return (held.seq if held.copy_seq is None else held.copy_seq), held
 

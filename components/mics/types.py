@@ -118,15 +118,18 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
-    """What `mics.inbox.sync` returns: held messages after a seq, and whether nothing is missing."""
+    """What `mics.inbox.sync` returns: held messages after a seq, whether nothing is missing, and
+    whether more are held after this page (`last_seq` is then the page's last)."""
 
     messages: list[dict[str, Any]]
     last_seq: int
     epoch: str
     complete: bool
+    more: bool = False
 
     def to_kwargs(self) -> dict[str, Any]:
-        return {"messages": self.messages, "last_seq": self.last_seq, "epoch": self.epoch, "complete": self.complete}
+        return {"messages": self.messages, "last_seq": self.last_seq, "epoch": self.epoch, "complete": self.complete,
+                "more": self.more}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,3 +57,36 @@ async def control_pair(tenant: Any, messages: int = 10, tag: str = "ctl") -> int
     await alice.close()
     await bob.close()
     return messages
+
+
+# a body just under the largest max_payload_bytes a tenant may set (512 KiB, as compact JSON)
+NEAR_MAX_BODY = "x" * (512 * 1024 - 64)
+
+
+async def fill_inbox(sender: Any, to_user_id: str, count: int) -> list[str]:
+    """A hostile `sender` fills an offline user's inbox with `count` near-max-size messages (the
+    tenant allows max_payload_bytes 512 KiB and that many sends a second); returns their msg_ids."""
+    acks = [await sender.call("mics.message.send", to_user_id=to_user_id, body=NEAR_MAX_BODY) for _ in range(count)]
+    assert all(a["delivered"] == "buffered" for a in acks)
+    return [a["msg_id"] for a in acks]
+
+
+async def sync_pages(session: Any, strict: bool = True) -> tuple[list[dict[str, Any]], int]:
+    """Sync from the start, page after page while `more`, as the SDKs do; returns the messages and
+    how many pages. `strict`: every page is complete, non-empty and ends (`last_seq`) at its last
+    message, and a sync after the last page finds nothing."""
+    got: list[dict[str, Any]] = []
+    pages, since, epoch = 0, 0, None
+    while True:
+        page = await session.call("mics.inbox.sync", since_seq=since, epoch=epoch)
+        pages += 1
+        got.extend(page["messages"])
+        since, epoch = page["last_seq"], page["epoch"]
+        if strict:
+            assert page["complete"] is True and page["messages"], page["last_seq"]
+            assert since == page["messages"][-1]["seq"]
+        if not page["more"]:
+            break
+    if strict:
+        assert (await session.call("mics.inbox.sync", since_seq=since, epoch=epoch))["messages"] == []
+    return got, pages

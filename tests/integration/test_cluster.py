@@ -18,6 +18,7 @@ import pytest
 import pytest_twisted
 from agent_servers import AgentLogic, HttpAgentServer, agent_config, stream, wamp_agent
 from autobahn.wamp.exception import ApplicationError
+from checks import fill_inbox, sync_pages
 
 from cluster_tenants import ClusterTenant, eventually, online
 from harness import ADMIN_SECRET, Node, http_get, http_post_json, start_node, start_redis
@@ -87,6 +88,20 @@ async def test_devices_of_one_user_on_two_nodes_share_one_inbox(nodes, tenant):
     on_a = await phone.call("mics.inbox.sync", since_seq=0)
     on_b = await laptop.call("mics.inbox.sync", since_seq=0)
     assert on_a == on_b and on_a["last_seq"] == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_inbox_filled_past_the_frame_cap_on_one_node_syncs_in_pages_on_the_other(nodes):
+    """The Redis script cuts each sync page: 30 near-max messages held through node A (15 MiB) reach
+    bob on node B, msgpack, every one in order."""
+    a, b = nodes
+    tenant = await ClusterTenant.create(a, max_payload_bytes=512 * 1024, max_user_message_qps=1000)
+    try:
+        sent = await fill_inbox(await tenant.user(a, "mallory"), "bob", 30)
+        got, pages = await sync_pages(await tenant.user(b, "bob", serializer="msgpack"))
+        assert [m["msg_id"] for m in got] == sent and [m["seq"] for m in got] == list(range(1, 31)) and pages == 30
+    finally:
+        await tenant.close()
 
 
 async def _devices(session: TestSession, user_id: str, count: int) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
-from checks import RUN_COUNTS, control_pair, in_thread
+from checks import RUN_COUNTS, control_pair, in_thread, sync_pages
 from raw_ws import open_websocket
 
 from harness import ADMIN_SECRET, start_node
@@ -201,7 +201,7 @@ async def test_every_message_acknowledged_while_a_cluster_node_is_sigkilled_reac
         live_bob = [e["msg_id"] for e in bob.events["mics.inbox.bob"]]
         bob_again = await user(survivor.url, tenant_id, "tok-bob", "d2")  # bob's other device, on the survivor
         sessions.append(bob_again)
-        synced = [m["msg_id"] for m in (await bob_again.call("mics.inbox.sync", since_seq=0))["messages"]]
+        synced = [m["msg_id"] for m in (await sync_pages(bob_again, strict=False))[0]]
         live_carol = [(await carol.next_event("mics.inbox.carol"))["msg_id"] for _ in acks["carol"]]
     finally:
         for session in reversed(sessions):

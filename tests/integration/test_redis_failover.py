@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
+from checks import sync_pages
 
 from cluster_tenants import ClusterTenant, SteadySender, eventually, online
 from harness import Node, SentinelGroup, redis_cli, start_nodes, start_sentinel_group
@@ -67,9 +68,9 @@ async def _switch_under_traffic(nodes: tuple[Node, Node], group: SentinelGroup, 
         assert sender.errors <= {"mics.error.unavailable"}, sender.errors
         unavailable = sender.unavailable_s()
         assert await retried(lambda: online(alice, "bob")), "presence came back on the new primary"
-        synced = await retried(lambda: bob.call("mics.inbox.sync", since_seq=0))
-        held = [m["client_msg_id"] for m in synced["messages"]]
-        seqs = [m["seq"] for m in synced["messages"]]
+        synced, _pages = await retried(lambda: sync_pages(bob, strict=False))
+        held = [m["client_msg_id"] for m in synced]
+        seqs = [m["seq"] for m in synced]
         acked = list(sender.acks)
         lost = sorted(set(acked) - set(held), key=lambda c: int(c[1:]))
         assert held == acked, f"lost {lost}, extra {sorted(set(held) - set(acked))}"

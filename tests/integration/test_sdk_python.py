@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from checks import NEAR_MAX_BODY, fill_inbox
 from sdk_devices import Device, Devices
 from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
@@ -184,6 +185,23 @@ async def test_a_sync_with_a_lost_stream_reports_a_gap(make_tenant: Any, device:
     assert not result.complete
     assert alice.gaps[-1].since_seq == 7 and alice.gaps[-1].epoch == result.epoch != "an-epoch-the-router-never-had"
     assert alice.client.last_seq == result.last_seq
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_sync_catches_up_an_inbox_held_over_many_pages_in_order(make_tenant: Any, device: Devices) -> None:
+    """A hostile sender's 40 near-max messages need 40 sync pages; the SDK fetches them all, in order,
+    and live messages sent meanwhile come after them."""
+    tenant = await make_tenant(max_payload_bytes=512 * 1024, max_user_message_qps=1000)
+    sent = await fill_inbox(await tenant.user("mallory"), "bob", 40)
+    bob = await device(tenant, "bob")  # connect() syncs
+    got = [await bob.next_message() for _ in sent]
+    assert [m.msg_id for m in got] == sent and [m.seq for m in got] == list(range(1, 41))
+    assert all(m.replayed and m.body == NEAR_MAX_BODY for m in got) and not bob.gaps
+    assert bob.client.last_seq == 40
+    alice = await device(tenant, "alice")
+    live = await alice.client.send("bob", "after")
+    assert (await bob.next_message()).msg_id == live.msg_id
+    assert (await bob.client.sync()).messages == [] and bob.client.last_seq == 41
 
 
 @pytest_twisted.ensureDeferred

@@ -3,6 +3,7 @@
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
+from checks import NEAR_MAX_BODY, fill_inbox, sync_pages
 
 from wamp_clients import sleep
 
@@ -154,3 +155,16 @@ async def test_users_only_ever_sync_their_own_inbox(make_tenant):
     mallory = await tenant.user("mallory")
     synced = await mallory.call("mics.inbox.sync", since_seq=0, user_id="bob")
     assert synced["messages"] == []
+
+
+@pytest.mark.parametrize("serializer", ["json", "msgpack", "cbor"])
+@pytest_twisted.ensureDeferred
+async def test_an_inbox_full_of_max_size_messages_still_syncs_in_pages_with_every_serializer(make_tenant, serializer):
+    """Poisoning through sync size: 40 messages of ~512 KiB held for bob are 20 MiB, far over the router's
+    1 MiB frame cap; each sync answers one page under it (`more`), and bob gets every message in order."""
+    tenant = await make_tenant(max_payload_bytes=512 * 1024, max_user_message_qps=1000)
+    sent = await fill_inbox(await tenant.user("mallory"), "bob", 40)
+    bob = await tenant.user("bob", serializer=serializer)
+    got, pages = await sync_pages(bob)
+    assert [m["msg_id"] for m in got] == sent and [m["seq"] for m in got] == list(range(1, 41))
+    assert all(m["body"] == NEAR_MAX_BODY for m in got) and pages == 40  # one near-max message a page

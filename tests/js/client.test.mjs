@@ -155,6 +155,30 @@ describe('sync', () => {
       assert.deepEqual(again.messages, []);
     }));
 
+  test('one sync catches up an inbox a hostile sender filled past the frame cap, over many pages, in order', () =>
+    withTenant({ config: { max_payload_bytes: 512 * 1024, max_user_message_qps: 1000 } }, async (tenant) => {
+      const body = 'x'.repeat(512 * 1024 - 64); // 40 of these are 20 MiB: one page each under the 1 MiB frame cap
+      const mallory = await tenant.user('mallory');
+      const sent = [];
+      for (let i = 0; i < 40; i += 1) sent.push((await mallory.send('bob', body)).msg_id);
+      const bob = await connect({ url: file.node.url, tenant: tenant.id, token: 'tok-bob', deviceId: 'd1', autoSync: false });
+      tenant.clients.push(bob);
+      const seen = [];
+      const positions = [];
+      bob.onMessage((m) => seen.push([m.msg_id, m.seq, m.body === body]));
+      bob.on('position', (p) => positions.push(p.lastSeq));
+      const syncing = bob.sync();
+      const live = await mallory.send('bob', 'after the flood'); // held until the catch-up is done
+      const result = await syncing;
+      assert.equal(result.complete, true);
+      assert.ok(result.messages.length >= 40); // the live one too when a later page found it held
+      assert.deepEqual(seen.slice(0, 40), sent.map((id, i) => [id, i + 1, true]));
+      assert.ok(positions.length >= 40, `one position per page, got ${positions.length}`);
+      if (seen.length === 40) await next(bob, 'message');
+      assert.deepEqual(seen[40], [live.msg_id, 41, false]);
+      assert.equal(bob.position.lastSeq, 41);
+    }));
+
   test('a device that resumes from a saved position gets only what it missed', () =>
     withTenant({}, async (tenant) => {
       const alice = await tenant.user('alice');

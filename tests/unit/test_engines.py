@@ -17,7 +17,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from mics import uris
-from mics.buffer import Sent
+from mics.buffer import SYNC_PAGE_BYTES, SYNC_PAGE_MESSAGES, Sent
 from mics.buffer.redis import RECENT_PAGE
 from mics.cluster import PRESENCE, TENANT, Cluster
 from mics.config import TenantConfig
@@ -351,6 +351,68 @@ async def test_a_change_of_a_users_devices_reaches_the_node_that_watches_them(pa
     if there is not here:
         assert [c for c in there.changes if c[0] == "carol"] == [], "nobody watches carol there: no frame"
         assert ("carol", ["d1"]) in here.changes
+
+
+# -- sync pages: a full inbox of large messages still syncs, a page at a time ---------------------------------
+async def _hold_sized(member: Member, sizes: list[int], holds: Holds = HOLDS) -> None:
+    """Offline messages for bob with these held sizes (what the page budget counts)."""
+    for size in sizes:
+        await member.engine.inbox("bob", None, None, {"msg_id": f"m{size}-{next(_ids)}"}, size, holds)
+
+
+async def _seqs(member: Member, since_seq: int, epoch: str | None = None) -> tuple[list[int], int, bool, bool]:
+    synced = await member.engine.sync("bob", since_seq, epoch)
+    return [m["seq"] for m in synced.messages], synced.last_seq, synced.more, synced.complete
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_sync_page_holds_messages_up_to_exactly_the_budget_and_resuming_gets_the_rest(pair):
+    here, there = pair
+    await _hold_sized(here, [SYNC_PAGE_BYTES // 4] * 4)
+    assert await _seqs(there, 0) == ([1, 2, 3, 4], 4, False, True)  # exactly the budget: one page
+    await _hold_sized(here, [1])
+    assert await _seqs(there, 0) == ([1, 2, 3, 4], 4, True, True)  # one byte over: cut before it
+    assert await _seqs(there, 4) == ([5], 5, False, True)
+    synced = await there.engine.sync("bob", 0, None)
+    assert synced.to_kwargs()["more"] is True and synced.to_kwargs()["last_seq"] == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_larger_than_the_budget_is_a_page_of_its_own(pair):
+    here, there = pair
+    await _hold_sized(here, [SYNC_PAGE_BYTES + 1, 10, SYNC_PAGE_BYTES * 2])
+    assert await _seqs(there, 0) == ([1], 1, True, True)
+    assert await _seqs(there, 1) == ([2], 2, True, True)
+    assert await _seqs(there, 2) == ([3], 3, False, True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_sync_page_holds_at_most_a_page_of_messages_however_small(pair):
+    here, there = pair
+    await _hold_sized(here, [1] * (SYNC_PAGE_MESSAGES * 2 + 1))
+    first = await _seqs(there, 0)
+    assert first == (list(range(1, SYNC_PAGE_MESSAGES + 1)), SYNC_PAGE_MESSAGES, True, True)
+    second = await _seqs(there, SYNC_PAGE_MESSAGES)
+    assert second[1:] == (SYNC_PAGE_MESSAGES * 2, True, True)
+    assert await _seqs(there, SYNC_PAGE_MESSAGES * 2) == ([SYNC_PAGE_MESSAGES * 2 + 1], SYNC_PAGE_MESSAGES * 2 + 1,
+                                                           False, True)  # fmt: skip
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_page_is_incomplete_only_when_a_message_of_its_own_range_is_gone(pair):
+    here, there = pair
+    await _hold_sized(here, [10], Holds(1, 1, 1))  # seq 1 expires
+    await _hold_sized(here, [SYNC_PAGE_BYTES // 2] * 3)  # seqs 2..4: two a page
+    await _hold_sized(here, [10], Holds(1, 1, 1))  # seq 5 expires
+    await _hold_sized(here, [10])  # seq 6
+    await here.elapse(1.1)
+    assert await _seqs(there, 0) == ([2, 3], 3, True, False)  # seq 1 is gone
+    assert await _seqs(there, 3) == ([4, 6], 6, False, False)  # seq 5 is gone
+    assert await _seqs(there, 1) == ([2, 3], 3, True, True)  # a client that had seq 1 misses nothing
+    synced = await there.engine.sync("bob", 3, None)
+    old = await _seqs(there, 3, "another-epoch")  # another stream: from the start, incomplete
+    assert old == ([2, 3], 3, True, False) and synced.epoch != "another-epoch"
+    assert await _seqs(there, 6) == ([], 6, False, True)
 
 
 # -- section 12: an agent's context, from the held messages of one conversation -----------------------------

@@ -267,6 +267,26 @@ async def test_mentions_and_reply_to_travel_in_the_message_the_hook_the_held_cop
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_held_group_copy_counts_its_mentions_and_an_edit_keeps_room_for_them(make_runtime):
+    """The held size cuts sync pages (mics.buffer.SYNC_PAGE_BYTES): mentions are up to 100 ids of 128
+    characters, far more than a short body, so they count, and an edit (which keeps them) can't shrink them."""
+    from mics.service import ENTRY_OVERHEAD, MENTIONS_ALLOWANCE
+
+    runtime, port, _ = make_runtime(group_buffering=True)
+    mentioned = [f"m{n}" + "é" * 100 for n in range(3)]
+    port.members["g1"] = ["alice", "bob", *mentioned]
+    alice = online(runtime, "alice")
+    buffer = runtime.engine.buffer
+    sent = await runtime.service.group_send(alice, group("g1", "hi", mentions=mentioned))
+    per_copy = 4 + ENTRY_OVERHEAD + sum(len(m.encode()) + 3 for m in mentioned)
+    assert buffer.stats()["held_bytes"] == 4 * per_copy  # bob and the three mentioned, all offline
+    await runtime.service.edit(alice, edit(sent["msg_id"], "ho"))
+    edited = 4 + ENTRY_OVERHEAD + MENTIONS_ALLOWANCE
+    assert buffer.stats()["held_bytes"] == 4 * edited + 4 * (4 + ENTRY_OVERHEAD)  # the copies, and the edit notices
+    assert (await held(runtime, "bob"))[0]["mentions"] == mentioned
+
+
+@pytest_twisted.ensureDeferred
 async def test_the_sender_recalls_a_message_its_held_copies_become_tombstones_and_the_recall_goes_where_it_went(
     make_runtime,
 ):

@@ -7,13 +7,29 @@ offline, or dropped for a moment, catches up with `mics.inbox.sync`. One instanc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred
 
 from mics.types import SyncResult
+
+# A sync answers one page: held messages, oldest first, while their held sizes (body + the 256 bytes
+# ENTRY_OVERHEAD of mics.service, mentions included) stay within SYNC_PAGE_BYTES and there are at most
+# SYNC_PAGE_MESSAGES of them, and always at least one. Without pages, a sender who filled an offline
+# user's inbox with large messages made every sync RESULT larger than the router's 1 MiB frame cap
+# (router/.crossbar/config.json max_message_size): the victim could never sync.
+# Why a page fits every serializer under 1 MiB (max_payload_bytes is at most 512 KiB):
+# - the counted bytes are the bodies as compact UTF-8 JSON (bytes as is): JSON carries them as
+#   counted, bytes as base64 (x 4/3); msgpack and CBOR carry strings and ints in no more, but a float
+#   takes 9 bytes where JSON may write 4 ("0.1,"): x 2.25 at worst, so 256 KiB counted is <= 576 KiB;
+# - what the 256 bytes of overhead don't cover (ids and text fields, 128 characters of up to 4 UTF-8
+#   bytes each) is under 4 KiB a message: <= 256 KiB for SYNC_PAGE_MESSAGES;
+# so a page of several messages is <= 832 KiB in any serializer, and a page of one is one message,
+# which live delivery carries anyway.
+SYNC_PAGE_BYTES = 256 * 1024
+SYNC_PAGE_MESSAGES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +82,8 @@ class CatchupBuffer(ABC):
 
     @abstractmethod
     async def since(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
-        """Every held message with seq > since_seq, oldest first; complete=False if any is gone."""
+        """The held messages with seq > since_seq, oldest first, one page of them (`more` when the page
+        was cut: `last_seq` is then its last seq); complete=False if any is gone."""
 
     @abstractmethod
     async def recent(self, user_id: str, limit: int, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
@@ -113,16 +130,40 @@ class CatchupBuffer(ABC):
         """Counters for admin stats and metrics."""
 
 
-def sync_result(
-    held: list[tuple[int, dict[str, Any]]], last: int, epoch: str, since_seq: int, client_epoch: str | None
-) -> SyncResult:
-    """What a sync returns, from the unexpired held (seq, entry) pairs of the user, in seq order.
+def sync_start(since_seq: int, client_epoch: str | None, epoch: str) -> int:
+    """The seq a sync reads after: a client with another epoch's position gets everything held."""
+    return since_seq if client_epoch is None or client_epoch == epoch else 0
 
-    Complete when every seq in (since_seq, last] is still held and the client's stream is ours; a
-    client with an old epoch gets everything held, incomplete.
+
+def sync_page(
+    held: Iterable[tuple[int, int, dict[str, Any]]], budget: int = SYNC_PAGE_BYTES, count: int = SYNC_PAGE_MESSAGES
+) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+    """The first page of unexpired held (seq, size, entry) in seq order: (seq, entry) pairs while the
+    sizes add up to at most `budget` and there are at most `count` (at least one), and whether some
+    were left for the next page."""
+    page: list[tuple[int, dict[str, Any]]] = []
+    total = 0
+    for seq, size, entry in held:
+        if page and (total + size > budget or len(page) == count):
+            return page, True
+        total += size
+        page.append((seq, entry))
+    return page, False
+
+
+def sync_result(
+    page: list[tuple[int, dict[str, Any]]], more: bool, last: int, epoch: str, since_seq: int,
+    client_epoch: str | None,
+) -> SyncResult:  # fmt: skip
+    """What a sync returns, from a page of the user's unexpired held (seq, entry) pairs after
+    `sync_start` (see `sync_page`).
+
+    Complete when every seq in (since_seq, last] up to the page's end is still held and the client's
+    stream is ours; a client with an old epoch gets everything held, incomplete. A cut page ends at
+    its last seq, so a client that resumes from `last_seq` misses nothing.
     """
     same_epoch = client_epoch is None or client_epoch == epoch
-    start = since_seq if same_epoch else 0
-    messages = [entry for seq, entry in held if seq > start]
-    complete = same_epoch and since_seq <= last and len(messages) == last - start
-    return SyncResult(messages, last, epoch, complete)
+    start = sync_start(since_seq, client_epoch, epoch)
+    end = page[-1][0] if more else last
+    complete = same_epoch and since_seq <= last and len(page) == end - start
+    return SyncResult([entry for _seq, entry in page], end, epoch, complete, more)

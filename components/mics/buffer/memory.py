@@ -11,7 +11,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-from mics.buffer import CatchupBuffer, Sent, sync_result
+from mics.buffer import CatchupBuffer, Sent, sync_page, sync_result, sync_start
 from mics.types import SyncResult
 
 DEDUP_WINDOW_S = 300.0
@@ -90,10 +90,12 @@ class MemoryBuffer(CatchupBuffer):
     async def since(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
         inbox = self._inboxes.get(user_id)
         if inbox is None:
-            return sync_result([], 0, self._epoch, since_seq, epoch)
+            return sync_result([], False, 0, self._epoch, since_seq, epoch)
         now = self._clock()
-        held = [(item[0], item[3]) for item in inbox.items if item[1] > now]
-        return sync_result(held, inbox.next_seq - 1, self._epoch, since_seq, epoch)
+        start = sync_start(since_seq, epoch, self._epoch)
+        held = ((seq, size, entry) for seq, expires, size, entry in inbox.items if seq > start and expires > now)
+        page, more = sync_page(held)
+        return sync_result(page, more, inbox.next_seq - 1, self._epoch, since_seq, epoch)
 
     async def recent(self, user_id: str, limit: int, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
         inbox = self._inboxes.get(user_id)

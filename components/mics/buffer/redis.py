@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred
 from txaio import make_logger
 
 from mics import metrics
-from mics.buffer import CatchupBuffer, Sent, sync_result
+from mics.buffer import SYNC_PAGE_BYTES, SYNC_PAGE_MESSAGES, CatchupBuffer, Sent, sync_result
 from mics.buffer.memory import DEDUP_WINDOW_S
 from mics.cluster.redis import Script, TenantKeys
 from mics.types import SyncResult
@@ -38,6 +38,7 @@ SEQ_KEEP_MS = 86_400_000
 EXPIRE_BATCH = 1000
 APPEND_MANY_BATCH = 500
 RECENT_PAGE = 100  # held entries read per round trip when looking for an agent's context
+SINCE_BATCH = 32  # held entries a sync script reads at a time while filling its page
 
 # Lua shared by the append scripts. Keys are built from the tenant prefix (one hash slot).
 APPEND_LUA = """
@@ -195,10 +196,29 @@ return {#gone, redis.call('ZCARD', KEYS[1]), tonumber(redis.call('GET', KEYS[2])
 """
 )
 
+# One sync page, cut here (see mics.buffer.SYNC_PAGE_BYTES): the unexpired held members after a seq,
+# read SINCE_BATCH at a time, while their stored sizes fit the budget (at least one), so a full inbox
+# of large messages never leaves Redis for a node to throw away. KEYS: inbox, seq, epoch; ARGV: since,
+# now (ms), budget (bytes), most messages, batch. Returns {epoch, last seq, members with scores, more}.
 _SINCE = Script(
     """
-return {redis.call('GET', KEYS[3]) or false, tonumber(redis.call('GET', KEYS[2]) or '0'),
-        redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES')}
+local budget, most, batch, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[2])
+local page, count, total, more, offset = {}, 0, 0, 0, 0
+repeat
+  local got = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', offset, batch)
+  for i = 1, #got, 2 do
+    local expires, size = string.match(got[i], '^(%d+):(%d+):')
+    if tonumber(expires) > now then
+      size = tonumber(size)
+      if count > 0 and (total + size > budget or count == most) then more = 1; break end
+      total, count = total + size, count + 1
+      page[#page + 1] = got[i]
+      page[#page + 1] = got[i + 1]
+    end
+  end
+  offset = offset + batch
+until more == 1 or #got < 2 * batch
+return {redis.call('GET', KEYS[3]) or false, tonumber(redis.call('GET', KEYS[2]) or '0'), page, more}
 """
 )
 
@@ -402,21 +422,22 @@ class RedisBuffer(CatchupBuffer):
 
     async def since(self, user_id: str, since_seq: int, epoch: str | None) -> SyncResult:
         keys = self._keys
-        current, last, members = await _SINCE(
-            self._redis, [keys.inbox(user_id), keys.seq(user_id), keys.epoch], [max(0, since_seq)]
-        )
+        now_ms = int(self._clock() * 1000)
+        current, last, members, more = await _SINCE(
+            self._redis, [keys.inbox(user_id), keys.seq(user_id), keys.epoch],
+            [max(0, since_seq), now_ms, SYNC_PAGE_BYTES, SYNC_PAGE_MESSAGES, SINCE_BATCH],
+        )  # fmt: skip
         our_epoch = current.decode() if current else await self._ensure_epoch()
         self._epoch = our_epoch
-        now_ms = self._clock() * 1000
-        held: list[tuple[int, dict[str, Any]]] = []
-        for i in range(0, len(members), 2):
-            entry = _held_entry(members[i], members[i + 1], now_ms)
-            if entry is not None:
-                held.append((entry["seq"], entry))
         if epoch is not None and epoch != our_epoch and since_seq > 0:
             # an old stream: everything held is new to the client
             return await self.since(user_id, 0, epoch)
-        return sync_result(held, int(last or 0), our_epoch, since_seq, epoch)
+        page: list[tuple[int, dict[str, Any]]] = []
+        for i in range(0, len(members), 2):
+            entry = _held_entry(members[i], members[i + 1], now_ms)
+            if entry is not None:  # the script already left out the expired ones
+                page.append((entry["seq"], entry))
+        return sync_result(page, bool(int(more)) and bool(page), int(last or 0), our_epoch, since_seq, epoch)
 
     async def recent(self, user_id: str, limit: int, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
         """Newest first, a page at a time (a user holds at most offline_max_per_user entries)."""

@@ -389,8 +389,10 @@ export class MicsClient extends Emitter {
   }
 
   /**
-   * Catch up on the inbox from the last seen seq (runs by itself after every (re)connect).
-   * Resolves with `{messages, complete, lastSeq, epoch}`; `complete: false` is also emitted as `gap`.
+   * Catch up on the inbox from the last seen seq (runs by itself after every (re)connect). The
+   * router answers a page at a time (`more`); this fetches every page, so one sync is one whole
+   * catch-up. Resolves with `{messages, complete, lastSeq, epoch}`; `complete: false` (on any page)
+   * is also emitted as `gap`.
    */
   sync() {
     return this.#sync(this.lastSeq);
@@ -407,12 +409,30 @@ export class MicsClient extends Emitter {
   }
 
   async #runSync(since) {
-    const kwargs = { since_seq: Math.min(since, this.lastSeq) };
-    if (this.epoch) kwargs.epoch = this.epoch;
-    const result = await this.call('mics.inbox.sync', kwargs);
+    const fresh = [];
+    let complete = true;
+    let position = Math.min(since, this.lastSeq);
+    for (;;) {
+      const kwargs = { since_seq: position };
+      if (this.epoch) kwargs.epoch = this.epoch;
+      const result = await this.call('mics.inbox.sync', kwargs);
+      complete = this.#takePage(result, fresh) && complete;
+      this.emit('position', this.position);
+      // the router answers a page at a time (`more`): fetch them all, one sync is one whole catch-up
+      // (a page always moves on; an answer that does not ends the loop)
+      if (!result.more || !(result.last_seq > position)) break;
+      position = result.last_seq;
+    }
+    const summary = { messages: fresh, complete, lastSeq: this.lastSeq, epoch: this.epoch };
+    this.emit('sync', summary);
+    if (!complete) this.emit('gap', summary);
+    return summary;
+  }
+
+  /** Deliver one sync page's new messages (into `fresh`) and move to its end; returns its `complete`. */
+  #takePage(result, fresh) {
     if (this.epoch !== result.epoch) this.lastSeq = 0; // a new stream: its seqs start over
     this.epoch = result.epoch;
-    const fresh = [];
     for (const message of result.messages || []) {
       const seq = message.seq;
       this.#held.delete(seq);
@@ -423,11 +443,7 @@ export class MicsClient extends Emitter {
     }
     const complete = result.complete !== false;
     if (result.last_seq > this.lastSeq || !complete) this.lastSeq = result.last_seq;
-    this.emit('position', this.position);
-    const summary = { messages: fresh, complete, lastSeq: this.lastSeq, epoch: this.epoch };
-    this.emit('sync', summary);
-    if (!complete) this.emit('gap', summary);
-    return summary;
+    return complete;
   }
 
   // -- delivery ---------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ export interface Position {
 export interface SyncResult {
   /** the messages this sync delivered (repeats already seen are left out) */
   messages: Message[];
-  /** false: some held messages were lost (new epoch, or expired): refresh from your own store */
+  /** false: some held messages were lost (new epoch, or expired; on any page): refresh from your own store */
   complete: boolean;
   lastSeq: number;
   epoch: string;
@@ -267,6 +267,7 @@ export class MicsClient {
   subscribeGroups(groupIds?: true | string[]): Promise<void>;
   subscribe(topic: string, handler: (kwargs: Record<string, any>, meta: { args: unknown[]; topic?: string }) => void): Promise<() => void>;
   call<T = any>(procedure: string, kwargs?: Record<string, unknown>): Promise<T>;
+  /** Catch up from the last seen seq: fetches every page the router answers (`more`), so one call is one whole catch-up. */
   sync(): Promise<SyncResult>;
 }
 

@@ -530,18 +530,37 @@ class ClientCore(ConversationFeatures, AgentFeatures):
 
     async def sync(self, since: int | None = None) -> SyncResult:
         """Fetch inbox messages after `last_seq` (runs by itself after every (re)connect, and when
-        live delivery skipped seqs); `since` starts earlier. Live messages that arrive meanwhile are
-        held and delivered after, in seq order."""
+        live delivery skipped seqs); `since` starts earlier. The router answers a page at a time
+        (`more`); this fetches every page, so one sync is one whole catch-up. Live messages that
+        arrive meanwhile are held and delivered after, in seq order."""
         since = self.last_seq if since is None else min(since, self.last_seq)
         epoch_before, initial = self.epoch, not self._synced
-        kwargs: dict[str, Any] = {"since_seq": since}
-        if epoch_before is not None:
-            kwargs["epoch"] = epoch_before
+        fresh: list[Message] = []
+        complete, position = True, since
         self._syncing = True
         try:
-            result = await self._call("mics.inbox.sync", **kwargs)
+            while True:
+                kwargs: dict[str, Any] = {"since_seq": position}
+                if self.epoch is not None:
+                    kwargs["epoch"] = self.epoch
+                result = await self._call("mics.inbox.sync", **kwargs)
+                page_complete = bool(result.get("complete"))
+                complete = complete and page_complete
+                fresh.extend(self._take_page(result, page_complete))
+                end = int(result.get("last_seq") or 0)
+                if not result.get("more") or end <= position:  # (a page always moves on; never loop)
+                    break
+                position = end
         finally:
             self._syncing = False
+        self._synced = True
+        self._release(force=not complete)
+        if not complete:
+            self._fire("gap", SyncGap(since, epoch_before, self.last_seq, self.epoch, initial))
+        return SyncResult(fresh, self.last_seq, self.epoch, complete)
+
+    def _take_page(self, result: dict[str, Any], complete: bool) -> list[Message]:
+        """Deliver one sync page's new messages and move `last_seq` and `epoch` to its end."""
         fresh = []
         for entry in result.get("messages", []):
             message = Message.from_kwargs(entry, replayed=True)
@@ -550,15 +569,10 @@ class ClientCore(ConversationFeatures, AgentFeatures):
             if self._deliver(message):
                 fresh.append(message)
         last_seq = int(result.get("last_seq") or 0)
-        complete = bool(result.get("complete"))
         self.epoch = result.get("epoch")
         # an incomplete answer resets our position to the router's (its stream may have restarted)
         self.last_seq = max(self.last_seq, last_seq) if complete else last_seq
-        self._synced = True
-        self._release(force=not complete)
-        if not complete:
-            self._fire("gap", SyncGap(since, epoch_before, last_seq, self.epoch, initial))
-        return SyncResult(fresh, self.last_seq, self.epoch, complete)
+        return fresh
 
     # -- calls ----------------------------------------------------------------------------------------
     async def _call(self, procedure: str, **kwargs: Any) -> Any:
