@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgpack
+
 MAX_DEPTH = 32
 INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1
@@ -20,6 +22,13 @@ INT_MAX = 2**64 - 1
 _BINARY_MARK = "\x00"
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+# Every message must fit one WAMP message (the transport's 1 MiB) in every serializer, live and as
+# its own sync page, with room for the rest of the event (ids, mentions, options). msgpack and CBOR
+# carry a float in 9 bytes where compact JSON may need 4 ("1.0,"): a body can be 2.25x its JSON size
+# there, so bodies whose JSON is over MAX_WIRE_BODY / 2.25 are measured in msgpack too.
+MAX_WIRE_BODY = 1024 * 1024 - 96 * 1024
+_BINARY_GROWTH = 2.25
 
 
 class InvalidValue(ValueError):
@@ -61,6 +70,8 @@ def body_size(body: Any, max_size: int | None = None) -> int:
         raise InvalidValue("body is not a JSON value or bytes") from None
     if isinstance(body, dict | list) and (max_size is None or size <= max_size):
         _check_tree(body)
+        if size * _BINARY_GROWTH > MAX_WIRE_BODY and len(msgpack.packb(body, use_bin_type=True)) > MAX_WIRE_BODY:
+            raise InvalidValue(f"body is over {MAX_WIRE_BODY} bytes in msgpack/CBOR (numbers take more room there)")
     return size
 
 

@@ -42,6 +42,23 @@ def test_values_every_serializer_carries_are_measured_as_compact_json(body, size
     assert body_size(body) == size
 
 
+def test_a_body_that_fits_compact_json_but_not_one_msgpack_or_cbor_message_is_refused():
+    """Floats take 9 bytes in msgpack/CBOR and as few as 4 in JSON: ~450 KiB of JSON floats would be
+    over the 1 MiB frame there, so msgpack and CBOR recipients could neither receive nor sync it."""
+    import cbor2
+    import msgpack
+
+    from mics.values import MAX_WIRE_BODY
+
+    floats = [1.0] * 120_000  # 480,001 bytes of JSON
+    assert len(msgpack.packb(floats)) > MAX_WIRE_BODY and len(cbor2.dumps(floats)) > MAX_WIRE_BODY
+    with pytest.raises(InvalidValue, match="msgpack/CBOR"):
+        body_size(floats, 512 * 1024)
+    words = ["word"] * 80_000  # 560,001 bytes of JSON, smaller in msgpack: fine
+    assert body_size(words, 1024 * 1024) == 560_001
+    assert body_size(floats, 1000) == 480_001  # over the tenant's limit: measured, refused as too large
+
+
 def test_text_is_valid_unicode_not_led_by_nul():
     assert is_text("ok") and is_text("\u00e9\U0001f600") and is_text("a\x00")
     assert not is_text("\x00a") and not is_text("\udfff") and not is_text(b"x") and not is_text(None)
