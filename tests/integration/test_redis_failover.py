@@ -46,7 +46,9 @@ def sentinel_nodes(tmp_path: Path, group: SentinelGroup) -> Iterator[tuple[Node,
 
 async def _switch_under_traffic(nodes: tuple[Node, Node], group: SentinelGroup, switch: Any) -> None:
     a, b = nodes
-    tenant = await ClusterTenant.create(a, prefix="fo")
+    # the steady sender sends ~45/s from one user: over the default per-user limit (20/s), which is
+    # not what this test is about
+    tenant = await ClusterTenant.create(a, prefix="fo", max_user_message_qps=1000)
     try:
         alice, bob = await tenant.pair(a, b)
         sender = SteadySender(alice, "bob")
