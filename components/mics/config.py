@@ -572,10 +572,6 @@ class NodeSettings:
         "int", DEFAULT_MAX_UNSENT_BYTES, "a connection whose unsent outgoing data stays above this (and does not "
         "shrink) is closed with `mics.close.slow_consumer`", 64 * 1024, 1024 * MIB,
     )  # fmt: skip
-    fair_share_busy_pct: int = setting(
-        "int", 85, "the router worker's load (CPU or timer lag, % of one core) above which it counts as saturated "
-        "and caps the tenants over their fair share (`mics.error.rate_limited`); 0: always (tests)", 0, 100,
-    )  # fmt: skip
     backend_components: Mapping[str, str] = setting(
         "classes", {}, "a backend class started inside that tenant's realm (the demo)"
     )

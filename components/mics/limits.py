@@ -26,11 +26,6 @@ class TokenBucket:
     def rate(self) -> float:
         return self._rate
 
-    def has(self, n: float = 1.0) -> bool:
-        """Whether `try_take(n)` would succeed now; takes nothing and counts nothing."""
-        tokens = min(self._tokens + (self._clock() - self._stamp) * self._rate, self._rate)
-        return tokens + 1e-9 >= n
-
     def try_take(self, n: float = 1.0) -> bool:
         now = self._clock()
         if now - self._window >= 1.0:
@@ -177,16 +172,6 @@ class TenantShare:
         self.refused += 1
         return False
 
-    def would_refuse(self) -> bool:
-        """Whether `admit` would refuse now, without taking from the budget (the router's early gate,
-        mics.router.gate, asks before a call costs anything)."""
-        return self._bucket is not None and not self._bucket.has()
-
-    def refused_early(self) -> None:
-        """A send the gate refused (after `would_refuse`): it still counts as demand, as `admit` would."""
-        self.attempts += 1
-        self.refused += 1
-
     def set_cap(self, cap: float | None) -> None:
         self.cap = cap
         self._bucket = None if cap is None else TokenBucket(max(cap, 1.0), self._clock)
@@ -211,11 +196,6 @@ class FairShare:
         self._shares: dict[str, TenantShare] = {}
         self._last = clock()
         self.saturated = False
-
-    def saturate_at(self, high: float) -> None:
-        """Count as saturated above `high` (node setting fair_share_busy_pct); caps grow again below
-        the same proportion of it as the defaults keep (0.7 / 0.85)."""
-        self.high, self.low = high, high * 0.7 / 0.85
 
     def share(self, tenant_id: str) -> TenantShare:
         share = self._shares.get(tenant_id)

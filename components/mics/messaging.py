@@ -20,7 +20,7 @@ from mics.errors import MicsError
 from mics.node import NODE
 from mics.procedures import MicsSession, Parser, expose
 from mics.router import FORWARDED_CALLS
-from mics.service import HOLD_BACK_S, SendService
+from mics.service import SendService
 from mics.tenants import TenantRuntime
 from mics.types import Sender
 
@@ -42,11 +42,6 @@ _PROCEDURES: dict[str, tuple[Parser, Callable[..., Any]]] = {
     uris.SESSION_KICK: (requests.SessionKickRequest.parse, SendService.session_kick),
     uris.GROUP_MEMBERS_CHANGED: (requests.MembersChangedRequest.parse, SendService.members_changed),
 }
-
-# the procedures that take from the tenant's rate budgets (SendService._take_rate): while the tenant is
-# over its fair share on a saturated node, users' calls of these are refused at the router's door
-RATED = frozenset({uris.MESSAGE_SEND, uris.GROUP_SEND, uris.MESSAGE_RECEIPT, uris.SIGNAL_SEND,
-                   uris.MESSAGE_RECALL, uris.MESSAGE_EDIT})  # fmt: skip
 
 
 class TenantComponent(MicsSession):
@@ -77,7 +72,6 @@ class TenantComponent(MicsSession):
         if tenant.engine.presence.needs_watch or tenant.relay is not None:  # cluster mode: who subscribes here
             await self.subscribe(self._on_subscription_create, uris.SUBSCRIPTION_ON_CREATE)
             await self.subscribe(self._on_subscription_delete, uris.SUBSCRIPTION_ON_DELETE)
-        tenant.port.gate_calls(RATED, tenant.service.refusal, HOLD_BACK_S)
         tenant.port.bind_session(self)
 
     def onLeave(self, details: Any) -> None:

@@ -66,7 +66,6 @@ class Node:
         settings = config.node
         self.settings = settings
         self.msg_ids = MsgIdFactory(settings.node_id)
-        self.fair.saturate_at(settings.fair_share_busy_pct / 100)
         if settings.redis_url:  # cluster mode: the one place that decides it
             from mics.engine.redis import RedisEngines
 

@@ -26,7 +26,7 @@ and a fake realm port.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
@@ -50,7 +50,6 @@ from mics.requests import (
     SessionListRequest,
     SignalRequest,
     SyncRequest,
-    client_msg_id_of,
 )
 from mics.types import CHAT, EDIT, GROUP_CHAT, RECALL, RECEIPT, SIGNAL, SYSTEM, Ack, Message, Sender, now_ms
 from mics.values import body_size
@@ -62,7 +61,6 @@ log = make_logger()
 _limited = RateLimitedLog(log)
 
 HOLD_BACK_S = 0.1  # a refused sender's connection is not read this long (node saturated, tenant over its share)
-OVER_FAIR_SHARE = "the node is saturated and this tenant is over its fair share"
 ENTRY_OVERHEAD = 256  # bytes a held message costs beyond its body, for the byte cap
 _DELIVERED = ("online", "buffered", "offline")
 
@@ -367,27 +365,12 @@ class SendService:
         if not tenant.share.admit():
             self._failures["fair_share"].inc()
             tenant.port.hold_back(sender.session_id, HOLD_BACK_S)  # its next calls wait in its socket, not here
-            raise SendFailed(errors.RATE_LIMITED, OVER_FAIR_SHARE, cmid)
+            raise SendFailed(errors.RATE_LIMITED, "the node is saturated and this tenant is over its fair share", cmid)
         bucket = tenant.bucket
         if not bucket.try_take():
             self._failures["rate_limited"].inc()
             tenant.limit_hits.hit(limit_log.MAX_MESSAGE_QPS, tenant.config.max_message_qps, bucket.recent)
             raise SendFailed(errors.RATE_LIMITED, "the tenant's message rate limit is exceeded", cmid)
-
-    def refusal(self, session_id: int, kwargs: Mapping[str, Any] | None) -> SendFailed | None:
-        """The router's early gate (mics.router.gate) asks this before a user's rated call costs
-        authorization, parsing and our procedure: the error `_take_rate` would raise for the fair
-        share, when the tenant is capped and out of budget now; else None (the call goes on and
-        `_take_rate` decides as always). The call still counts as the tenant's demand and as the
-        session's heartbeat activity."""
-        tenant = self._tenant
-        share = tenant.share
-        if not share.would_refuse():
-            return None
-        share.refused_early()
-        tenant.touch(session_id)
-        self._failures["fair_share"].inc()
-        return SendFailed(errors.RATE_LIMITED, OVER_FAIR_SHARE, client_msg_id_of(kwargs or {}))
 
     def _remember_s(self, sender: Sender) -> float:
         """How long the sender index keeps a user's message (recall_window_s; system sends: never)."""

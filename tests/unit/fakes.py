@@ -25,7 +25,6 @@ class FakePort:
         self.check_gate: defer.Deferred[None] | None = None
         self.watches: dict[int, int] = {}  # session -> presence subscriptions it holds
         self.presence: list[tuple[str, dict[str, Any]]] = []
-        self.held_back: list[tuple[int, float]] = []
 
     def deliver(self, topic: str, authids: Any, exclude: int | None, kwargs: dict[str, Any]) -> None:
         self.delivered.append((topic, tuple(authids), exclude, dict(kwargs)))
@@ -40,9 +39,6 @@ class FakePort:
 
     def close_session(self, session_id: int, reason: errors.Reason, message: str) -> None:
         self.closed.append((session_id, reason.uri))
-
-    def hold_back(self, session_id: int, seconds: float) -> None:
-        self.held_back.append((session_id, seconds))
 
     def call(self, procedure: str, **kwargs: Any) -> defer.Deferred[Any]:
         self.hook_calls.append(procedure)

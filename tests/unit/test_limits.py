@@ -1,6 +1,6 @@
 """Token bucket and circuit breaker, driven by a fake clock."""
 
-from mics.limits import MIN_CAPPED_RATE, CircuitBreaker, FairShare, KeyedBuckets, TokenBucket, fair_levels
+from mics.limits import CircuitBreaker, FairShare, KeyedBuckets, TokenBucket, fair_levels
 
 
 class Clock:
@@ -156,43 +156,3 @@ def test_tenants_sending_little_are_never_capped_even_on_a_saturated_node():
     fair = FairShare(clock)
     admitted = drive(fair, clock, {"a": 40, "b": 30}, 4, busy=0.99)
     assert fair.capped() == {} and admitted["a"] == 80 and admitted["b"] >= 59  # (float steps)
-
-
-def test_the_gates_look_at_a_capped_tenants_budget_takes_nothing_and_agrees_with_admit():
-    clock = Clock()
-    fair = FairShare(clock)
-    share = fair.share("noisy")
-    assert not share.would_refuse(), "an uncapped tenant is never refused"
-    share.set_cap(2)
-    assert [share.would_refuse() for _ in range(5)] == [False] * 5, "looking takes nothing"
-    assert [share.admit(), share.admit()] == [True, True]
-    assert share.would_refuse() and not share.admit(), "out of budget: the gate and admit agree"
-    clock.now += 0.5
-    assert not share.would_refuse() and share.admit(), "the budget refills as it does for admit"
-
-
-def test_sends_refused_at_the_gate_still_count_as_the_tenants_demand():
-    """Else the flood would look small to the next tick and its cap would go away while it floods."""
-    clock = Clock()
-    fair = FairShare(clock)
-    drive(fair, clock, {"quiet": 200, "noisy": 3200}, 3, busy=0.97)
-    cap = fair.capped()["noisy"]
-    noisy = fair.share("noisy")
-    for _ in range(50):
-        clock.now += 0.01
-        fair.share("quiet").admit()
-        for _ in range(32):
-            if noisy.would_refuse():
-                noisy.refused_early()
-            else:
-                noisy.admit()
-    fair.tick(0.97)
-    assert fair.capped()["noisy"] < cap, "the flood is still seen: saturated, its cap shrinks"
-
-
-def test_a_node_set_to_be_always_saturated_caps_any_tenant_sending_much_and_never_a_small_one():
-    clock = Clock()
-    fair = FairShare(clock)
-    fair.saturate_at(0.0)
-    admitted = drive(fair, clock, {"small": 20, "big": 400}, 4, busy=0.05)
-    assert fair.capped() == {"big": MIN_CAPPED_RATE} and admitted["small"] == 20 * 2

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import pytest_twisted
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp import message
-from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import ComponentConfig, SubscribeOptions
 from crossbar.router.protocol import WampWebSocketServerFactory
 from crossbar.router.role import RouterRoleStaticAuth
@@ -23,7 +21,6 @@ from twisted.internet import defer, reactor, task
 
 from mics import errors
 from mics.router import Fanout, RealmPort, make_fanout
-from mics.router.gate import make_gate
 from wamp_clients import TestSession, connect, sleep
 
 REALM = "tunit"
@@ -395,87 +392,3 @@ def test_a_connection_missing_what_pre_built_frames_need_takes_the_ordinary_path
     writer = FrameWriter()
     assert writer.write(half_built, event, {}) is False, "Router.send delivers it instead"
     assert writer.write(half_built, event, {}) is False, "every time, not only the first"
-
-
-# -- the early gate (mics.router.gate) ---------------------------------------------------------------------
-class Callee(ApplicationSession):
-    """The realm's MICS component, as far as the gate is concerned: serves a send and a sync."""
-
-    def __init__(self) -> None:
-        super().__init__(ComponentConfig(REALM))
-        self.served: list[str] = []
-        self.ready: defer.Deferred[None] = defer.Deferred()
-
-    async def onJoin(self, details: Any) -> None:
-        for uri in ("mics.message.send", "mics.inbox.sync"):
-            await self.register(lambda *a, _uri=uri, **kw: self.served.append(_uri) or {"ok": True}, uri)
-        self.ready.callback(None)
-
-
-@pytest_twisted.ensureDeferred
-async def test_the_gate_answers_a_refused_users_send_itself_and_lets_everything_else_through():
-    router, sessions = await _router()
-    callee = Callee()
-    sessions.add(callee, router, authid="mics", authrole="mics")
-    await callee.ready
-    refusing: dict[str, Any] = {"on": True}
-    asked: list[tuple[int, Any]] = []
-    held: list[tuple[int, float]] = []
-
-    def refuse(session_id: int, kwargs: Any) -> Any:
-        asked.append((session_id, kwargs))
-        if not refusing["on"]:
-            return None
-        return errors.SendFailed(errors.RATE_LIMITED, "over its share", (kwargs or {}).get("client_msg_id"))
-
-    def hold_back(session: Any, seconds: float) -> bool:
-        held.append((session._session_id, seconds))
-        return True
-
-    gate = make_gate(router, frozenset({"mics.message.send"}), refuse, 0.1, hold_back)
-    assert gate is not None
-    alice = await _join(sessions, router, "alice")
-    with pytest.raises(ApplicationError) as refused:
-        await alice.call("mics.message.send", to_user_id="bob", body="x", client_msg_id="c1")
-    assert refused.value.error == errors.RATE_LIMITED.uri
-    assert refused.value.kwargs == {"code": 429, "message": "over its share", "status": "FAILED",
-                                    "reason": "over its share", "client_msg_id": "c1"}  # fmt: skip
-    assert list(refused.value.args) == ["over its share"]
-    assert callee.served == [] and asked == [(alice._session_id, {"to_user_id": "bob", "body": "x",
-                                                                  "client_msg_id": "c1"})]  # fmt: skip
-    with pytest.raises(ApplicationError):
-        await alice.call("mics.message.send", to_user_id="bob", body="x")
-    assert held == [(alice._session_id, 0.1), (alice._session_id, 0.2)], "held longer each time in a row"
-    assert await alice.call("mics.inbox.sync") == {"ok": True}, "a procedure the gate does not watch passes"
-    mics = ApplicationSession(ComponentConfig(REALM))
-    joined: defer.Deferred[None] = defer.Deferred()
-    mics.on("join", lambda *_: joined.callback(None))
-    sessions.add(mics, router, authid="mics", authrole="mics")
-    await joined
-    assert await mics.call("mics.message.send", body="system") == {"ok": True}, "only users' calls are gated"
-    refusing["on"] = False
-    assert await alice.call("mics.message.send", to_user_id="bob", body="x") == {"ok": True}
-    refusing["on"] = True
-    with pytest.raises(ApplicationError):
-        await alice.call("mics.message.send", to_user_id="bob", body="x")
-    assert held[-1] == (alice._session_id, 0.1), "a call let through starts the holds over"
-    assert callee.served == ["mics.inbox.sync", "mics.message.send", "mics.message.send"]
-    assert gate.refused == 3
-
-
-def test_the_gate_caps_how_long_a_connection_is_held_and_skips_a_router_without_a_dealer():
-    class Dealer:
-        def processCall(self, session: Any, call: Any) -> None:
-            raise AssertionError("refused calls never reach the dealer")
-
-    router = type("R", (), {"_dealer": Dealer(), "send": lambda self, s, m: sent.append(m)})()
-    sent: list[Any] = []
-    holds: list[float] = []
-    gate = make_gate(router, frozenset({"p"}), lambda _s, _k: ApplicationError("mics.error.rate_limited"), 0.1,
-                     lambda _s, t: holds.append(t) or True)  # fmt: skip
-    assert gate is not None
-    session = type("S", (), {"_authrole": "user", "_session_id": 5, "_transport": object()})()
-    for request in range(8):
-        router._dealer.processCall(session, message.Call(request + 1, "p"))
-    assert holds == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0] and len(sent) == 8
-    assert make_gate(type("Old", (), {})(), frozenset({"p"}), lambda _s, _k: None, 0.1, lambda _s, _t: True) is None

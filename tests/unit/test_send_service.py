@@ -22,7 +22,6 @@ from mics.requests import (
     SignalRequest,
     SyncRequest,
 )
-from mics.service import HOLD_BACK_S
 from mics.tenants import TenantRuntime
 from mics.types import Sender
 
@@ -127,30 +126,6 @@ async def test_tenant_limits_refuse_oversize_bodies_and_sends_over_the_rate(make
         await runtime.service.send(alice, send(to_user_id="bob", body="ok"))
     assert limited.value.error == errors.RATE_LIMITED.uri
 
-
-
-@pytest_twisted.ensureDeferred
-async def test_the_routers_gate_refuses_what_the_fair_share_refuses_with_the_same_error(make_runtime, clock):
-    runtime, port, _ = make_runtime(check_message_hook=False)
-    alice = online(runtime, "alice")
-    service = runtime.service
-    assert service.refusal(alice.session_id, {"client_msg_id": "c1"}) is None, "uncapped: the call goes on"
-    runtime.share.set_cap(1)
-    assert service.refusal(alice.session_id, {"client_msg_id": "c1"}) is None, "a send left in the budget"
-    await service.send(alice, send(to_user_id="bob", body="ok", client_msg_id="c1"))
-    with pytest.raises(SendFailed) as in_service:
-        await service.send(alice, send(to_user_id="bob", body="ok", client_msg_id="c2"))
-    assert port.held_back == [(alice.session_id, HOLD_BACK_S)]
-    runtime.sessions.by_id[alice.session_id].last_active = 0
-    at_gate = service.refusal(alice.session_id, {"client_msg_id": "c2", "to_user_id": "bob"})
-    assert at_gate is not None and (at_gate.error, at_gate.args, at_gate.kwargs) == (
-        in_service.value.error, in_service.value.args, in_service.value.kwargs
-    ) and at_gate.error == errors.RATE_LIMITED.uri
-    assert runtime.sessions.by_id[alice.session_id].last_active == clock.seconds(), "a refused call is activity"
-    assert (runtime.share.attempts, runtime.share.refused) == (3, 2), "counted as the tenant's demand"
-    bad_cmid = service.refusal(alice.session_id, {"client_msg_id": "x" * 1000})
-    assert bad_cmid is not None and "client_msg_id" not in bad_cmid.kwargs, "an invalid client_msg_id is not echoed"
-    assert service.refusal(alice.session_id, None) is not None, "a call without kwargs is refused the same"
 
 @pytest_twisted.ensureDeferred
 async def test_a_group_send_is_one_delivery_to_the_members_and_held_for_offline_ones_with_buffering(make_runtime):

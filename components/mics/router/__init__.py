@@ -12,8 +12,6 @@ integration tests the rest on a real node):
   same bytes, straight to the sockets (`FrameWriter`);
 - `mics.router.guards`: bounds on what one connection or client address can take (handshake and
   HELLO deadlines, slow consumers, wampcra login throttling);
-- `mics.router.gate`: a capped tenant's sends refused at the dealer's door, before authorization
-  and our procedure (`RealmPort.gate_calls`);
 - `mics.router.speedups`: measured fixes for library costs on the hot path (lazy debug formatting,
   C JSON decoding, GC tuning);
 - `mics.router.run`: `crossbar start` with each log line naming its level.
@@ -57,7 +55,6 @@ from twisted.internet.defer import CancelledError, Deferred, fail
 from mics import errors, metrics, uris
 from mics.logs import RateLimitedLog
 from mics.router.frames import FrameWriter, PreparedMessage
-from mics.router.gate import CallGate, Refuse, make_gate
 
 txaio.use_twisted()  # Crossbar runs on Twisted; `python -m mics.router.run` imports us before it selects it
 log = txaio.make_logger()
@@ -191,31 +188,6 @@ def make_fanout(router: Any) -> Fanout | None:
 _held_back: dict[int, Any] = {}  # session id -> the delayed call that reads from its connection again
 
 
-def hold_back(session: Any, seconds: float, realm: str) -> bool:
-    """Stop reading from a router session's connection for `seconds` (see RealmPort.hold_back).
-    False when it was held already (or has no socket to hold)."""
-    session_id = getattr(session, "_session_id", None)
-    if session_id is None or session_id in _held_back:
-        return False
-    from mics.router.guards import socket_of
-
-    socket = socket_of(getattr(getattr(session, "_transport", None), "transport", None))
-    if socket is None or not hasattr(socket, "stopReading"):
-        return False
-    socket.stopReading()
-    metrics.HELD_BACK.labels(realm).inc()
-
-    def resume() -> None:
-        del _held_back[session_id]
-        if not getattr(socket, "disconnected", True):
-            socket.startReading()
-
-    from twisted.internet import reactor
-
-    _held_back[session_id] = reactor.callLater(seconds, resume)
-    return True
-
-
 class RealmPort:
     """How a tenant runtime reaches its realm: deliver events, close sessions, call, publish.
 
@@ -230,10 +202,6 @@ class RealmPort:
         self._session: Any = None
         self._relay: Relay | None = None
         self._tap: RealmTap | None = None
-        self._router: Any = None
-        self._gate: CallGate | None = None
-        self._gate_router: Any = None
-        self._gate_spec: tuple[frozenset[str], Refuse, float] | None = None
 
     @property
     def is_bound(self) -> bool:
@@ -245,11 +213,9 @@ class RealmPort:
         return self._fanout is not None
 
     def bind_router(self, router: Any) -> None:
-        self._router = router
         self._fanout = make_fanout(router) if router is not None else None
         if router is not None and self._relay is not None:
             self._tap = make_tap(router, self._relay)
-        self._install_gate()  # outermost: a refused call never reaches the tap or the dealer
 
     def install_relay(self, relay: Relay) -> None:
         """Cluster mode: what this node's router cannot serve goes to `relay` (see RealmTap)."""
@@ -298,25 +264,25 @@ class RealmPort:
         """Stop reading from a session's connection for `seconds` (a tenant over its fair share on a
         saturated node): what it sends meanwhile waits in the kernel and in the client instead of
         costing the router a decode and a refusal per call. TCP flow control pushes back on it."""
-        if self._fanout is not None:
-            hold_back(self._fanout.session(session_id), seconds, self.realm)
-
-    def gate_calls(self, procedures: frozenset[str], refuse: Refuse, hold_back_s: float) -> None:
-        """Users' calls of `procedures` are answered at the router's door when `refuse` says so, and the
-        caller's connection held back for `hold_back_s` (mics.router.gate). Once per realm router."""
-        self._gate_spec = (procedures, refuse, hold_back_s)
-        self._install_gate()
-
-    def _install_gate(self) -> None:
-        if self._gate_spec is None or self._router is None:
+        if self._fanout is None or session_id in _held_back:
             return
-        procedures, refuse, seconds = self._gate_spec
-        if self._gate is not None and self._gate_router is self._router:
-            self._gate.procedures, self._gate.refuse = procedures, refuse
+        from mics.router.guards import socket_of
+
+        session = self._fanout.session(session_id)
+        socket = socket_of(getattr(getattr(session, "_transport", None), "transport", None))
+        if socket is None or not hasattr(socket, "stopReading"):
             return
-        realm = self.realm
-        self._gate = make_gate(self._router, procedures, refuse, seconds, lambda s, t: hold_back(s, t, realm))
-        self._gate_router = self._router
+        socket.stopReading()
+        metrics.HELD_BACK.labels(self.realm).inc()
+
+        def resume() -> None:
+            del _held_back[session_id]
+            if not getattr(socket, "disconnected", True):
+                socket.startReading()
+
+        from twisted.internet import reactor
+
+        _held_back[session_id] = reactor.callLater(seconds, resume)
 
     def call(self, procedure: str, *args: Any, **kwargs: Any) -> Any:
         """A WAMP call in the realm as our component (hooks over WAMP, the meta API)."""
