@@ -12,6 +12,8 @@ import os
 import time
 from typing import Any
 
+from autobahn.wamp.exception import ApplicationError
+
 from harness import ADMIN_SECRET, Node
 from hook_servers import HookLogic, HttpHookServer, wamp_backend
 from wamp_clients import JoinRefused, TestSession, admin, backend, sleep, user
@@ -104,6 +106,20 @@ async def eventually(probe: Any, timeout: float = 5.0) -> Any:
         if value or time.monotonic() > deadline:
             return value
         await sleep(0.05)
+
+
+async def blast(session: TestSession, to: str, seconds: float) -> tuple[int, int]:
+    """Send as fast as one client can for `seconds`: (accepted, rate_limited)."""
+    accepted = limited = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            await session.call("mics.message.send", to_user_id=to, body="x")
+            accepted += 1
+        except ApplicationError as e:
+            assert e.error == "mics.error.rate_limited", e.error
+            limited += 1
+    return accepted, limited
 
 
 async def online(session: TestSession, user_id: str, want: bool = True) -> bool:

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
+# no `*_created` series: a node exports every series per tenant, and those double a counter's lines
+# (Prometheus itself does not need them to compute rates)
+disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 # CPU seconds, resident memory, open fds (process_*) and the Python version (python_info) of the
 # router worker that serves /metrics

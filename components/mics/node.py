@@ -38,6 +38,18 @@ EXPIRE_EVERY_TICKS = 10
 DRAIN_GRACE_S = 0.5
 LAG_PROBE_S = 0.05
 LAG_SATURATED_S = 0.1  # a timer 100 ms late: the worker is fully behind
+# timer lag counts as load only while the worker itself uses at least this much of a core: on a
+# machine starved by other processes a light worker runs late too, and refusing its few sends
+# would not help anyone
+LAG_CPU_FLOOR = 0.5
+
+
+def worker_load(cpu_fraction: float, lag_s: float) -> float:
+    """The router worker's load for fair sharing (1.0: fully saturated): its CPU fraction, or its
+    timer lag as a fraction of LAG_SATURATED_S when it is busy itself, whichever is higher."""
+    if cpu_fraction < LAG_CPU_FLOOR:
+        return cpu_fraction
+    return max(cpu_fraction, min(lag_s / LAG_SATURATED_S, 1.5))
 
 
 class Node:
@@ -146,14 +158,13 @@ class Node:
         self._lag_due = now + LAG_PROBE_S
 
     def _share_fairly(self) -> None:
-        """Saturated: the tenants over their fair share are refused first (mics.limits.FairShare).
-        Load is the worker's CPU fraction, or its timer lag as a fraction of LAG_SATURATED_S (both
-        scaled so that 1.0 is fully saturated), whichever is higher."""
+        """Saturated: the tenants over their fair share are refused first (mics.limits.FairShare),
+        by the load `worker_load` reads from the CPU time and the timer lag since the last tick."""
         cpu, wall = time.process_time(), time.monotonic()
-        busy = (cpu - self._cpu[0]) / max(wall - self._cpu[1], 1e-3)
+        cpu_fraction = (cpu - self._cpu[0]) / max(wall - self._cpu[1], 1e-3)
         self._cpu = (cpu, wall)
         lag, self._lag_max = self._lag_max, 0.0
-        busy = max(busy, min(lag / LAG_SATURATED_S, 1.5))
+        busy = worker_load(cpu_fraction, lag)
         metrics.ROUTER_BUSY.set(round(busy, 3))
         before = self.fair.capped()
         self.fair.tick(busy)

@@ -48,7 +48,7 @@ def expose(
     transient: tuple[type[BaseException], ...] = (),
 ) -> Callable[..., Any]:
     """The function to register for `procedure` (with `RegisterOptions(details_arg="details")`)."""
-    timer = metrics.PROCEDURE_SECONDS.labels(tenant_id, procedure)
+    timer: Any = None  # bound at the first call: an idle tenant exports no buckets for it
     unavailable = metrics.SEND_FAILURES.labels(tenant_id, "unavailable")
 
     async def call(*args: Any, details: Any = None, **kwargs: Any) -> Any:
@@ -72,6 +72,9 @@ def expose(
                         trace_id=trace_id, tenant_id=tenant_id)  # fmt: skip
             raise MicsError(errors.INTERNAL, "internal error", trace_id=trace_id) from None
         finally:
+            nonlocal timer
+            if timer is None:
+                timer = metrics.PROCEDURE_SECONDS.labels(tenant_id, procedure)
             timer.observe(time.perf_counter() - started)
 
     call.__name__ = procedure

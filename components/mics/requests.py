@@ -90,6 +90,12 @@ class Args:
             raise self.invalid(f"{name} is required")
         return value
 
+    def sent(self) -> tuple[str | None, str | None, str | None]:
+        """What every send carries besides its address and body: (content_type, from_user_id, reply_to),
+        with client_msg_id checked first (it is echoed in the error)."""
+        self.optional_text("client_msg_id")
+        return self.optional_text("content_type"), self.optional_entity("from_user_id"), self.optional_text("reply_to")
+
     def body(self) -> tuple[Any, int]:
         """The body and its encoded size (one over `max_body` is left to the caller to refuse)."""
         body = self.kwargs.get("body")
@@ -137,14 +143,11 @@ class SendRequest:
     @classmethod
     def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any], max_body: int | None = None) -> Self:
         a = Args(args, kwargs, dedup=True, max_body=max_body)
-        a.optional_text("client_msg_id")
-        content_type = a.optional_text("content_type")
-        from_user_id = a.optional_entity("from_user_id")
-        reply_to = a.optional_text("reply_to")
+        sent = a.sent()
         if kwargs.get("mentions") is not None:
             raise a.invalid("mentions are for group sends")
         body, size = a.body()
-        return cls(a.entity("to_user_id"), body, size, a.client_msg_id, content_type, from_user_id, reply_to)
+        return cls(a.entity("to_user_id"), body, size, a.client_msg_id, *sent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +166,10 @@ class GroupSendRequest:
     @classmethod
     def parse(cls, args: Sequence[Any], kwargs: Mapping[str, Any], max_body: int | None = None) -> Self:
         a = Args(args, kwargs, dedup=True, max_body=max_body)
-        a.optional_text("client_msg_id")
-        content_type = a.optional_text("content_type")
-        from_user_id = a.optional_entity("from_user_id")
-        reply_to = a.optional_text("reply_to")
+        sent = a.sent()
         mentions = a.mentions()
         body, size = a.body()
-        return cls(a.entity("group_id"), body, size, a.client_msg_id, content_type, from_user_id, reply_to, mentions)
+        return cls(a.entity("group_id"), body, size, a.client_msg_id, *sent, mentions)
 
 
 @dataclass(frozen=True, slots=True)

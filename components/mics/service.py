@@ -95,16 +95,17 @@ class SendService:
             await self._check(sender, payload, cmid)
             seq, held = await self._to_inbox(sender, req.to_user_id, payload, req.size, self._remember_s(sender))
             agents = self._tenant.agents
-            if agents.serves(req.to_user_id):  # section 12: the agent gets it in its call, not in an inbox
+            to_agent = agents.serves(req.to_user_id)
+            if to_agent:  # section 12: the agent gets it in its call, not in an inbox
                 started = agents.trigger(sender, payload)
                 delivered = "online" if any(a["status"] == "started" for a in started) else "offline"
             else:
                 started = None
                 delivered = "online" if held.online else "buffered"
-                if not held.online:
-                    self._tenant.push.offline(req.to_user_id, {**payload, "seq": held.seq})
             self._messages[(message.type, delivered)].inc()
             self._emit_message(events.SINGLE_CHAT_MSG, message, payload, sender)
+            if not to_agent and not held.online:  # after the message's own event, as in every sink
+                self._tenant.push.offline(req.to_user_id, {**payload, "seq": held.seq})
             return Ack(message.msg_id, message.ts, delivered, seq, cmid, agents=started).to_kwargs()
 
         return await self._once(sender, cmid, work)

@@ -7,18 +7,16 @@ tolerance is about one report: see docs/architecture.md.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_twisted
-from autobahn.wamp.exception import ApplicationError
 from twisted.internet.defer import Deferred, gatherResults
 
-from cluster_tenants import ClusterTenant, online
+from cluster_tenants import ClusterTenant, blast, online
 from harness import Node
-from wamp_clients import JoinRefused, TestSession, sleep
+from wamp_clients import JoinRefused, sleep
 
 REPORT_S = 0.5  # the node tick that exchanges load reports
 
@@ -36,20 +34,6 @@ async def make(cluster_nodes: tuple[Node, Node]) -> AsyncIterator[Any]:
         await tenant.close()
 
 
-async def _blast(session: TestSession, to: str, seconds: float) -> tuple[int, int]:
-    """Send as fast as one client can for `seconds`: (accepted, rate_limited)."""
-    accepted = limited = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            await session.call("mics.message.send", to_user_id=to, body="x")
-            accepted += 1
-        except ApplicationError as e:
-            assert e.error == "mics.error.rate_limited", e.error
-            limited += 1
-    return accepted, limited
-
-
 @pytest_twisted.ensureDeferred
 async def test_the_tenants_message_rate_holds_across_two_nodes(cluster_nodes, make):
     a, b = cluster_nodes
@@ -58,7 +42,7 @@ async def test_the_tenants_message_rate_holds_across_two_nodes(cluster_nodes, ma
     alice, bob = await tenant.pair(a, b)
     await sleep(1.0)  # both nodes reported the tenant once
     (on_a, refused_a), (on_b, refused_b) = await gatherResults(
-        [Deferred.fromCoroutine(_blast(alice, "bob", seconds)), Deferred.fromCoroutine(_blast(bob, "alice", seconds))]
+        [Deferred.fromCoroutine(blast(alice, "bob", seconds)), Deferred.fromCoroutine(blast(bob, "alice", seconds))]
     )
     admitted = on_a + on_b
     print(f"\nmax_message_qps {rate}, two nodes for {seconds:.0f} s: admitted {admitted} "

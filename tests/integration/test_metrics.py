@@ -25,7 +25,8 @@ Sample = tuple[str, tuple[tuple[str, str], ...]]  # (name, sorted labels without
 
 async def scrape(node: Node, tenant_id: str) -> dict[Sample, float]:
     """The tenant's counter and gauge samples (histogram buckets and sums left out)."""
-    status, body = await deferToThread(http_get, f"{node.http}/metrics")
+    # the shared test node holds every earlier test's tenants: a large page, on a busy machine
+    status, body = await deferToThread(http_get, f"{node.http}/metrics", 10.0)
     assert status == 200
     samples: dict[Sample, float] = {}
     for family in text_string_to_metric_families(body.decode()):

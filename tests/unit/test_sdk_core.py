@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from autobahn.exception import Disconnected
+from autobahn.wamp.exception import ApplicationError, TransportLost
+from twisted.internet.defer import ensureDeferred
+from twisted.python.failure import Failure
 
 import mics.hooks.codec as node_codec
 from mics import errors as node_errors
@@ -135,3 +141,53 @@ def test_typing_signals_and_changes_are_recognised() -> None:
     assert _m("r", "recall", ref_msg_id="a").is_change and not _m("c").is_change
     message = _m("g", "group_chat", mentions=["bob"], reply_to="a", edited_at=5, recalled=False)
     assert (message.mentions, message.reply_to, message.edited_at, message.extra) == (["bob"], "a", 5, {})
+
+
+def _finish(waitable: Any) -> Any:
+    """The result of an SDK call that never waits on anything (the fakes below answer at once)."""
+    outcome: list[Any] = []
+    ensureDeferred(waitable).addBoth(outcome.append)
+    assert outcome, "the call waited"
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    return outcome[0]
+
+
+class _DroppingSession:
+    """An attached session whose connection drops under the next subscribe/unsubscribe."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def is_attached(self) -> bool:
+        return True
+
+    async def subscribe(self, *args: object, **kwargs: object) -> object:
+        raise self.error
+
+
+class _DroppingSubscription:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    async def unsubscribe(self) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [Disconnected("gone"), TransportLost(), ApplicationError(errors.TRANSPORT_LOST, "lost")],
+    ids=["disconnected", "transport_lost", "transport_lost_error"],
+)
+def test_a_connection_dropping_under_a_presence_watch_keeps_the_watch_and_raises_nothing_from_autobahn(error) -> None:
+    """The watch is renewed on reconnect; Autobahn's own exceptions never reach the app."""
+    from mics_client.twisted import MicsClient
+
+    client = MicsClient("ws://127.0.0.1:1/ws", "demo", "token", "phone")
+    client._session = _DroppingSession(error)
+    seen: list[object] = []
+    _finish(client.watch_presence("bob", seen.append))
+    assert list(client._watches) == ["bob"] and seen == []
+    client._presence_subscriptions["bob"] = _DroppingSubscription(error)
+    _finish(client.unwatch_presence("bob"))
+    assert client._watches == {} and client._presence_subscriptions == {}

@@ -81,65 +81,47 @@ class Fanout:
         if not observations:
             return
         excluded = self._by_id.get(exclude) if exclude is not None else None
+        wanted = _addressed(authids, observations)
+        self._fan(topic, kwargs, ((o, [r for r in o.observers if r._authid in wanted and r is not excluded])
+                                  for o in observations))  # fmt: skip
+
+    def deliver_all(self, topic: str, kwargs: dict[str, Any]) -> int:
+        """This event to every subscriber of `topic` (live presence: any user may watch); returns
+        how many sessions it was sent to. The router's loop over the sessions subscribed is all
+        there is, and nothing happens when nobody is."""
+        observations = self._subscriptions.match_observations(topic)
+        if not observations:
+            return 0
+        return self._fan(topic, kwargs, ((o, o.observers) for o in observations))
+
+    def _fan(self, topic: str, kwargs: dict[str, Any], targets: Iterable[tuple[Any, Iterable[Any]]]) -> int:
+        """One EVENT per subscription to its receivers, framed once per serializer and written
+        through `mics.router.frames` (Router.send for what it cannot write); returns how many
+        sessions it went to."""
         publication = util.id()
         router = self._router
         send = router.send
         # a traced router logs every message it sends: let it see these too
         writer = self._writer
         write = None if writer is None or router._trace_traffic or router._is_traced else writer.write
-        wanted = _addressed(authids, observations)
-        written = 0
-        for observation in observations:
-            receivers = [r for r in observation.observers if r._authid in wanted and r is not excluded]
-            if not receivers:
-                continue
+        sent = written = 0
+        for observation, receivers in targets:
             # pattern subscribers learn the concrete topic from the event details, as from the broker
             pattern_topic = None if observation.match == message.Subscribe.MATCH_EXACT else topic
-            event = message.Event(observation.id, publication, kwargs=kwargs, topic=pattern_topic)
+            event = None
             frames: dict[Any, PreparedMessage] = {}
             for receiver in receivers:
                 protocol = receiver._transport
                 if receiver._session_id and protocol:
-                    try:
-                        if write is not None and write(protocol, event, frames):
-                            written += 1
-                        else:
-                            send(receiver, event)
-                    except Exception as e:  # e.g. PayloadExceededError for one receiver: the others still get it
-                        _limited.warn(("undelivered", type(e).__name__), "event not delivered: topic={topic} "
-                                      "error={error}", topic=topic, error=str(e))  # fmt: skip
-        if written:  # the router's message statistics, as Router.send keeps them
-            sent = router._message_stats["sent"]
-            sent["event"] = sent.get("event", 0) + written
-
-    def deliver_all(self, topic: str, kwargs: dict[str, Any]) -> int:
-        """This event to every subscriber of `topic` (live presence: any user may watch); returns
-        how many sessions it was sent to. One EVENT per subscription, framed once per serializer and
-        written through `mics.router.frames` as `deliver` does: the router's loop over the sessions
-        subscribed is all there is, and nothing happens when nobody is."""
-        observations = self._subscriptions.match_observations(topic)
-        if not observations:
-            return 0
-        publication = util.id()
-        router = self._router
-        send = router.send
-        writer = self._writer
-        write = None if writer is None or router._trace_traffic or router._is_traced else writer.write
-        sent = written = 0
-        for observation in observations:
-            pattern_topic = None if observation.match == message.Subscribe.MATCH_EXACT else topic
-            event = message.Event(observation.id, publication, kwargs=kwargs, topic=pattern_topic)
-            frames: dict[Any, PreparedMessage] = {}
-            for receiver in observation.observers:
-                protocol = receiver._transport
-                if receiver._session_id and protocol:
+                    if event is None:
+                        event = message.Event(observation.id, publication, kwargs=kwargs, topic=pattern_topic)
                     try:
                         if write is not None and write(protocol, event, frames):
                             written += 1
                         else:
                             send(receiver, event)
                         sent += 1
-                    except Exception as e:
+                    except Exception as e:  # e.g. PayloadExceededError for one receiver: the others still get it
                         _limited.warn(("undelivered", type(e).__name__), "event not delivered: topic={topic} "
                                       "error={error}", topic=topic, error=str(e))  # fmt: skip
         if written:  # the router's message statistics, as Router.send keeps them

@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from autobahn.wamp.exception import ApplicationError
+from autobahn.exception import Disconnected
+from autobahn.wamp.exception import ApplicationError, TransportLost
 
 from mics_client import errors
 from mics_client.types import Ack, PresenceChange
@@ -105,7 +106,11 @@ class ConversationFeatures:
             if len(callbacks) == 1:
                 try:
                     await self._subscribe_presence(session, user_id)
+                except (Disconnected, TransportLost):
+                    return  # the watch is kept: it subscribes (and snapshots) when the client reconnects
                 except ApplicationError as e:
+                    if e.error == errors.TRANSPORT_LOST:
+                        return
                     self._watches.pop(user_id, None)
                     raise errors.from_application_error(e) from None
             await self._presence_snapshot([user_id], only=callback)
@@ -116,7 +121,10 @@ class ConversationFeatures:
         session = self._session
         subscription = self._presence_subscriptions.pop(user_id, None)
         if subscription is not None and session is not None and session.is_attached():
-            await subscription.unsubscribe()
+            try:
+                await subscription.unsubscribe()
+            except (Disconnected, TransportLost, ApplicationError):
+                pass  # the connection dropped: the subscription went with it, and no reconnect renews it
 
     async def _subscribe_presence(self, session: Any, user_id: str) -> None:
         def on_event(*args: Any, **kwargs: Any) -> None:

@@ -29,7 +29,6 @@ INBOX_PREFIX = "mics.inbox."
 GROUP_PREFIX = "mics.group."
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
 NORMAL_CLOSE = "wamp.close.normal"
-TRANSPORT_LOST = "wamp.close.transport_lost"  # a call in flight when the connection dropped
 
 # connection states
 NEW, CONNECTING, CONNECTED, RECONNECTING, CLOSED = "new", "connecting", "connected", "reconnecting", "closed"
@@ -574,7 +573,7 @@ class ClientCore(ConversationFeatures, AgentFeatures):
                 kwargs["options"] = CallOptions(timeout=self._call_timeout_ms)
             return await session.call(procedure, **kwargs)
         except ApplicationError as e:
-            if e.error == TRANSPORT_LOST:
+            if e.error == errors.TRANSPORT_LOST:
                 raise errors.NotConnected("the connection dropped during the call (it reconnects)") from None
             raise errors.from_application_error(e) from None
         except (Disconnected, TransportLost):  # closed between our check and the send

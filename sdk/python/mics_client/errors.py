@@ -155,6 +155,9 @@ class SlowConsumer(ConnectionClosed):
 
 
 # -- local conditions -----------------------------------------------------------------------------------
+TRANSPORT_LOST = "wamp.close.transport_lost"  # what a call or subscribe in flight fails with when the connection drops
+
+
 class NotConnected(MicsError):
     """A call was made while the client is not joined (before connect, while reconnecting, after close)."""
 
