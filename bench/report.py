@@ -255,6 +255,14 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             f"{_fmt(during.get('p50_ms'))} / {_fmt(during.get('p99_ms'))}",
             _fmt(noisy.get("quiet_p99_ratio")),
         ))  # fmt: skip
+        window = noisy.get("window")
+        if window:
+            out.append((
+                "fairness: flood accepted / refused per s; router µs per send answered (during the flood)",
+                f"{_fmt(window.get('flood_accepted_per_s'))} / {_fmt(window.get('flood_refused_per_s'))}",
+                _fmt(window.get("node_us_per_call")),
+                "-",
+            ))  # fmt: skip
     start = res.get("startup")
     if start:
         r, m = start.get("raw", {}), start.get("mics", {})

@@ -359,6 +359,22 @@ class Bench:
                 total[name] = total.get(name, 0) + n
         return total
 
+    def _send_counts(self) -> dict[str, float]:
+        """From the node's /metrics: sends accepted (every tenant; the flood tenant's apart) and the
+        flood tenant's fair-share refusals, so far. (A saturated node answers late.)"""
+        with urllib.request.urlopen(self.routers["mics"].http + "/metrics", timeout=60) as r:
+            text = r.read().decode()
+        out = {"accepted": 0.0, "flood_accepted": 0.0, "refused": 0.0}
+        for line in text.splitlines():
+            if line.startswith("mics_messages_total{"):
+                value = float(line.rsplit(" ", 1)[1])
+                out["accepted"] += value
+                if 'tenant="bench_noisy"' in line:
+                    out["flood_accepted"] += value
+            elif line.startswith("mics_send_failures_total{") and 'reason="fair_share"' in line:
+                out["refused"] += float(line.rsplit(" ", 1)[1])
+        return out
+
     def _hook_outcomes(self, tenant: str) -> dict[str, float]:
         """check_message hook outcomes from the node's /metrics (ok, timeout, queue_full, ...), and
         the batched calls' mean size (`messages_per_batch`)."""
@@ -477,7 +493,16 @@ class Bench:
             for child in flood.children:
                 child.send(flood_cmd)
             time.sleep(lead)
-            out["during_flood"] = self._p2p_step(router, quiet, quiet_rate, duration)
+            before = self._send_counts()
+            out["during_flood"] = during = self._p2p_step(router, quiet, quiet_rate, duration)
+            counts = {k: v - before.get(k, 0) for k, v in self._send_counts().items()}
+            calls = counts.get("accepted", 0) + counts.get("refused", 0)
+            # the router's CPU in the measured window, over every send it answered then (accepted or
+            # refused): what a refusal costs shows as the gap to an accepted send's cost
+            out["window"] = {**counts, "node_cpu_s": during.get("node_cpu_s"),
+                             "node_us_per_call": round(during.get("node_cpu_s", 0) * 1e6 / max(calls, 1), 1),
+                             "flood_accepted_per_s": round(counts.get("flood_accepted", 0) / during["wall_s"], 1),
+                             "flood_refused_per_s": round(counts.get("refused", 0) / during["wall_s"], 1)}  # fmt: skip
             flood_replies = flood.replies(duration + 2 * lead + plan.drain_s + 60)
             sent = sum(r["sent"] for r in flood_replies)
             out["flood"] = {
