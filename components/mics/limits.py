@@ -26,6 +26,12 @@ class TokenBucket:
     def rate(self) -> float:
         return self._rate
 
+    def set_rate(self, rate: float) -> None:
+        """A new rate from now on; the tokens so far are kept, up to the new burst."""
+        now = self._clock()
+        self._tokens = min(self._tokens + (now - self._stamp) * self._rate, float(rate))
+        self._stamp, self._rate = now, float(rate)
+
     def try_take(self, n: float = 1.0) -> bool:
         now = self._clock()
         if now - self._window >= 1.0:
@@ -173,8 +179,15 @@ class TenantShare:
         return False
 
     def set_cap(self, cap: float | None) -> None:
+        """A new cap keeps what is left of the budget (at most the new cap's burst): a fresh full
+        bucket every tick would let a capped tenant send its cap again each half second, ~3x the cap."""
         self.cap = cap
-        self._bucket = None if cap is None else TokenBucket(max(cap, 1.0), self._clock)
+        if cap is None:
+            self._bucket = None
+        elif self._bucket is None:
+            self._bucket = TokenBucket(max(cap, 1.0), self._clock)
+        else:
+            self._bucket.set_rate(max(cap, 1.0))
 
 
 class FairShare:

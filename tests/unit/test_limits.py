@@ -1,6 +1,6 @@
 """Token bucket and circuit breaker, driven by a fake clock."""
 
-from mics.limits import CircuitBreaker, FairShare, KeyedBuckets, TokenBucket, fair_levels
+from mics.limits import MIN_CAPPED_RATE, CircuitBreaker, FairShare, KeyedBuckets, TokenBucket, fair_levels
 
 
 class Clock:
@@ -166,3 +166,12 @@ def test_timer_lag_counts_as_load_only_while_the_worker_itself_is_busy() -> None
     assert worker_load(0.05, 0.4) == 0.05  # 50 msg/s on a starved machine: not saturated
     assert abs(worker_load(LAG_CPU_FLOOR, 0.12) - 1.2) < 1e-9  # busy and behind: saturated
     assert worker_load(0.9, 1.0) == 1.5 and worker_load(0.95, 0.0) == 0.95
+
+
+def test_a_capped_tenant_gets_its_cap_while_the_node_stays_saturated_not_a_fresh_burst_every_tick():
+    clock = Clock()
+    fair = FairShare(clock)
+    drive(fair, clock, {"noisy": 1000}, 12, busy=0.99)
+    assert fair.capped() == {"noisy": MIN_CAPPED_RATE}, "shrunk to the floor while saturated"
+    admitted = drive(fair, clock, {"noisy": 1000}, 8, busy=0.99)["noisy"]
+    assert admitted <= MIN_CAPPED_RATE * 4 * 1.1, f"{admitted} sends in 4 s under a cap of {MIN_CAPPED_RATE}/s"
