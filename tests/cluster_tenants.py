@@ -98,6 +98,22 @@ class ClusterTenant:
             await self.hooks.stop()
 
 
+class TenantMaker:
+    """Creates tenants through one node for a test and closes them all afterwards (a fixture's body)."""
+
+    def __init__(self, node: Node, prefix: str) -> None:
+        self.node, self.prefix = node, prefix
+        self.made: list[ClusterTenant] = []
+
+    async def __call__(self, transport: str = "http", **config: Any) -> ClusterTenant:
+        self.made.append(await ClusterTenant.create(self.node, transport, prefix=self.prefix, **config))
+        return self.made[-1]
+
+    async def close(self) -> None:
+        for tenant in self.made:
+            await tenant.close()
+
+
 async def eventually(probe: Any, timeout: float = 5.0) -> Any:
     """Poll an async probe until it returns something truthy (cluster state settles through Redis)."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred, gatherResults
 
-from cluster_tenants import ClusterTenant, blast, online
+from cluster_tenants import TenantMaker, blast, online
 from harness import Node
 from wamp_clients import JoinRefused, sleep
 
@@ -23,15 +23,9 @@ REPORT_S = 0.5  # the node tick that exchanges load reports
 
 @pytest_twisted.async_yield_fixture()
 async def make(cluster_nodes: tuple[Node, Node]) -> AsyncIterator[Any]:
-    made: list[ClusterTenant] = []
-
-    async def create(**config: Any) -> ClusterTenant:
-        made.append(await ClusterTenant.create(cluster_nodes[0], prefix="lim", **config))
-        return made[-1]
-
-    yield create
-    for tenant in made:
-        await tenant.close()
+    maker = TenantMaker(cluster_nodes[0], "lim")
+    yield maker
+    await maker.close()
 
 
 @pytest_twisted.ensureDeferred

@@ -16,7 +16,7 @@ import pytest_twisted
 from autobahn.wamp.types import RegisterOptions
 from twisted.internet.defer import Deferred, gatherResults
 
-from cluster_tenants import ClusterTenant, blast, eventually, online
+from cluster_tenants import TenantMaker, blast, eventually, online
 from harness import Node, start_nodes, start_redis
 from wamp_clients import JoinRefused, sleep
 
@@ -38,15 +38,9 @@ def three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
 
 @pytest_twisted.async_yield_fixture()
 async def make(three: list[Node]) -> AsyncIterator[Any]:
-    made: list[ClusterTenant] = []
-
-    async def create(transport: str = "http", **config: Any) -> ClusterTenant:
-        made.append(await ClusterTenant.create(three[-1], transport, prefix="three", **config))
-        return made[-1]
-
-    yield create
-    for tenant in made:
-        await tenant.close()
+    maker = TenantMaker(three[-1], "three")
+    yield maker
+    await maker.close()
 
 
 @pytest_twisted.ensureDeferred
