@@ -31,7 +31,7 @@ class HandTransport(AgentTransport):
         self.calls: list[Call] = []
         self.arrived: defer.Deferred[None] = defer.Deferred()
 
-    async def call(self, request: dict[str, Any], on_progress: Any) -> Any:
+    async def call(self, request: dict[str, Any], on_progress: Any, timeout_s: float) -> Any:
         call = Call(request, on_progress)
         self.calls.append(call)
         arrived, self.arrived = self.arrived, defer.Deferred()

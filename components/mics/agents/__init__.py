@@ -60,10 +60,11 @@ class AgentTransport(ABC):
     """One call of one agent over one transport."""
 
     @abstractmethod
-    async def call(self, request: dict[str, Any], on_progress: Callable[[Any], None]) -> Any:
+    async def call(self, request: dict[str, Any], on_progress: Callable[[Any], None], timeout_s: float) -> Any:
         """Send `request`; `on_progress(obj)` for each streamed object before the last one; return the
         last one (unchecked: `final_of` reads it). Raise AgentError when nobody serves the agent
-        (unavailable) or it failed (error). Cancelling the call must stop it."""
+        (unavailable) or it failed (error). Cancelling the call must stop it. `timeout_s` is the whole
+        answer's budget: the guard enforces it; a transport passes it on where a hop needs one."""
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release pooled connections."""

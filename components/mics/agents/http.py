@@ -41,7 +41,7 @@ class HttpAgent(AgentTransport):
         self._pool.maxPersistentPerHost = 64
         self._pool.cachedConnectionTimeout = 120
 
-    async def call(self, request: dict[str, Any], on_progress: Callable[[Any], None]) -> Any:
+    async def call(self, request: dict[str, Any], on_progress: Callable[[Any], None], timeout_s: float) -> Any:
         body = dumps(request)
         headers = sign_headers(self.tenant_id, self._secret, body)
         headers["Content-Type"] = JSON

@@ -134,7 +134,8 @@ class AgentRun:
         the breaker; a first-chunk timeout or a bad chunk cancels the call."""
         agent = self._agent
         request = await self._request()
-        self._call = call = Deferred.fromCoroutine(agent.transport.call(request, self._on_progress))
+        budget_s = agent.config.timeout_ms / 1000
+        self._call = call = Deferred.fromCoroutine(agent.transport.call(request, self._on_progress, budget_s))
         if self._error is not None:  # cancelled while the context was read
             call.cancel()
         self._first_chunk_timer = self._reactor.callLater(

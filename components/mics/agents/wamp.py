@@ -19,18 +19,23 @@ from mics.agents import ERROR, UNAVAILABLE, AgentError, AgentTransport
 from mics.hooks.wamp import Caller
 from mics.router import NoRealmSession
 
+CALL_TIMEOUT_SLACK_MS = 2000
+
 
 class WampAgent(AgentTransport):
     def __init__(self, agent_id: str, port: Caller) -> None:
         self._procedure = uris.agent_procedure(agent_id)
         self._port = port
 
-    async def call(self, request: dict[str, Any], on_progress: Callable[[Any], None]) -> Any:
+    async def call(self, request: dict[str, Any], on_progress: Callable[[Any], None], timeout_s: float) -> Any:
         def progress(*args: Any, **kwargs: Any) -> None:
             on_progress(_one_object(args, kwargs))
 
+        # the call's own timeout, a little past the guard's (which ends it first, as a timeout): served
+        # on another node, the relay then allows the whole answer's time, not only its idle limit
+        options = CallOptions(on_progress=progress, timeout=int(timeout_s * 1000) + CALL_TIMEOUT_SLACK_MS)
         try:
-            result = await self._port.call(self._procedure, options=CallOptions(on_progress=progress), **request)
+            result = await self._port.call(self._procedure, options=options, **request)
         except NoRealmSession:
             raise AgentError(UNAVAILABLE, "the tenant realm is not ready") from None
         except ApplicationError as e:
