@@ -387,3 +387,27 @@ def test_what_an_agent_streams_is_read_strictly():
         delta_of({"delta": b"x" * 101}, 100)
     assert text_of("Hi") == "Hi" and text_of({"text": "Hi"}) == "Hi" and text_of({"text": 1}) == ""
     assert text_of([1]) == ""
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wamp_agent_is_called_with_the_answers_budget_as_the_calls_own_timeout():
+    """Served on another node, the relay waits for the call's own timeout: the whole answer's time, a
+    little past the guard's (which ends it first), not the relay's idle limit."""
+    from autobahn.wamp.types import CallOptions
+
+    from mics.agents.wamp import CALL_TIMEOUT_SLACK_MS, WampAgent
+
+    seen: list[tuple[str, CallOptions, dict[str, Any]]] = []
+
+    class Port:
+        def call(self, procedure: str, options: CallOptions, **kwargs: Any) -> Any:
+            seen.append((procedure, options, kwargs))
+            options.on_progress(delta="hi")
+            return defer.succeed({"body": "done"})
+
+    progress: list[Any] = []
+    result = await WampAgent("helper", Port()).call({"text": "q"}, progress.append, 45.0)
+    (procedure, options, kwargs), = seen
+    assert procedure == uris.agent_procedure("helper") and kwargs == {"text": "q"}
+    assert options.timeout == 45_000 + CALL_TIMEOUT_SLACK_MS
+    assert progress == [{"delta": "hi"}] and result == {"body": "done"}
