@@ -145,6 +145,8 @@ test('two tabs see live presence and typing, reply, edit and recall, and @mentio
   await mine(erin, 'oops wrong chat').locator('button.recall').click();
   await frank.waitForSelector('#messages li.recalled:has-text("message recalled")');
   assert.equal(await bubble(frank, 'oops wrong chat').count(), 0);
+  // erin's own tab applies the recall when its answer (or her copy's event) arrives: maybe a moment later
+  await erin.waitForSelector('#messages li.recalled:has-text("message recalled")');
   assert.equal(await bubble(erin, 'oops wrong chat').count(), 0);
 
   // @mention in the lobby group: erin's copy is highlighted
