@@ -17,7 +17,6 @@ from twisted.internet.interfaces import IDelayedCall
 from txaio import make_logger
 
 from mics import events, metrics
-from mics.types import now_ms
 
 if TYPE_CHECKING:
     from mics.tenants import TenantRuntime
@@ -71,21 +70,11 @@ class OfflinePush:
         self._emit(user_id, message)
 
     def _emit(self, user_id: str, message: dict[str, Any]) -> None:
-        tenant = self._tenant
-        tenant.events.put(
-            events.Event(
-                tenant_id=tenant.tenant_id,
-                event_type=events.OFFLINE_PUSH,
-                timestamp=now_ms(),
-                node_id=tenant.node_id,
-                data=message,
-                msg_id=message["msg_id"],
-                user_id=user_id,
-                to_user_id=message.get("to_user_id") or "",
-                group_id=message.get("group_id") or "",
-                trace_id=message.get("trace_id") or "",
-            )
-        )
+        self._tenant.emit(
+            events.OFFLINE_PUSH, message, msg_id=message["msg_id"], user_id=user_id,
+            to_user_id=message.get("to_user_id") or "", group_id=message.get("group_id") or "",
+            trace_id=message.get("trace_id") or "",
+        )  # fmt: skip
         self._counts["emitted"].inc()
 
     def _failed(self, failure: Any, user_id: str) -> None:

@@ -486,18 +486,7 @@ class SendService:
         )  # fmt: skip
 
     def _emit(self, event_type: str, message: Message, data: dict[str, Any], **fields: str) -> None:
-        self._tenant.events.put(
-            events.Event(
-                tenant_id=self.tenant_id,
-                event_type=event_type,
-                timestamp=message.ts,
-                node_id=self._tenant.node_id,
-                data=data,
-                msg_id=message.msg_id,
-                trace_id=message.trace_id,
-                **fields,
-            )
-        )
+        self._tenant.emit(event_type, data, message.ts, msg_id=message.msg_id, trace_id=message.trace_id, **fields)
 
 
 _FAILURE_REASONS = (

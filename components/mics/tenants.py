@@ -254,18 +254,21 @@ class TenantRuntime:
             info.last_active = self._reactor.seconds()
         return info
 
-    def _emit_connection(self, event_type: str, info: SessionInfo) -> None:
+    def emit(self, event_type: str, data: dict[str, Any], timestamp: int | None = None, **fields: str) -> None:
+        """One event of this tenant, from this node, to its sinks (`timestamp`: now unless given)."""
         self.events.put(
             events.Event(
                 tenant_id=self.tenant_id,
                 event_type=event_type,
-                timestamp=now_ms(),
+                timestamp=now_ms() if timestamp is None else timestamp,
                 node_id=self.node_id,
-                data=info.to_kwargs(self.node_id),
-                user_id=info.user_id,
-                device_id=info.device_id,
+                data=data,
+                **fields,
             )
         )
+
+    def _emit_connection(self, event_type: str, info: SessionInfo) -> None:
+        self.emit(event_type, info.to_kwargs(self.node_id), user_id=info.user_id, device_id=info.device_id)
 
     def close_session(self, session_id: int, reason: errors.Reason, message: str) -> None:
         self.port.close_session(session_id, reason, message)

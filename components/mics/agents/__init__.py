@@ -256,25 +256,14 @@ class Agents:
         """The AGENT_CALL event of one call (or refusal), and its count."""
         agent.calls[outcome].inc()
         message = trigger.message
-        tenant = self._tenant
         agent_id = agent.config.agent_id
         data = {"agent_id": agent_id, "stream_id": stream_id, "outcome": outcome, "duration_ms": duration_ms,
                 "chunks": chunks}  # fmt: skip
-        tenant.events.put(
-            events.Event(
-                tenant_id=tenant.tenant_id,
-                event_type=events.AGENT_CALL,
-                timestamp=now_ms(),
-                node_id=tenant.node_id,
-                data=data,
-                msg_id=message["msg_id"],
-                user_id=trigger.sender.user_id,
-                device_id=trigger.sender.device_id or "",
-                to_user_id="" if trigger.group_id else agent_id,
-                group_id=trigger.group_id or "",
-                trace_id=message["trace_id"],
-            )
-        )
+        self._tenant.emit(
+            events.AGENT_CALL, data, msg_id=message["msg_id"], user_id=trigger.sender.user_id,
+            device_id=trigger.sender.device_id or "", to_user_id="" if trigger.group_id else agent_id,
+            group_id=trigger.group_id or "", trace_id=message["trace_id"],
+        )  # fmt: skip
 
     def close(self) -> None:
         for run in list(self.running):
